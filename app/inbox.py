@@ -1,0 +1,118 @@
+"""The webhook inbox: record each verified delivery once, then let the queue (or the sweep) run it.
+
+The web process calls ``record()`` on the hot path: one indexed look-up and one insert. Whatever
+happens to Redis afterwards, the row is the promise that the event will be handled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+
+from redis import Redis
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.models import Shop, WebhookEvent
+from app.queues import WEBHOOK_JOBS, enqueue_event, enqueue_setup, job_id_for_event
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(Enum):
+    QUEUE = "queue"  # new event for a handled topic of a known shop: enqueue it
+    DUPLICATE = "duplicate"  # seen before (retry or second subscription): nothing to do
+    IGNORED = "ignored"  # unknown shop or a topic we do not handle: recorded, not run
+    MALFORMED = "malformed"  # signed, but not a JSON object: recorded as failed with the reason
+
+
+@dataclass(frozen=True)
+class Delivery:
+    event_id: str
+    webhook_id: str | None
+    shop: str
+    topic: str
+    api_version: str | None
+    triggered_at: datetime | None
+    body: bytes
+
+
+def insert_ignoring_conflict(session: Session, model: type, index_elements: list[str], **values: object) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING; True when a row was inserted. The schema decides duplicates."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(model).values(**values).on_conflict_do_nothing(index_elements=index_elements)
+    return session.execute(statement).rowcount == 1
+
+
+def record(session: Session, delivery: Delivery) -> Outcome:
+    """Record one verified delivery and say what the caller should do with it. Commits."""
+    status, reason, payload, outcome = "pending", None, delivery.body.decode("utf-8", "replace"), Outcome.QUEUE
+    if delivery.topic not in WEBHOOK_JOBS:
+        status, reason, payload, outcome = "ignored", f"topic {delivery.topic} is not handled", None, Outcome.IGNORED
+    elif session.scalar(select(Shop.id).where(Shop.domain == delivery.shop)) is None:
+        status, reason, payload, outcome = "ignored", "unknown shop", None, Outcome.IGNORED
+    else:
+        try:
+            parsed = json.loads(delivery.body)
+        except ValueError as exc:
+            parsed, reason = None, f"body is not JSON: {exc}"
+        if reason is None and not isinstance(parsed, dict):
+            reason = "body is not a JSON object"
+        if reason is not None:
+            status, outcome = "failed", Outcome.MALFORMED
+
+    inserted = insert_ignoring_conflict(
+        session, WebhookEvent, ["event_id"],
+        event_id=delivery.event_id, webhook_id=delivery.webhook_id, shop_domain=delivery.shop,
+        topic=delivery.topic, api_version=delivery.api_version, triggered_at=delivery.triggered_at,
+        received_at=utcnow(), status=status, attempts=0, last_error=reason, payload=payload,
+    )
+    session.commit()
+    return outcome if inserted else Outcome.DUPLICATE
+
+
+STRANDED_AFTER = timedelta(seconds=60)
+LIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+
+
+def requeue_stranded(session: Session, redis: Redis, limit: int = 500) -> int:
+    """Enqueue pending events whose job never reached Redis (or was lost). Returns how many."""
+    cutoff = utcnow() - STRANDED_AFTER
+    events = session.execute(
+        select(WebhookEvent.event_id, WebhookEvent.topic)
+        .where(WebhookEvent.status == "pending", WebhookEvent.received_at < cutoff)
+        .order_by(WebhookEvent.received_at).limit(limit)
+    ).all()
+    count = 0
+    for event_id, topic in events:
+        try:
+            job = Job.fetch(job_id_for_event(event_id), connection=redis)
+        except NoSuchJobError:
+            job = None
+        if job is not None:
+            if job.get_status(refresh=False) in LIVE_JOB_STATES:
+                continue
+            job.delete()  # finished or failed while the event is still pending: run it again
+        if enqueue_event(redis, event_id, topic):
+            count += 1
+            log.info("stranded event enqueued", extra={"event_id": event_id, "topic": topic})
+    return count
+
+
+def requeue_unfinished_setups(session: Session, redis: Redis) -> int:
+    """Enqueue post-install work for installed shops whose setup never completed."""
+    cutoff = utcnow() - STRANDED_AFTER
+    shops = session.execute(
+        select(Shop.id, Shop.installed_at).where(
+            Shop.uninstalled_at.is_(None), Shop.access_token.is_not(None),
+            Shop.setup_completed_at.is_(None), Shop.installed_at < cutoff)
+    ).all()
+    return sum(enqueue_setup(redis, shop_id, installed_at) for shop_id, installed_at in shops)

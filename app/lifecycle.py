@@ -1,0 +1,198 @@
+"""A shop's life with the app: install, default programs, uninstall, and the privacy (compliance) duties.
+
+Plain functions over a SQLAlchemy session; no Flask, no HTTP. Each is idempotent: running it again
+after it succeeded changes nothing, which is what duplicate webhooks and retried jobs need.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from redis import Redis
+from rq.job import Job
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.inbox import insert_ignoring_conflict
+from app.models import Customer, DataRequest, IssuedCode, Program, Shop, WebhookEvent
+from app.queues import COMPLIANCE_TOPICS, job_id_for_event
+from app.shopify.oauth import TokenGrant
+from app.shopify.tokens import TokenCipher, forget_tokens, store_grant
+
+log = logging.getLogger(__name__)
+
+# Created at install, switched off: the merchant chooses the value before any code goes out.
+DEFAULT_PROGRAMS: tuple[dict[str, Any], ...] = (
+    {"kind": "welcome", "name": "Welcome code", "value_type": "percentage", "value": Decimal("10"),
+     "expires_after_days": 30, "code_prefix": "WELCOME-"},
+    {"kind": "referral_friend", "name": "Referred friend", "value_type": "percentage", "value": Decimal("10"),
+     "expires_after_days": 30, "code_prefix": "FRIEND-"},
+    {"kind": "referral_reward", "name": "Referral reward", "value_type": "percentage", "value": Decimal("15"),
+     "expires_after_days": 60, "code_prefix": "THANKS-"},
+)
+
+
+def shop_by_domain(session: Session, domain: str) -> Shop | None:
+    return session.scalar(select(Shop).where(Shop.domain == domain))
+
+
+def install(session: Session, domain: str, grant: TokenGrant, api_version: str, cipher: TokenCipher) -> Shop:
+    """Store a fresh token for the shop: a first install, a reinstall, or an install over a live one."""
+    shop = shop_by_domain(session, domain)
+    if shop is None:
+        shop = Shop(domain=domain, api_version=api_version, settings={})
+        session.add(shop)
+    store_grant(shop, grant, cipher)
+    shop.api_version = api_version
+    shop.installed_at = utcnow()
+    shop.uninstalled_at = None
+    shop.setup_completed_at = None
+    shop.setup_error = None
+    session.flush()
+    return shop
+
+
+def create_default_programs(session: Session, shop_id: int) -> int:
+    """The shop's welcome and referral programs, once. Returns how many were created now."""
+    created = 0
+    for spec in DEFAULT_PROGRAMS:
+        exists = session.scalar(select(Program.id).where(Program.shop_id == shop_id, Program.kind == spec["kind"]))
+        if exists is None:
+            # The partial unique index (shop, kind) settles a race between two setup jobs.
+            with session.begin_nested():
+                session.add(Program(shop_id=shop_id, active=False, **spec))
+            created += 1
+    return created
+
+
+def uninstall(session: Session, redis: Redis, domain: str, triggered_at: datetime | None) -> str:
+    """``app/uninstalled``: forget the token, stop pending work. Data stays until ``shop/redact``."""
+    shop = shop_by_domain(session, domain)
+    if shop is None:
+        return "unknown shop"
+    if triggered_at is not None and triggered_at < shop.installed_at:
+        return "stale: the shop reinstalled after this uninstall"
+    if shop.uninstalled_at is None:
+        shop.uninstalled_at = triggered_at or utcnow()
+    forget_tokens(shop)
+    shop.setup_completed_at = None
+    dropped = drop_pending_events(session, redis, domain, reason="shop uninstalled")
+    log.info("shop uninstalled", extra={"shop": domain, "status": f"{dropped} pending events dropped"})
+    return "uninstalled"
+
+
+def drop_pending_events(session: Session, redis: Redis, domain: str, reason: str) -> int:
+    """Mark the shop's pending non-compliance events ignored and cancel their queued jobs."""
+    events = session.scalars(
+        select(WebhookEvent).where(WebhookEvent.shop_domain == domain, WebhookEvent.status == "pending",
+                                   WebhookEvent.topic.not_in(COMPLIANCE_TOPICS | {"app/uninstalled"}))
+    ).all()
+    for event in events:
+        event.status, event.last_error, event.payload = "ignored", reason, None
+        try:
+            Job(job_id_for_event(event.event_id), connection=redis).cancel()
+        except Exception as exc:  # noqa: BLE001  a job already gone is what we want anyway
+            log.debug("job not cancelled", extra={"event_id": event.event_id, "reason": str(exc)})
+    return len(events)
+
+
+def customer_created(session: Session, shop: Shop, payload: dict[str, Any]) -> bool:
+    """``customers/create``: remember the customer (id and referral token only). True if new."""
+    return insert_ignoring_conflict(
+        session, Customer, ["shop_id", "shopify_customer_id"],
+        shop_id=shop.id, shopify_customer_id=int(payload["id"]),
+        referral_token=secrets.token_urlsafe(18), created_at=utcnow(),
+    )
+
+
+def customer_data(session: Session, shop: Shop, shopify_customer_id: int) -> dict[str, Any]:
+    """Everything we hold on one customer of one shop, as the merchant receives it."""
+    customer = session.scalar(select(Customer).where(Customer.shop_id == shop.id,
+                                                     Customer.shopify_customer_id == shopify_customer_id))
+    if customer is None:
+        return {"customer": None, "codes": [], "note": "OnceCode holds no data on this customer."}
+    codes = session.scalars(select(IssuedCode).where(IssuedCode.shop_id == shop.id,
+                                                     IssuedCode.customer_id == customer.id)
+                            .order_by(IssuedCode.issued_at)).all()
+    referrer = session.get(Customer, customer.referred_by_id) if customer.referred_by_id else None
+    return {
+        "customer": {
+            "shopify_customer_id": customer.shopify_customer_id,
+            "known_since": customer.created_at.isoformat(),
+            "referral_token": customer.referral_token,
+            "referred_by_shopify_customer_id": referrer.shopify_customer_id if referrer else None,
+        },
+        "codes": [
+            {"code": c.code, "status": c.status, "issued_at": c.issued_at.isoformat(),
+             "expires_at": c.expires_at.isoformat() if c.expires_at else None,
+             "redeemed_at": c.redeemed_at.isoformat() if c.redeemed_at else None,
+             "order_id": c.order_id,
+             "order_total": str(c.order_total) if c.order_total is not None else None,
+             "discount_amount": str(c.discount_amount) if c.discount_amount is not None else None,
+             "currency": c.currency}
+            for c in codes
+        ],
+    }
+
+
+def data_requested(session: Session, shop: Shop, payload: dict[str, Any]) -> bool:
+    """``customers/data_request``: store what we hold on the customer for the merchant to fetch."""
+    customer_id = int(payload["customer"]["id"])
+    request_id = int(payload["data_request"]["id"])
+    data = customer_data(session, shop, customer_id)
+    data["orders_requested"] = payload.get("orders_requested") or []
+    return insert_ignoring_conflict(
+        session, DataRequest, ["shop_id", "shopify_request_id"],
+        shop_id=shop.id, shopify_request_id=request_id, shopify_customer_id=customer_id,
+        data=data, created_at=utcnow(),
+    )
+
+
+def redact_customer(session: Session, shop: Shop, payload: dict[str, Any], current_event_id: str) -> None:
+    """``customers/redact``: erase what identifies the customer; keep anonymous code statistics."""
+    customer_id = int(payload["customer"]["id"])
+    # Codes keep their numbers (for the merchant's metrics) but lose the link to the person.
+    session.execute(delete(Customer).where(Customer.shop_id == shop.id,
+                                           Customer.shopify_customer_id == customer_id))
+    session.execute(delete(DataRequest).where(DataRequest.shop_id == shop.id,
+                                              DataRequest.shopify_customer_id == customer_id))
+    # Unprocessed webhook bodies may still carry the customer's email, name or address.
+    for event in session.scalars(select(WebhookEvent).where(
+            WebhookEvent.shop_domain == shop.domain, WebhookEvent.payload.is_not(None),
+            WebhookEvent.event_id != current_event_id)):
+        if _mentions_customer(event, customer_id):
+            event.payload = None
+            if event.status == "pending":
+                event.status, event.last_error = "ignored", "customer redacted"
+
+
+def _mentions_customer(event: WebhookEvent, customer_id: int) -> bool:
+    try:
+        body = json.loads(event.payload or "")
+    except ValueError:
+        return False
+    if not isinstance(body, dict):
+        return False
+    # customers/* bodies are the customer itself; orders and compliance requests nest it.
+    subject = body if event.topic in ("customers/create", "customers/update") else body.get("customer")
+    return isinstance(subject, dict) and str(subject.get("id")) == str(customer_id)
+
+
+def redact_shop(session: Session, domain: str, triggered_at: datetime | None, keep_event_id: str) -> str:
+    """``shop/redact`` (48 h after uninstall): erase everything we hold for the shop."""
+    shop = shop_by_domain(session, domain)
+    if shop is not None and shop.is_installed and triggered_at is not None and shop.installed_at > triggered_at:
+        return "stale: the shop reinstalled after this request"
+    if shop is not None:
+        session.delete(shop)  # programs, customers, codes and data requests go with it
+    session.execute(delete(WebhookEvent).where(WebhookEvent.shop_domain == domain,
+                                               WebhookEvent.event_id != keep_event_id))
+    session.execute(update(WebhookEvent).where(WebhookEvent.event_id == keep_event_id).values(payload=None))
+    return "redacted"
+

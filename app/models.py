@@ -1,0 +1,201 @@
+"""Typed models. They hold data and tiny pure helpers; no HTTP, no enqueueing.
+
+Business rules live here as database constraints (unique keys, checks) so that idempotency holds
+however many workers race: insert, and treat a unique-key conflict as "someone did it already".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base, UTCDateTime, utcnow
+
+PROGRAM_KINDS = ("welcome", "referral_friend", "referral_reward", "manual")
+VALUE_TYPES = ("percentage", "fixed_amount", "free_shipping")
+CODE_STATUSES = ("reserved", "created", "attached", "redeemed", "expired", "revoked", "failed")
+EVENT_STATUSES = ("pending", "processed", "failed", "ignored")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Timestamped:
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Shop(Timestamped, Base):
+    """A store that installed the app. Tokens are Fernet ciphertext (see ``app/shopify/tokens.py``)."""
+
+    __tablename__ = "shops"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain: Mapped[str] = mapped_column(String(255), unique=True)
+    access_token: Mapped[bytes | None] = mapped_column(LargeBinary)
+    access_token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refresh_token: Mapped[bytes | None] = mapped_column(LargeBinary)
+    refresh_token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    scopes: Mapped[str] = mapped_column(String(1000), default="")
+    api_version: Mapped[str] = mapped_column(String(20))
+    installed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    uninstalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Post-install work (webhook subscriptions, default programs) finished for the current install.
+    setup_completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    setup_error: Mapped[str | None] = mapped_column(Text)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    programs: Mapped[list[Program]] = relationship(back_populates="shop", cascade="all, delete-orphan",
+                                                   passive_deletes=True)
+
+    @property
+    def is_installed(self) -> bool:
+        return self.uninstalled_at is None and self.access_token is not None
+
+
+class Program(Timestamped, Base):
+    """A campaign: what kind of code, worth what, valid how long, formatted how."""
+
+    __tablename__ = "programs"
+    __table_args__ = (
+        CheckConstraint(_in("kind", PROGRAM_KINDS), name="kind"),
+        CheckConstraint(_in("value_type", VALUE_TYPES), name="value_type"),
+        CheckConstraint(
+            "(value_type = 'percentage' AND value > 0 AND value <= 100)"
+            " OR (value_type = 'fixed_amount' AND value > 0)"
+            " OR (value_type = 'free_shipping' AND value = 0)",
+            name="value_range",
+        ),
+        CheckConstraint("minimum_subtotal IS NULL OR minimum_subtotal > 0", name="minimum_subtotal"),
+        CheckConstraint("expires_after_days IS NULL OR expires_after_days > 0", name="expiry"),
+        CheckConstraint("code_length BETWEEN 6 AND 32", name="code_length"),
+        # One welcome / referral program per shop; any number of manual ones.
+        Index("uq_programs_shop_kind", "shop_id", "kind", unique=True,
+              postgresql_where=text("kind <> 'manual'"), sqlite_where=text("kind <> 'manual'")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    value_type: Mapped[str] = mapped_column(String(32))
+    # Percent for "percentage" (10 = 10 %), shop currency for "fixed_amount", 0 for free shipping.
+    value: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    minimum_subtotal: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    expires_after_days: Mapped[int | None] = mapped_column(Integer)
+    code_prefix: Mapped[str] = mapped_column(String(16), default="")
+    code_length: Mapped[int] = mapped_column(Integer, default=10)
+    lock_to_customer: Mapped[bool] = mapped_column(Boolean, default=True)
+    combines_with_product: Mapped[bool] = mapped_column(Boolean, default=False)
+    combines_with_order: Mapped[bool] = mapped_column(Boolean, default=False)
+    combines_with_shipping: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    shop: Mapped[Shop] = relationship(back_populates="programs")
+
+
+class Customer(Base):
+    """A store customer we know of. Deliberately no name, email or phone: nothing personal to leak."""
+
+    __tablename__ = "customers"
+    __table_args__ = (UniqueConstraint("shop_id", "shopify_customer_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    shopify_customer_id: Mapped[int] = mapped_column(BigInteger)
+    referral_token: Mapped[str] = mapped_column(String(64), unique=True)
+    referred_by_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class IssuedCode(Timestamped, Base):
+    """One unique single-use code, from reservation to redemption (see DESIGN.md, exactly-once)."""
+
+    __tablename__ = "issued_codes"
+    __table_args__ = (
+        CheckConstraint(_in("status", CODE_STATUSES), name="status"),
+        CheckConstraint("code = upper(code)", name="code_upper"),
+        UniqueConstraint("shop_id", "code"),
+        UniqueConstraint("shop_id", "idempotency_key"),
+        Index("ix_issued_codes_customer", "customer_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"), index=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
+    code: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="reserved")
+    discount_gid: Mapped[str | None] = mapped_column(String(255))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    redeemed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    order_id: Mapped[int | None] = mapped_column(BigInteger)
+    order_total: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    discount_amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class WebhookEvent(Base):
+    """The webhook inbox: one row per Shopify event, whatever happens to Redis afterwards.
+
+    ``event_id`` is ``X-Shopify-Event-Id`` (or ``X-Shopify-Webhook-Id`` when absent) and is the
+    de-duplication key and the rq job id. ``payload`` is the raw body as signed, kept until the event
+    is handled and cleared by redaction; it is never re-serialised.
+    """
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        CheckConstraint(_in("status", EVENT_STATUSES), name="status"),
+        Index("ix_webhook_events_status_received", "status", "received_at"),
+        Index("ix_webhook_events_shop_topic", "shop_domain", "topic"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(255), unique=True)
+    webhook_id: Mapped[str | None] = mapped_column(String(255))
+    shop_domain: Mapped[str] = mapped_column(String(255))
+    topic: Mapped[str] = mapped_column(String(100))
+    api_version: Mapped[str | None] = mapped_column(String(20))
+    triggered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[str | None] = mapped_column(Text)
+
+
+class DataRequest(Base):
+    """A ``customers/data_request``: the data we hold on one customer, kept for the merchant to fetch."""
+
+    __tablename__ = "data_requests"
+    __table_args__ = (UniqueConstraint("shop_id", "shopify_request_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    shopify_request_id: Mapped[int] = mapped_column(BigInteger)
+    shopify_customer_id: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,87 @@
+"""The one place the web side touches rq: which job handles what, on which queue, with what retries.
+
+Job functions are named by import path (strings), so the web process never imports the workers,
+and those paths are a contract while jobs sit in a queue: rename a job only with a shim.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError
+from rq.job import JOB_ID_PATTERN
+
+log = logging.getLogger(__name__)
+
+# Worker priority order: webhooks first, then install work, then periodic maintenance.
+QUEUES = ("webhooks", "default", "maintenance")
+
+WEBHOOK_JOBS = {
+    "app/uninstalled": "workers.webhooks.handle_app_uninstalled",
+    "customers/create": "workers.webhooks.handle_customers_create",
+    "customers/data_request": "workers.webhooks.handle_customers_data_request",
+    "customers/redact": "workers.webhooks.handle_customers_redact",
+    "shop/redact": "workers.webhooks.handle_shop_redact",
+}
+# These can only be subscribed in shopify.app.toml; the rest we register per shop at install.
+COMPLIANCE_TOPICS = frozenset({"customers/data_request", "customers/redact", "shop/redact"})
+SUBSCRIBED_TOPICS = tuple(t for t in WEBHOOK_JOBS if t not in COMPLIANCE_TOPICS)
+
+# Back-off for transient failures (seconds): about 2 h in all, then the event is marked failed.
+WEBHOOK_RETRY = Retry(max=8, interval=[5, 15, 60, 120, 300, 600, 1800, 3600])
+SETUP_RETRY = Retry(max=6, interval=[10, 30, 60, 300, 900, 3600])
+KEEP_RESULT = 3600  # seconds a finished job's record stays (job ids double as de-duplication keys)
+KEEP_FAILURE = 30 * 24 * 3600
+
+
+def job_id_for_event(event_id: str) -> str:
+    """The event id itself when rq accepts it as a job id (Shopify's are UUIDs), else a digest of it."""
+    if len(event_id) <= 128 and JOB_ID_PATTERN.fullmatch(event_id):
+        return event_id
+    return "event-" + hashlib.sha256(event_id.encode()).hexdigest()[:40]
+
+
+def enqueue_event(redis: Redis, event_id: str, topic: str) -> bool:
+    """Queue the topic's job for a recorded event. False when Redis is unreachable or it is queued already.
+
+    Never raises for Redis trouble: the event is safe in the database and the stranded-event sweep
+    enqueues it once Redis answers again.
+    """
+    try:
+        Queue("webhooks", connection=redis).enqueue(
+            WEBHOOK_JOBS[topic], event_id, job_id=job_id_for_event(event_id), unique=True,
+            retry=WEBHOOK_RETRY, job_timeout=120, result_ttl=KEEP_RESULT, failure_ttl=KEEP_FAILURE,
+            description=f"{topic} {event_id}",
+        )
+    except DuplicateJobError:
+        return False
+    except RedisError as exc:
+        log.warning("event not enqueued, Redis unavailable; the sweep will retry",
+                    extra={"event_id": event_id, "topic": topic, "reason": type(exc).__name__})
+        return False
+    return True
+
+
+def setup_job_id(shop_id: int, installed_at: datetime) -> str:
+    return f"setup-{shop_id}-{int(installed_at.timestamp())}"
+
+
+def enqueue_setup(redis: Redis, shop_id: int, installed_at: datetime) -> bool:
+    """Queue post-install work (webhook subscriptions, default programs) once per install."""
+    try:
+        Queue("default", connection=redis).enqueue(
+            "workers.install.set_up_shop", shop_id, job_id=setup_job_id(shop_id, installed_at), unique=True,
+            retry=SETUP_RETRY, job_timeout=300, result_ttl=KEEP_RESULT, failure_ttl=KEEP_FAILURE,
+        )
+    except DuplicateJobError:
+        return False
+    except RedisError as exc:
+        log.warning("shop setup not enqueued, Redis unavailable; the sweep will retry",
+                    extra={"shop_id": shop_id, "reason": type(exc).__name__})
+        return False
+    return True

@@ -1,0 +1,151 @@
+"""The one Admin GraphQL client: ``requests``, explicit timeouts, a pinned API version, typed errors.
+
+Documents live as named ``.graphql`` files beside this module (validated against Shopify's schema
+by a test). Errors are sorted into what is worth retrying (timeouts, 5xx, throttling) and what is
+not (bad documents, user errors, a revoked token), so that jobs retry only the transient ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from app.config import Settings
+from app.errors import OnceCodeError
+
+log = logging.getLogger(__name__)
+
+DOCUMENTS = Path(__file__).parent / "graphql"
+TIMEOUT = (3.05, 20)  # (connect, read) seconds
+RETRY_DELAYS = (0.5, 1.5)  # in-call retries for 5xx/timeouts; longer waits belong to rq's Retry
+
+
+class AdminAPIError(OnceCodeError):
+    status = 502
+    transient = False
+
+
+class AdminUnavailable(AdminAPIError):
+    """Timeout, connection failure or 5xx from Shopify."""
+
+    transient = True
+
+
+class Throttled(AdminAPIError):
+    """Shopify's leaky bucket is empty for this shop; ``retry_after`` is how long it needs."""
+
+    transient = True
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AccessDenied(AdminAPIError):
+    """401/403: the token was revoked (uninstall) or lacks a scope. Retrying will not help."""
+
+
+class GraphQLErrors(AdminAPIError):
+    """Top-level ``errors``: the document or its variables are wrong."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("; ".join(str(e.get("message", e)) for e in errors))
+        self.errors = errors
+
+
+class UserErrors(AdminAPIError):
+    """A mutation's ``userErrors``: Shopify understood and refused (e.g. ``TAKEN``)."""
+
+    def __init__(self, operation: str, errors: list[dict[str, Any]]) -> None:
+        detail = "; ".join(f"{'.'.join(e.get('field') or [])}: {e.get('message')}" for e in errors)
+        super().__init__(f"{operation} refused: {detail}")
+        self.operation = operation
+        self.errors = errors
+
+    @property
+    def codes(self) -> set[str]:
+        return {e["code"] for e in self.errors if e.get("code")}
+
+
+@cache
+def document(name: str) -> str:
+    """The text of ``graphql/<name>.graphql``."""
+    return (DOCUMENTS / f"{name}.graphql").read_text()
+
+
+class AdminClient:
+    """Admin GraphQL for one shop. Build one per job: it holds that shop's token."""
+
+    def __init__(self, settings: Settings, shop: str, access_token: str,
+                 session: requests.Session | None = None) -> None:
+        self.shop = shop
+        self.version = settings.shopify_api_version
+        self.url = f"{settings.store_url(shop)}/admin/api/{self.version}/graphql.json"
+        self._headers = {"X-Shopify-Access-Token": access_token, "Content-Type": "application/json",
+                         "Accept": "application/json"}
+        self._http = session or requests.Session()
+        self.last_cost: dict[str, Any] | None = None
+
+    def query(self, name: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run the named document and return its ``data``."""
+        body = self._post({"query": document(name), "variables": variables or {}})
+        self.last_cost = (body.get("extensions") or {}).get("cost")
+        errors = body.get("errors")
+        if errors:
+            if any((e.get("extensions") or {}).get("code") == "THROTTLED" for e in errors):
+                raise Throttled(f"{name} throttled for {self.shop}", self._retry_after())
+            raise GraphQLErrors(errors)
+        return body.get("data") or {}
+
+    def mutate(self, name: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """Run the named mutation and return its payload, raising ``UserErrors`` if it has any."""
+        payload = self.query(name, variables).get(name) or {}
+        if payload.get("userErrors"):
+            raise UserErrors(name, payload["userErrors"])
+        return payload
+
+    def _retry_after(self) -> float:
+        cost = self.last_cost or {}
+        status = cost.get("throttleStatus") or {}
+        wanted = float(cost.get("requestedQueryCost") or 10)
+        available = float(status.get("currentlyAvailable") or 0)
+        rate = float(status.get("restoreRate") or 50)
+        return max(1.0, (wanted - available) / rate)
+
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        for attempt, delay in enumerate((*RETRY_DELAYS, None)):
+            try:
+                response = self._http.post(self.url, json=body, headers=self._headers, timeout=TIMEOUT)
+            except requests.RequestException as exc:
+                problem: AdminAPIError = AdminUnavailable(f"{self.shop}: {type(exc).__name__}")
+            else:
+                if response.status_code in (401, 403):
+                    raise AccessDenied(f"{self.shop} answered {response.status_code}: token revoked or scope missing")
+                if response.status_code == 429:
+                    raise Throttled(f"{self.shop} answered 429",
+                                    float(response.headers.get("Retry-After") or 1.0))
+                if response.status_code < 500:
+                    self._check_version(response)
+                    try:
+                        return response.json()
+                    except ValueError as exc:
+                        raise AdminAPIError(f"{self.shop} answered {response.status_code} without JSON") from exc
+                problem = AdminUnavailable(f"{self.shop} answered {response.status_code}")
+            if delay is None:
+                raise problem
+            log.info("admin API call retried", extra={"shop": self.shop, "reason": str(problem),
+                                                      "status": attempt + 1})
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _check_version(self, response: requests.Response) -> None:
+        served = response.headers.get("X-Shopify-API-Version")
+        if served and served != self.version:
+            # Shopify serves the oldest supported version when ours is unsupported: say so loudly.
+            log.warning("Shopify served API %s instead of %s: update SHOPIFY_API_VERSION", served, self.version,
+                        extra={"shop": self.shop})

@@ -1,0 +1,7 @@
+"""rq cron configuration: ``rq cron workers.cron`` reads the registrations below when it starts."""
+
+from rq import cron
+
+from workers.maintenance import requeue_stranded_events
+
+cron.register(requeue_stranded_events, queue_name="maintenance", interval=60, job_timeout=300)

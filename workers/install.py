@@ -1,0 +1,72 @@
+"""Post-install work, queued by the OAuth callback (and by the sweep if that enqueue was lost)."""
+
+from __future__ import annotations
+
+import logging
+
+from app import lifecycle, runtime
+from app.db import utcnow
+from app.models import Shop
+from app.queues import SUBSCRIBED_TOPICS
+from app.shopify.client import AdminClient
+from app.shopify.tokens import ShopNotInstalled, access_token_for
+from workers.events import is_transient
+
+log = logging.getLogger(__name__)
+
+
+def set_up_shop(shop_id: int) -> str:
+    """Create the default programs and the webhook subscriptions, then mark the shop set up.
+
+    Safe to run twice or concurrently: programs are unique per (shop, kind), and subscriptions are
+    looked up before being created, so a second run finds everything in place.
+    """
+    rt = runtime.current()
+    with rt.db.session_scope() as session:
+        shop = session.get(Shop, shop_id)
+        if shop is None or not shop.is_installed:
+            return "shop not installed"
+        domain = shop.domain
+        lifecycle.create_default_programs(session, shop_id)
+    try:
+        token = access_token_for(shop_id, db=rt.db, redis=rt.redis, settings=rt.settings, cipher=rt.cipher)
+        client = AdminClient(rt.settings, domain, token)
+        registered = register_webhooks(client, f"{rt.settings.app_url}/webhooks")
+    except ShopNotInstalled:
+        return "shop not installed"
+    except Exception as exc:
+        with rt.db.session_scope() as session:
+            shop = session.get(Shop, shop_id)
+            if shop is not None:
+                shop.setup_error = f"{type(exc).__name__}: {exc}"[:2000]
+        log.warning("shop setup failed", extra={"shop": domain, "reason": str(exc)})
+        if is_transient(exc):
+            raise
+        return "failed"
+    with rt.db.session_scope() as session:
+        shop = session.get(Shop, shop_id)
+        if shop is not None and shop.is_installed:
+            shop.setup_completed_at = utcnow()
+            shop.setup_error = None
+    log.info("shop set up", extra={"shop": domain, "status": f"{registered} subscriptions created"})
+    return "set up"
+
+
+def register_webhooks(client: AdminClient, uri: str) -> int:
+    """Subscribe the shop to every topic we handle at ``uri``; returns how many were created."""
+    wanted = {topic.upper().replace("/", "_"): topic for topic in SUBSCRIBED_TOPICS}
+    existing = client.query("webhookSubscriptions", {"topics": list(wanted), "first": 100})
+    have: dict[str, dict] = {}
+    for node in existing["webhookSubscriptions"]["nodes"]:
+        if node["uri"] == uri or node["topic"] not in have:
+            have[node["topic"]] = node
+    created = 0
+    for enum_topic in wanted:
+        current = have.get(enum_topic)
+        if current is None:
+            client.mutate("webhookSubscriptionCreate", {"topic": enum_topic, "webhookSubscription": {
+                "uri": uri, "format": "JSON"}})
+            created += 1
+        elif current["uri"] != uri:
+            client.mutate("webhookSubscriptionUpdate", {"id": current["id"], "webhookSubscription": {"uri": uri}})
+    return created

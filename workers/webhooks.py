@@ -1,0 +1,63 @@
+"""One job per webhook topic, named after it. Each takes the inbox event id.
+
+Running any of them twice is safe: ``run_event`` skips an event already handled, and each domain
+function is idempotent on its own (unique keys, deletes of what is already gone).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app import lifecycle
+from app.models import WebhookEvent
+from app.runtime import Runtime
+from workers.events import run_event
+
+
+def handle_app_uninstalled(event_id: str) -> str:
+    def handle(session: Session, rt: Runtime, event: WebhookEvent, payload: dict[str, Any]) -> str:
+        return lifecycle.uninstall(session, rt.redis, event.shop_domain, event.triggered_at)
+
+    return run_event(event_id, handle)
+
+
+def handle_customers_create(event_id: str) -> str:
+    def handle(session: Session, rt: Runtime, event: WebhookEvent, payload: dict[str, Any]) -> str:
+        shop = lifecycle.shop_by_domain(session, event.shop_domain)
+        if shop is None or not shop.is_installed:
+            event.status = "ignored"
+            return "shop not installed"
+        return "new customer" if lifecycle.customer_created(session, shop, payload) else "customer known"
+
+    return run_event(event_id, handle)
+
+
+def handle_customers_data_request(event_id: str) -> str:
+    def handle(session: Session, rt: Runtime, event: WebhookEvent, payload: dict[str, Any]) -> str:
+        shop = lifecycle.shop_by_domain(session, event.shop_domain)
+        if shop is None:
+            return "shop data already erased: nothing held"
+        lifecycle.data_requested(session, shop, payload)
+        return "data request stored"
+
+    return run_event(event_id, handle)
+
+
+def handle_customers_redact(event_id: str) -> str:
+    def handle(session: Session, rt: Runtime, event: WebhookEvent, payload: dict[str, Any]) -> str:
+        shop = lifecycle.shop_by_domain(session, event.shop_domain)
+        if shop is None:
+            return "shop data already erased"
+        lifecycle.redact_customer(session, shop, payload, current_event_id=event.event_id)
+        return "customer redacted"
+
+    return run_event(event_id, handle)
+
+
+def handle_shop_redact(event_id: str) -> str:
+    def handle(session: Session, rt: Runtime, event: WebhookEvent, payload: dict[str, Any]) -> str:
+        return lifecycle.redact_shop(session, event.shop_domain, event.triggered_at, keep_event_id=event.event_id)
+
+    return run_event(event_id, handle)
