@@ -48,8 +48,9 @@ def insert_ignoring_conflict(session: Session, model: type, index_elements: list
     """INSERT ... ON CONFLICT DO NOTHING; True when a row was inserted. The schema decides duplicates."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(model).values(**values).on_conflict_do_nothing(index_elements=index_elements)
-    return session.execute(statement).rowcount == 1
+    statement = (insert(model).values(**values).on_conflict_do_nothing(index_elements=index_elements)
+                 .returning(model.id))  # type: ignore[attr-defined]
+    return session.execute(statement).scalar() is not None
 
 
 def record(session: Session, delivery: Delivery) -> Outcome:

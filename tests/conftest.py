@@ -1,0 +1,138 @@
+"""Shared fixtures: real PostgreSQL and Redis on loopback, migrated by Alembic, cleaned per test.
+
+``.ci/services`` (run by ``make test``) starts both and creates the test database. Nothing here
+mocks the database or the queue; ``responses`` is used only at the Admin API / OAuth HTTP boundary.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from cryptography.fernet import Fernet
+from redis import Redis
+from rq import SimpleWorker
+from sqlalchemy import create_engine, text
+
+from app import create_app, runtime
+from app.config import DEFAULT_SCOPES, ROOT, Settings
+from app.db import Base
+from app.queues import QUEUES
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL",
+                                   "postgresql+psycopg://postgres@127.0.0.1:5432/oncecode_test")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+API_KEY = "test-client-id"
+API_SECRET = "test-client-secret"
+TOKEN_KEY = Fernet.generate_key().decode()
+
+
+def make_settings(**overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "env": "test",
+        "shopify_api_key": API_KEY,
+        "shopify_api_secret": API_SECRET,
+        "shopify_scopes": tuple(DEFAULT_SCOPES.split(",")),
+        "shopify_api_version": "2026-10",
+        "app_url": "https://oncecode.test",
+        "database_url": TEST_DATABASE_URL,
+        "redis_url": TEST_REDIS_URL,
+        "token_encryption_keys": (TOKEN_KEY,),
+        "secret_key": "test-secret-key-" + "x" * 32,
+        "shopify_store_base_url": "https://{shop}",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def migrate(database_url: str) -> None:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["database_url"] = database_url
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")
+
+
+@pytest.fixture(scope="session")
+def migrated_database() -> str:
+    """The PostgreSQL test database, emptied and brought to head by Alembic once per run."""
+    engine = create_engine(TEST_DATABASE_URL)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    migrate(TEST_DATABASE_URL)
+    return TEST_DATABASE_URL
+
+
+def _truncate(database_url: str) -> None:
+    engine = create_engine(database_url)
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(migrated_database: str) -> Settings:
+    return make_settings(database_url=migrated_database)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator:
+    flask_app = create_app(settings)
+    flask_app.config["TESTING"] = True
+    rt = flask_app.extensions["oncecode"]
+    rt.redis.flushdb()
+    yield flask_app
+    rt.redis.flushdb()
+    rt.db.dispose()
+    _truncate(settings.database_url)
+
+
+@pytest.fixture
+def rt(app) -> runtime.Runtime:  # type: ignore[no-untyped-def]
+    return app.extensions["oncecode"]
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):  # type: ignore[no-untyped-def]
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def db(rt):  # type: ignore[no-untyped-def]
+    session = rt.db.sessions()
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def redis(rt) -> Redis:  # type: ignore[no-untyped-def]
+    return rt.redis
+
+
+@pytest.fixture
+def sqlite_app(tmp_path: Path) -> Iterator:
+    """The same app on an SQLite file (the embedded default), for code that differs by dialect."""
+    url = f"sqlite:///{tmp_path / 'oncecode.db'}"
+    migrate(url)
+    flask_app = create_app(make_settings(database_url=url))
+    rt = flask_app.extensions["oncecode"]
+    rt.redis.flushdb()
+    yield flask_app
+    rt.redis.flushdb()
+    rt.db.dispose()
+
+
+def run_worker(redis: Redis) -> None:
+    """Run every queued job with a real rq worker in this process, then return (burst mode)."""
+    SimpleWorker(list(QUEUES), connection=redis).work(burst=True, with_scheduler=False)

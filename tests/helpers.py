@@ -1,0 +1,71 @@
+"""Test data factories and request signers, computed independently of the app's own helpers."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.models import Shop
+from app.shopify.oauth import TokenGrant
+from app.shopify.tokens import TokenCipher, store_grant
+from tests.conftest import API_SECRET
+
+
+def webhook_signature(body: bytes, secret: str = API_SECRET) -> str:
+    """Shopify's documented algorithm: base64(HMAC-SHA256(secret, raw body))."""
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def query_signature(params: dict[str, str], secret: str = API_SECRET) -> str:
+    """Shopify's OAuth algorithm: hex HMAC-SHA256 over the sorted k=v pairs joined by '&' (hmac removed)."""
+    message = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "hmac")
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def webhook_headers(topic: str, shop: str, body: bytes, event_id: str | None = None,
+                    **extra: str) -> dict[str, str]:
+    headers = {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Shop-Domain": shop,
+        "X-Shopify-Hmac-Sha256": webhook_signature(body),
+        "X-Shopify-API-Version": "2026-10",
+        "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+        "X-Shopify-Event-Id": event_id or str(uuid.uuid4()),
+        "X-Shopify-Triggered-At": utcnow().isoformat(),
+    }
+    headers.update(extra)
+    return headers
+
+
+def post_webhook(client, topic: str, shop: str, payload: Any, event_id: str | None = None,  # type: ignore[no-untyped-def]
+                 **extra: str):
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return client.post("/webhooks", data=body, headers=webhook_headers(topic, shop, body, event_id, **extra))
+
+
+def make_shop(session: Session, cipher: TokenCipher, domain: str = "demo.myshopify.com",
+              access_token: str = "shpat_test_access", expires_in: timedelta | None = timedelta(hours=1),
+              refresh_token: str | None = "shprt_test_refresh", installed: bool = True) -> Shop:
+    now = utcnow()
+    shop = Shop(domain=domain, api_version="2026-10", settings={})
+    store_grant(shop, TokenGrant(access_token=access_token, scopes=("read_customers", "write_discounts"),
+                                 expires_at=now + expires_in if expires_in is not None else None,
+                                 refresh_token=refresh_token,
+                                 refresh_token_expires_at=now + timedelta(days=90) if refresh_token else None),
+                cipher)
+    shop.installed_at = now - timedelta(minutes=10)
+    if not installed:
+        shop.uninstalled_at = now
+        shop.access_token = shop.refresh_token = None
+    session.add(shop)
+    session.commit()
+    return shop
