@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import click
+from flask.cli import AppGroup
 from flask import Flask
-from rq.job import Job
 from sqlalchemy import select
 
 from app import inbox, lifecycle
 from app.models import DataRequest, Shop, WebhookEvent
-from app.queues import enqueue_event, enqueue_setup, job_id_for_event, setup_job_id
+from app.queues import delete_job, enqueue_event, enqueue_setup, job_id_for_event, setup_job_id
 from app.web import rt
 
 
@@ -23,10 +23,10 @@ def _shop_or_fail(session, domain: str) -> Shop:  # type: ignore[no-untyped-def]
 
 
 def register_cli(app: Flask) -> None:
-    shops = click.Group("shops", help="Installed shops.")
-    events = click.Group("events", help="The webhook inbox.")
-    data_requests = click.Group("data-requests", help="customers/data_request exports.")
-    tokens = click.Group("tokens", help="Stored access tokens.")
+    shops = AppGroup("shops", help="Installed shops.")
+    events = AppGroup("events", help="The webhook inbox.")
+    data_requests = AppGroup("data-requests", help="customers/data_request exports.")
+    tokens = AppGroup("tokens", help="Stored access tokens.")
 
     @shops.command("list")
     def shops_list() -> None:
@@ -49,7 +49,7 @@ def register_cli(app: Flask) -> None:
                 raise click.ClickException(f"{domain} is not installed; the merchant must install the app first")
             shop.setup_completed_at, shop.setup_error = None, None
             shop_id, installed_at = shop.id, shop.installed_at
-        Job(setup_job_id(shop_id, installed_at), connection=rt().redis).delete()
+        delete_job(rt().redis, setup_job_id(shop_id, installed_at))
         click.echo("queued" if enqueue_setup(rt().redis, shop_id, installed_at) else "not queued: is Redis up?")
 
     @events.command("list")
@@ -83,7 +83,7 @@ def register_cli(app: Flask) -> None:
                 raise click.ClickException("event has no payload left (redacted or malformed); nothing to run")
             event.status, event.last_error = "pending", None
             topic = event.topic
-        Job(job_id_for_event(event_id), connection=rt().redis).delete()
+        delete_job(rt().redis, job_id_for_event(event_id))
         click.echo("queued" if enqueue_event(rt().redis, event_id, topic) else
                    "recorded as pending; Redis unreachable, the sweep will queue it")
 

@@ -14,14 +14,13 @@ from decimal import Decimal
 from typing import Any
 
 from redis import Redis
-from rq.job import Job
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.inbox import insert_ignoring_conflict
 from app.models import Customer, DataRequest, IssuedCode, Program, Shop, WebhookEvent
-from app.queues import COMPLIANCE_TOPICS, job_id_for_event
+from app.queues import COMPLIANCE_TOPICS, cancel_job, job_id_for_event
 from app.shopify.oauth import TokenGrant
 from app.shopify.tokens import TokenCipher, forget_tokens, store_grant
 
@@ -95,10 +94,7 @@ def drop_pending_events(session: Session, redis: Redis, domain: str, reason: str
     ).all()
     for event in events:
         event.status, event.last_error, event.payload = "ignored", reason, None
-        try:
-            Job(job_id_for_event(event.event_id), connection=redis).cancel()
-        except Exception as exc:  # noqa: BLE001  a job already gone is what we want anyway
-            log.debug("job not cancelled", extra={"event_id": event.event_id, "reason": str(exc)})
+        cancel_job(redis, job_id_for_event(event.event_id))
     return len(events)
 
 

@@ -13,8 +13,8 @@ from datetime import datetime
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry
-from rq.exceptions import DuplicateJobError
-from rq.job import JOB_ID_PATTERN
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import JOB_ID_PATTERN, Job, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -85,3 +85,21 @@ def enqueue_setup(redis: Redis, shop_id: int, installed_at: datetime) -> bool:
                     extra={"shop_id": shop_id, "reason": type(exc).__name__})
         return False
     return True
+
+
+def delete_job(redis: Redis, job_id: str) -> None:
+    """Forget a job record (finished or failed) so that the same id can be enqueued again."""
+    try:
+        Job.fetch(job_id, connection=redis).delete()
+    except NoSuchJobError:
+        pass
+
+
+def cancel_job(redis: Redis, job_id: str) -> None:
+    """Take a job out of its queue if it is still waiting; a job already gone is fine."""
+    try:
+        job = Job.fetch(job_id, connection=redis)
+    except NoSuchJobError:
+        return
+    if job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+        job.cancel()

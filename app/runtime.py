@@ -60,6 +60,12 @@ def configure(settings: Settings) -> Runtime:
     return _current
 
 
+def activate(rt: Runtime) -> None:
+    """Make an already built runtime this process's current one (tests juggling several apps)."""
+    global _current
+    _current = rt
+
+
 def current() -> Runtime:
     """This process's runtime, built from the environment on first use (workers, CLI)."""
     if _current is None:

@@ -27,7 +27,7 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL",
                                    "postgresql+psycopg://postgres@127.0.0.1:5432/oncecode_test")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 API_KEY = "test-client-id"
-API_SECRET = "test-client-secret"
+API_SECRET = "test-client-secret-0123456789abcdef"
 TOKEN_KEY = Fernet.generate_key().decode()
 
 

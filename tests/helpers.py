@@ -54,7 +54,8 @@ def post_webhook(client, topic: str, shop: str, payload: Any, event_id: str | No
 
 def make_shop(session: Session, cipher: TokenCipher, domain: str = "demo.myshopify.com",
               access_token: str = "shpat_test_access", expires_in: timedelta | None = timedelta(hours=1),
-              refresh_token: str | None = "shprt_test_refresh", installed: bool = True) -> Shop:
+              refresh_token: str | None = "shprt_test_refresh", installed: bool = True,
+              set_up: bool = True) -> Shop:
     now = utcnow()
     shop = Shop(domain=domain, api_version="2026-10", settings={})
     store_grant(shop, TokenGrant(access_token=access_token, scopes=("read_customers", "write_discounts"),
@@ -63,9 +64,26 @@ def make_shop(session: Session, cipher: TokenCipher, domain: str = "demo.myshopi
                                  refresh_token_expires_at=now + timedelta(days=90) if refresh_token else None),
                 cipher)
     shop.installed_at = now - timedelta(minutes=10)
+    shop.setup_completed_at = shop.installed_at if set_up else None
     if not installed:
         shop.uninstalled_at = now
         shop.access_token = shop.refresh_token = None
     session.add(shop)
     session.commit()
     return shop
+
+
+def session_token(shop: str, secret: str = API_SECRET, audience: str | None = None, **claims: Any) -> str:
+    """An App Bridge session token as Shopify signs it (HS256 with the app secret)."""
+    import time
+
+    import jwt
+
+    from tests.conftest import API_KEY
+
+    now = int(time.time())
+    body = {"iss": f"https://{shop}/admin", "dest": f"https://{shop}", "aud": audience or API_KEY,
+            "sub": "42", "exp": now + 60, "nbf": now - 1, "iat": now - 1, "jti": str(uuid.uuid4()),
+            "sid": str(uuid.uuid4())}
+    body.update(claims)
+    return jwt.encode(body, secret, algorithm="HS256")

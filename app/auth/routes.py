@@ -25,7 +25,8 @@ SHOP_HINT = "expected the store's myshopify domain, e.g. demo.myshopify.com"
 
 
 def _shop_param() -> str:
-    shop = valid_shop_domain(request.args.get("shop", "").strip())
+    # Validated as sent, never trimmed or otherwise repaired: anything but a bare domain is refused.
+    shop = valid_shop_domain(request.args.get("shop", ""))
     if shop is None:
         raise BadRequest(f"invalid or missing shop parameter: {SHOP_HINT}")
     return shop
@@ -69,7 +70,9 @@ def callback():  # type: ignore[no-untyped-def]
         raise BadRequest(f"OAuth callback is missing {', '.join(missing)}; start the install again")
     shop = _shop_param()
     expected = session.pop("oauth", None) or {}
-    if not expected.get("state") or not secrets.compare_digest(str(expected["state"]), params["state"]):
+    # Bytes: compare_digest raises TypeError on a str with non-ASCII characters (a 500, not a 403).
+    if not expected.get("state") or not secrets.compare_digest(str(expected["state"]).encode(),
+                                                               params["state"].encode()):
         raise Forbidden("OAuth state does not match this browser; start the install again from your admin")
     if expected.get("shop") != shop:
         raise Forbidden("OAuth callback is for a different shop than the one that started the install")

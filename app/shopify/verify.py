@@ -14,6 +14,7 @@ import hmac
 import re
 import time
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import jwt
 import shopify
@@ -48,18 +49,32 @@ def verify_webhook(body: bytes, signature: str | None, secrets: Iterable[str]) -
     return any(hmac.compare_digest(webhook_hmac(secret, body).encode(), given) for secret in secrets)
 
 
-def query_hmac(secret: str, params: Mapping[str, str]) -> str:
+def query_hmac(secret: str, params: Mapping[str, Any]) -> str:
     """The hex HMAC Shopify puts in OAuth callbacks and admin launches, computed by ShopifyAPI."""
     # ShopifyAPI keeps the secret on the class; a throw-away subclass keeps it off global state.
     signer = type("_Signer", (shopify.Session,), {"secret": secret})
-    return signer.calculate_hmac(dict(params))
+    return signer.calculate_hmac(_signed_params(params))
 
 
-def verify_query_hmac(params: Mapping[str, str], secrets: Iterable[str]) -> bool:
+def _signed_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain dict as ShopifyAPI expects it: every value of a repeated ``key[]`` kept, as a list.
+
+    ``dict()`` of a request's query (a multi-dict) keeps only the first value, so an admin launch
+    with ``ids[]=2&ids[]=1`` would be signed as ``ids=["2"]`` and rejected.
+    """
+    getlist = getattr(params, "getlist", None)
+    if getlist is None:
+        return dict(params)
+    return {key: getlist(key) if key.endswith("[]") else params[key] for key in params}
+
+
+def verify_query_hmac(params: Mapping[str, Any], secrets: Iterable[str]) -> bool:
     given = params.get("hmac")
     if not given:
         return False
-    return any(hmac.compare_digest(query_hmac(secret, params), given) for secret in secrets)
+    # Bytes: compare_digest raises TypeError on a str with non-ASCII characters (a 500, not a 403).
+    given_bytes = str(given).encode()
+    return any(hmac.compare_digest(query_hmac(secret, params).encode(), given_bytes) for secret in secrets)
 
 
 def fresh_timestamp(value: str | None, now: float | None = None) -> bool:

@@ -1,0 +1,240 @@
+"""Every check of what Shopify (or someone pretending to be Shopify) sends: HMACs, shop, timestamp, JWT."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from urllib.parse import parse_qsl
+
+import jwt
+import pytest
+from werkzeug.datastructures import MultiDict
+
+from app.shopify.verify import (
+    InvalidSessionToken,
+    decode_session_token,
+    fresh_timestamp,
+    query_hmac,
+    valid_shop_domain,
+    verify_query_hmac,
+    verify_webhook,
+)
+
+# --- webhook HMAC (base64 over the raw body) ------------------------------------------------------
+
+VECTOR_SECRET = "hush"
+VECTOR_BODY = b'{"id":1}'
+VECTOR_SIGNATURE = "VnKUjZsLuN5iZWjn5EntcBVCF9kMN43LglzCE1/GSeY="
+
+
+def test_webhook_reference_vector_is_accepted():
+    assert verify_webhook(VECTOR_BODY, VECTOR_SIGNATURE, [VECTOR_SECRET])
+
+
+@pytest.mark.parametrize(("body", "signature", "secrets"), [
+    pytest.param(b'{"id":2}', VECTOR_SIGNATURE, [VECTOR_SECRET], id="tampered-body"),
+    pytest.param(b'{"id": 1}', VECTOR_SIGNATURE, [VECTOR_SECRET], id="reserialised-body"),
+    pytest.param(VECTOR_BODY, VECTOR_SIGNATURE, ["hushh"], id="wrong-secret"),
+    pytest.param(VECTOR_BODY, None, [VECTOR_SECRET], id="missing-signature"),
+    pytest.param(VECTOR_BODY, "", [VECTOR_SECRET], id="empty-signature"),
+    pytest.param(VECTOR_BODY, "5672948d9b0bb8de626568e790e9ed70155217d90c378dcb96205cc835ff4926",
+                 [VECTOR_SECRET], id="hex-digest"),
+    pytest.param(VECTOR_BODY, VECTOR_SIGNATURE, [], id="no-secret-configured"),
+])
+def test_webhook_signature_rejected(body, signature, secrets):
+    assert not verify_webhook(body, signature, secrets)
+
+
+def test_hex_vector_is_the_same_digest_as_the_base64_one():
+    # Guards the hex-digest case above: it must be the *right* digest, wrongly encoded.
+    import base64
+
+    assert base64.b64decode(VECTOR_SIGNATURE).hex() == (
+        "5672948d9b0bb8de626568e790e9ed70155217d90c378dcb96205cc835ff4926")
+
+
+def test_webhook_signed_with_previous_secret_accepted_only_when_passed():
+    assert verify_webhook(VECTOR_BODY, VECTOR_SIGNATURE, ["new-secret", VECTOR_SECRET])
+    assert not verify_webhook(VECTOR_BODY, VECTOR_SIGNATURE, ["new-secret"])
+
+
+# --- OAuth / admin-launch query HMAC (hex over sorted k=v pairs) ----------------------------------
+
+QUERY_VECTORS = [
+    ("code=0907a61c0c8d55e99db179b68161bc00&shop=some-shop.myshopify.com&timestamp=1337178173",
+     "4712bf92ffc2917d15a2f5a273e39f0116667419aa4b6ac0b3baaf26fa3c4d20"),
+    ("code=0907a61c0c8d55e99db179b68161bc00&shop=some-shop.myshopify.com&state=0.6784241404160823"
+     "&timestamp=1337178173",
+     "700e2dadb827fcc8609e9d5ce208b2e9cdaab9df07390d2cbca10d7c328fc4bf"),
+    ("code=a94a110d86d2452eb3e2af4cfb8a3828&shop=some-shop.myshopify.com&timestamp=1337178173",
+     "2cb1a277650a659f1b11e92a4a64275b128e037f2c3390e3c8fd2d8721dac9e2"),
+]
+
+
+@pytest.mark.parametrize(("message", "expected"), QUERY_VECTORS)
+def test_query_hmac_reference_vectors(message, expected):
+    params = dict(parse_qsl(message))
+    assert query_hmac("hush", params) == expected
+    assert verify_query_hmac({**params, "hmac": expected}, ["hush"])
+
+
+@pytest.mark.parametrize(("message", "expected"), QUERY_VECTORS)
+def test_query_hmac_ignores_parameter_order(message, expected):
+    params = dict(reversed(parse_qsl(message)))
+    assert verify_query_hmac({"hmac": expected, **params}, ["hush"])
+
+
+def test_query_hmac_array_parameter_vector():
+    expected = "b93b9f82996f6f8bf9f1b7bbddec284c8fabacdc4e12dc80550b4705f3003b1e"
+    params = {"shop": "some-shop.myshopify.com", "ids[]": [2, 1]}
+    assert query_hmac("hush", params) == expected
+    assert verify_query_hmac({**params, "hmac": expected}, ["hush"])
+
+
+def test_query_hmac_array_parameter_from_a_request_query():
+    # What Flask hands the launch route for ?shop=...&ids[]=2&ids[]=1&hmac=...: a multi-dict.
+    args = MultiDict([("shop", "some-shop.myshopify.com"), ("ids[]", "2"), ("ids[]", "1"),
+                      ("hmac", "b93b9f82996f6f8bf9f1b7bbddec284c8fabacdc4e12dc80550b4705f3003b1e")])
+    assert verify_query_hmac(args, ["hush"])
+
+
+def test_query_hmac_escapes_delimiters():
+    # "a=1&b=2" must not be confusable with a separate "b" parameter.
+    params = {"a": "1&b=2", "c=3&d": "4"}
+    expected = "8de3c7e965d22fa21e059868e4004f5b6fbdcef293d1622ff9408edd6325bc6b"
+    assert query_hmac("secret", params) == expected
+    assert verify_query_hmac({**params, "hmac": expected}, ["secret"])
+    assert not verify_query_hmac({"a": "1", "b": "2", "c=3&d": "4", "hmac": expected}, ["secret"])
+
+
+SIGNED = {**dict(parse_qsl(QUERY_VECTORS[0][0])), "hmac": QUERY_VECTORS[0][1]}
+
+
+@pytest.mark.parametrize(("params", "secrets"), [
+    pytest.param({**SIGNED, "shop": "other-shop.myshopify.com"}, ["hush"], id="tampered-shop"),
+    pytest.param({**SIGNED, "timestamp": "1337178174"}, ["hush"], id="tampered-timestamp"),
+    pytest.param({**SIGNED, "state": "extra"}, ["hush"], id="added-param"),
+    pytest.param(SIGNED, ["hushh"], id="wrong-secret"),
+    pytest.param({k: v for k, v in SIGNED.items() if k != "hmac"}, ["hush"], id="missing-hmac"),
+    pytest.param({**SIGNED, "hmac": ""}, ["hush"], id="empty-hmac"),
+    pytest.param({**SIGNED, "hmac": SIGNED["hmac"].upper()}, ["hush"], id="upper-case-hex"),
+    pytest.param({**SIGNED, "hmac": "é" * 64}, ["hush"], id="non-ascii-hmac"),
+])
+def test_query_hmac_rejected(params, secrets):
+    assert not verify_query_hmac(params, secrets)
+
+
+def test_query_hmac_previous_secret_accepted_when_passed():
+    assert verify_query_hmac(SIGNED, ["rotated-secret", "hush"])
+
+
+# --- shop domain ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("demo.myshopify.com", "demo.myshopify.com"),
+    ("Demo-Shop.myshopify.com", "demo-shop.myshopify.com"),
+    ("shop2.myshopify.com", "shop2.myshopify.com"),
+])
+def test_valid_shop_domain(value, expected):
+    assert valid_shop_domain(value) == expected
+
+
+HOSTILE_SHOPS = [
+    "evil.com",
+    "demo.myshopify.com.evil.com",
+    "https://demo.myshopify.com/../x",
+    "",
+    "demo.myshopify.com/",
+    "-demo.myshopify.com",
+    "demo.myshopify.com\n",
+    "demo@evil.com#.myshopify.com",
+    " demo.myshopify.com",
+    "demo.myshopify.com:443",
+    "demo_shop.myshopify.com",
+    "demo.myshopifyXcom",
+    "https://demo.myshopify.com",
+    "admin.shopify.com/store/demo",
+]
+
+
+@pytest.mark.parametrize("value", [*HOSTILE_SHOPS, None])
+def test_hostile_shop_domain_rejected(value):
+    assert valid_shop_domain(value) is None
+
+
+# --- timestamp freshness -------------------------------------------------------------------------
+
+NOW = 1_800_000_000.0
+
+
+@pytest.mark.parametrize("value", [str(int(NOW)), str(int(NOW) - 240), str(int(NOW) - 300), str(int(NOW) + 30)])
+def test_fresh_timestamp_accepted(value):
+    assert fresh_timestamp(value, now=NOW)
+
+
+@pytest.mark.parametrize("value", [
+    str(int(NOW) - 360), str(int(NOW) + 120), "", None, "yesterday", "1.8e9", str(int(NOW)) + "x",
+])
+def test_stale_future_or_garbage_timestamp_rejected(value):
+    assert not fresh_timestamp(value, now=NOW)
+
+
+def test_fresh_timestamp_uses_the_clock_by_default():
+    assert fresh_timestamp(str(int(time.time())))
+    assert not fresh_timestamp(str(int(time.time()) - 3600))
+
+
+# --- session token (App Bridge ID token, HS256) --------------------------------------------------
+
+API_KEY = "test-client-id"
+SECRET = "test-client-secret"
+
+
+def session_token(secret: str = SECRET, **overrides: object) -> str:
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "iss": "https://demo.myshopify.com/admin",
+        "dest": "https://demo.myshopify.com",
+        "aud": API_KEY,
+        "sub": "42",
+        "exp": now + 60,
+        "nbf": now - 1,
+        "iat": now - 1,
+        "jti": str(uuid.uuid4()),
+        "sid": hashlib.sha256(b"session").hexdigest(),
+    }
+    claims.update(overrides)
+    return jwt.encode({k: v for k, v in claims.items() if v is not None}, secret, algorithm="HS256")
+
+
+def test_valid_session_token_returns_the_shop():
+    assert decode_session_token(f"Bearer {session_token()}", API_KEY, [SECRET]) == "demo.myshopify.com"
+
+
+def test_session_token_signed_with_previous_secret_accepted():
+    header = f"Bearer {session_token(secret='old-secret')}"
+    assert decode_session_token(header, API_KEY, [SECRET, "old-secret"]) == "demo.myshopify.com"
+
+
+@pytest.mark.parametrize("header", [
+    pytest.param(f"Bearer {session_token(secret='wrong-secret')}", id="wrong-secret"),
+    pytest.param(f"Bearer {session_token(aud='someone-elses-app')}", id="wrong-aud"),
+    pytest.param(f"Bearer {session_token(exp=int(time.time()) - 120)}", id="expired"),
+    pytest.param(f"Bearer {session_token(nbf=int(time.time()) + 120)}", id="not-yet-valid"),
+    pytest.param(f"Bearer {session_token(iss='https://other.myshopify.com/admin')}", id="iss-dest-mismatch"),
+    pytest.param(f"Bearer {session_token(iss='https://evil.com/admin', dest='https://evil.com')}",
+                 id="not-a-shop"),
+    pytest.param(f"Bearer {session_token(jti=None)}", id="missing-jti"),
+    pytest.param(session_token(), id="missing-bearer"),
+    pytest.param(f"Basic {session_token()}", id="basic-scheme"),
+    pytest.param("Bearer ", id="empty-token"),
+    pytest.param("Bearer not.a.jwt", id="garbage"),
+    pytest.param(f"Bearer {jwt.encode({'dest': 'https://demo.myshopify.com'}, SECRET, algorithm='HS512')}",
+                 id="other-algorithm"),
+    pytest.param("", id="empty-header"),
+    pytest.param(None, id="no-header"),
+])
+def test_invalid_session_token_rejected(header):
+    with pytest.raises(InvalidSessionToken):
+        decode_session_token(header, API_KEY, [SECRET])
