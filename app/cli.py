@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import click
-from flask.cli import AppGroup
 from flask import Flask
+from flask.cli import AppGroup
 from sqlalchemy import select
 
 from app import inbox, lifecycle

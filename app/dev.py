@@ -69,7 +69,7 @@ def main() -> int:
     lock = threading.Lock()
     children: dict[str, subprocess.Popen[str]] = {}
     for name, argv in processes.items():
-        child = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        child = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,  # noqa: S603
                                  text=True, bufsize=1)
         children[name] = child
         threading.Thread(target=_pump, args=(name, child.stdout, lock), daemon=True).start()

@@ -43,10 +43,10 @@ def shop_by_domain(session: Session, domain: str) -> Shop | None:
 
 def install(session: Session, domain: str, grant: TokenGrant, api_version: str, cipher: TokenCipher) -> Shop:
     """Store a fresh token for the shop: a first install, a reinstall, or an install over a live one."""
-    shop = shop_by_domain(session, domain)
-    if shop is None:
-        shop = Shop(domain=domain, api_version=api_version, settings={})
-        session.add(shop)
+    # Two callbacks for a new shop can race: the unique domain decides, then both update one row.
+    insert_ignoring_conflict(session, Shop, ["domain"], domain=domain, api_version=api_version, settings={},
+                             scopes="", installed_at=utcnow(), created_at=utcnow(), updated_at=utcnow())
+    shop = session.scalars(select(Shop).where(Shop.domain == domain).with_for_update()).one()
     store_grant(shop, grant, cipher)
     shop.api_version = api_version
     shop.installed_at = utcnow()

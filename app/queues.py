@@ -6,6 +6,7 @@ and those paths are a contract while jobs sit in a queue: rename a job only with
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from datetime import datetime
@@ -68,7 +69,8 @@ def enqueue_event(redis: Redis, event_id: str, topic: str) -> bool:
 
 
 def setup_job_id(shop_id: int, installed_at: datetime) -> str:
-    return f"setup-{shop_id}-{int(installed_at.timestamp())}"
+    # Milliseconds: a reinstall right after a finished setup must get a job id of its own.
+    return f"setup-{shop_id}-{int(installed_at.timestamp() * 1000)}"
 
 
 def enqueue_setup(redis: Redis, shop_id: int, installed_at: datetime) -> bool:
@@ -89,10 +91,8 @@ def enqueue_setup(redis: Redis, shop_id: int, installed_at: datetime) -> bool:
 
 def delete_job(redis: Redis, job_id: str) -> None:
     """Forget a job record (finished or failed) so that the same id can be enqueued again."""
-    try:
+    with contextlib.suppress(NoSuchJobError):
         Job.fetch(job_id, connection=redis).delete()
-    except NoSuchJobError:
-        pass
 
 
 def cancel_job(redis: Redis, job_id: str) -> None:

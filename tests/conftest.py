@@ -7,14 +7,17 @@ mocks the database or the queue; ``responses`` is used only at the Admin API / O
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.config import Config
 from cryptography.fernet import Fernet
+from flask import Flask
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import SimpleWorker
 from sqlalchemy import create_engine, text
 
@@ -82,15 +85,30 @@ def settings(migrated_database: str) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator:
-    flask_app = create_app(settings)
-    flask_app.config["TESTING"] = True
-    rt = flask_app.extensions["oncecode"]
-    rt.redis.flushdb()
-    yield flask_app
-    rt.redis.flushdb()
-    rt.db.dispose()
-    _truncate(settings.database_url)
+def app_factory(migrated_database: str) -> Iterator[Callable[..., Flask]]:
+    """Build apps on the test database with settings overridden; all are cleaned up afterwards."""
+    built: list[Flask] = []
+
+    def build(**overrides: object) -> Flask:
+        flask_app = create_app(make_settings(**{"database_url": migrated_database, **overrides}))
+        flask_app.config["TESTING"] = True
+        with suppress(RedisError):  # some tests point at a Redis that is down on purpose
+            flask_app.extensions["oncecode"].redis.flushdb()
+        built.append(flask_app)
+        return flask_app
+
+    yield build
+    for flask_app in built:
+        rt = flask_app.extensions["oncecode"]
+        with suppress(RedisError):
+            rt.redis.flushdb()
+        rt.db.dispose()
+    _truncate(migrated_database)
+
+
+@pytest.fixture
+def app(app_factory: Callable[..., Flask]) -> Flask:
+    return app_factory()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ not (bad documents, user errors, a revoked token), so that jobs retry only the t
 from __future__ import annotations
 
 import logging
+import math
 import time
 from functools import cache
 from pathlib import Path
@@ -127,8 +128,7 @@ class AdminClient:
                 if response.status_code in (401, 403):
                     raise AccessDenied(f"{self.shop} answered {response.status_code}: token revoked or scope missing")
                 if response.status_code == 429:
-                    raise Throttled(f"{self.shop} answered 429",
-                                    float(response.headers.get("Retry-After") or 1.0))
+                    raise Throttled(f"{self.shop} answered 429", _retry_after_header(response))
                 if response.status_code < 500:
                     self._check_version(response)
                     try:
@@ -149,3 +149,12 @@ class AdminClient:
             # Shopify serves the oldest supported version when ours is unsupported: say so loudly.
             log.warning("Shopify served API %s instead of %s: update SHOPIFY_API_VERSION", served, self.version,
                         extra={"shop": self.shop})
+
+
+def _retry_after_header(response: requests.Response) -> float:
+    """Seconds from a 429's ``Retry-After`` (Shopify sends ``2.0``); 1 s when absent or not a number."""
+    try:
+        seconds = float(response.headers.get("Retry-After") or 1.0)
+    except ValueError:  # an HTTP date, or garbage: not worth failing the job over
+        return 1.0
+    return seconds if math.isfinite(seconds) and seconds > 0 else 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import time
 import uuid
@@ -38,7 +39,7 @@ def test_webhook_reference_vector_is_accepted():
     pytest.param(VECTOR_BODY, VECTOR_SIGNATURE, ["hushh"], id="wrong-secret"),
     pytest.param(VECTOR_BODY, None, [VECTOR_SECRET], id="missing-signature"),
     pytest.param(VECTOR_BODY, "", [VECTOR_SECRET], id="empty-signature"),
-    pytest.param(VECTOR_BODY, "5672948d9b0bb8de626568e790e9ed70155217d90c378dcb96205cc835ff4926",
+    pytest.param(VECTOR_BODY, "5672948d9b0bb8de626568e7e449ed70154217d90c378dcb825cc2135fc649e6",
                  [VECTOR_SECRET], id="hex-digest"),
     pytest.param(VECTOR_BODY, VECTOR_SIGNATURE, [], id="no-secret-configured"),
 ])
@@ -48,10 +49,8 @@ def test_webhook_signature_rejected(body, signature, secrets):
 
 def test_hex_vector_is_the_same_digest_as_the_base64_one():
     # Guards the hex-digest case above: it must be the *right* digest, wrongly encoded.
-    import base64
-
     assert base64.b64decode(VECTOR_SIGNATURE).hex() == (
-        "5672948d9b0bb8de626568e790e9ed70155217d90c378dcb96205cc835ff4926")
+        "5672948d9b0bb8de626568e7e449ed70154217d90c378dcb825cc2135fc649e6")
 
 
 def test_webhook_signed_with_previous_secret_accepted_only_when_passed():
@@ -188,7 +187,8 @@ def test_fresh_timestamp_uses_the_clock_by_default():
 # --- session token (App Bridge ID token, HS256) --------------------------------------------------
 
 API_KEY = "test-client-id"
-SECRET = "test-client-secret"
+SECRET = "s" * 32  # Shopify client secrets are 32 characters; shorter ones make PyJWT warn
+OLD_SECRET = "o" * 32
 
 
 def session_token(secret: str = SECRET, **overrides: object) -> str:
@@ -213,28 +213,34 @@ def test_valid_session_token_returns_the_shop():
 
 
 def test_session_token_signed_with_previous_secret_accepted():
-    header = f"Bearer {session_token(secret='old-secret')}"
-    assert decode_session_token(header, API_KEY, [SECRET, "old-secret"]) == "demo.myshopify.com"
+    header = f"Bearer {session_token(secret=OLD_SECRET)}"
+    assert decode_session_token(header, API_KEY, [SECRET, OLD_SECRET]) == "demo.myshopify.com"
 
 
+def _bearer(**overrides: object) -> str:
+    return f"Bearer {session_token(**overrides)}"
+
+
+# Built inside the test (lambdas), so that exp/nbf are relative to when it runs, not to collection.
 @pytest.mark.parametrize("header", [
-    pytest.param(f"Bearer {session_token(secret='wrong-secret')}", id="wrong-secret"),
-    pytest.param(f"Bearer {session_token(aud='someone-elses-app')}", id="wrong-aud"),
-    pytest.param(f"Bearer {session_token(exp=int(time.time()) - 120)}", id="expired"),
-    pytest.param(f"Bearer {session_token(nbf=int(time.time()) + 120)}", id="not-yet-valid"),
-    pytest.param(f"Bearer {session_token(iss='https://other.myshopify.com/admin')}", id="iss-dest-mismatch"),
-    pytest.param(f"Bearer {session_token(iss='https://evil.com/admin', dest='https://evil.com')}",
-                 id="not-a-shop"),
-    pytest.param(f"Bearer {session_token(jti=None)}", id="missing-jti"),
-    pytest.param(session_token(), id="missing-bearer"),
-    pytest.param(f"Basic {session_token()}", id="basic-scheme"),
-    pytest.param("Bearer ", id="empty-token"),
-    pytest.param("Bearer not.a.jwt", id="garbage"),
-    pytest.param(f"Bearer {jwt.encode({'dest': 'https://demo.myshopify.com'}, SECRET, algorithm='HS512')}",
-                 id="other-algorithm"),
-    pytest.param("", id="empty-header"),
-    pytest.param(None, id="no-header"),
+    pytest.param(lambda: _bearer(secret="w" * 32), id="wrong-secret"),
+    pytest.param(lambda: _bearer(aud="someone-elses-app"), id="wrong-aud"),
+    pytest.param(lambda: _bearer(exp=int(time.time()) - 120), id="expired"),
+    pytest.param(lambda: _bearer(nbf=int(time.time()) + 120), id="not-yet-valid"),
+    pytest.param(lambda: _bearer(iss="https://other.myshopify.com/admin"), id="iss-dest-mismatch"),
+    pytest.param(lambda: _bearer(dest="https://other.myshopify.com"), id="dest-iss-mismatch"),
+    pytest.param(lambda: _bearer(iss="https://evil.com/admin", dest="https://evil.com"), id="not-a-shop"),
+    pytest.param(lambda: _bearer(jti=None), id="missing-jti"),
+    pytest.param(lambda: session_token(), id="missing-bearer"),
+    pytest.param(lambda: f"Basic {session_token()}", id="basic-scheme"),
+    pytest.param(lambda: "Bearer ", id="empty-token"),
+    pytest.param(lambda: "Bearer not.a.jwt", id="garbage"),
+    pytest.param(lambda: "Bearer " + jwt.encode({"dest": "https://demo.myshopify.com", "aud": API_KEY},
+                                                SECRET, algorithm="HS512"), id="other-algorithm"),
+    pytest.param(lambda: "", id="empty-header"),
+    pytest.param(lambda: None, id="no-header"),
 ])
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")  # HS512 with our 32-byte secret
 def test_invalid_session_token_rejected(header):
     with pytest.raises(InvalidSessionToken):
-        decode_session_token(header, API_KEY, [SECRET])
+        decode_session_token(header(), API_KEY, [SECRET])

@@ -10,10 +10,10 @@ import pytest
 from rq import Queue
 from sqlalchemy import func, select
 
-from app import create_app, inbox, runtime
+from app import inbox, runtime
 from app.db import utcnow
 from app.models import WebhookEvent
-from tests.conftest import API_SECRET, make_settings, run_worker
+from tests.conftest import API_SECRET, run_worker
 from tests.helpers import make_shop, post_webhook, webhook_headers, webhook_signature
 
 SHOP = "demo.myshopify.com"
@@ -82,16 +82,11 @@ def test_every_topic_answers_401_to_a_bad_or_missing_signature(client, db, rt, r
     assert events(db) == [] and queued(redis) == []
 
 
-def test_previous_secret_is_accepted_during_rotation(migrated_database):
-    app = create_app(make_settings(database_url=migrated_database, shopify_api_secret="new-secret",
-                                   shopify_api_secret_previous=API_SECRET))
+def test_previous_secret_is_accepted_during_rotation(app_factory):
+    app = app_factory(shopify_api_secret="new-secret", shopify_api_secret_previous=API_SECRET)
     body = b'{"id":1}'
     response = app.test_client().post("/webhooks", data=body, headers=webhook_headers("products/update", SHOP, body))
     assert response.status_code == 200
-    app.extensions["oncecode"].db.dispose()
-    from tests.conftest import _truncate
-
-    _truncate(migrated_database)
 
 
 def test_a_duplicate_delivery_is_recorded_and_queued_once(client, db, rt, redis):
@@ -194,22 +189,20 @@ def test_missing_or_bad_headers_under_a_valid_signature_are_400(client, db, head
     assert events(db) == []
 
 
-def test_a_body_over_the_limit_is_413(migrated_database):
-    app = create_app(make_settings(database_url=migrated_database, webhook_max_bytes=1024))
+def test_a_body_over_the_limit_is_413(app_factory):
+    app = app_factory(webhook_max_bytes=1024)
     body = json.dumps({"note": "x" * 2000}).encode()
     response = app.test_client().post("/webhooks", data=body, headers=webhook_headers("customers/create", SHOP, body))
     assert response.status_code == 413
     assert "1024 bytes" in response.json["error"]
-    app.extensions["oncecode"].db.dispose()
 
 
-def test_redis_down_keeps_the_event_and_the_sweep_queues_it_later(migrated_database, db, rt, redis):
+def test_redis_down_keeps_the_event_and_the_sweep_queues_it_later(app_factory, db, rt, redis):
     """Point the web app at a Redis that is not there; the real one stands for Redis coming back."""
     make_shop(db, rt.cipher)
-    down = create_app(make_settings(database_url=migrated_database, redis_url="redis://127.0.0.1:1/0"))
+    down = app_factory(redis_url="redis://127.0.0.1:1/0")
     event_id = str(uuid.uuid4())
     response = post_webhook(down.test_client(), "customers/create", SHOP, {"id": 5}, event_id=event_id)
-    down.extensions["oncecode"].db.dispose()
     runtime.activate(rt)  # jobs and the sweep use the real Redis again
     assert response.status_code == 200
     [event] = events(db)
@@ -229,8 +222,8 @@ def test_redis_down_keeps_the_event_and_the_sweep_queues_it_later(migrated_datab
     assert events(db)[0].status == "processed"
 
 
-def test_database_down_answers_503_so_shopify_retries(migrated_database):
-    app = create_app(make_settings(database_url="postgresql+psycopg://postgres@127.0.0.1:1/nowhere"))
+def test_database_down_answers_503_so_shopify_retries(app_factory):
+    app = app_factory(database_url="postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
     client = app.test_client()
     response = post_webhook(client, "customers/create", SHOP, {"id": 5})
     assert response.status_code == 503
@@ -238,4 +231,3 @@ def test_database_down_answers_503_so_shopify_retries(migrated_database):
     health = client.get("/healthz")
     assert health.status_code == 503
     assert health.json["database"].startswith("unreachable") and health.json["redis"] == "ok"
-    app.extensions["oncecode"].db.dispose()

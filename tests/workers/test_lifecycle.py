@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from app.db import utcnow
 from app.models import Customer, DataRequest, IssuedCode, Program, Shop, WebhookEvent
+from app.queues import setup_job_id
 from tests.conftest import run_worker
 from tests.helpers import make_shop, post_webhook, session_token
 
@@ -156,7 +157,7 @@ def test_data_request_api_is_scoped_to_the_token_shop(client, db, rt, redis):
     assert client.get("/api/data-requests", headers=other).json == {"data_requests": []}
     assert client.get(f"/api/data-requests/{request_id}", headers=other).status_code == 404
     assert client.get("/api/data-requests").status_code == 401
-    forged = {"Authorization": f"Bearer {session_token(SHOP, secret='not-the-app-secret')}"}
+    forged = {"Authorization": f"Bearer {session_token(SHOP, secret='not-the-app-secret-but-32-bytes-long')}"}
     assert client.get("/api/data-requests", headers=forged).status_code == 401
 
 
@@ -306,9 +307,40 @@ def test_setup_left_unfinished_is_requeued_by_the_sweep(db, rt, redis):
     shop = make_shop(db, rt.cipher, set_up=False)
     assert inbox.requeue_unfinished_setups(db, redis) == 1
     assert inbox.requeue_unfinished_setups(db, redis) == 0
-    assert Queue("default", connection=redis).job_ids == [f"setup-{shop.id}-{int(shop.installed_at.timestamp())}"]
+    assert Queue("default", connection=redis).job_ids == [setup_job_id(shop.id, shop.installed_at)]
     shop.installed_at = utcnow()  # a fresh install's own job may still be on its way
     db.commit()
     Queue("default", connection=redis).empty()
     redis.flushdb()
     assert inbox.requeue_unfinished_setups(db, redis) == 0
+
+
+def test_two_first_installs_at_once_make_one_shop(rt):
+    """Two OAuth callbacks for a new shop race on separate connections: one row, no error."""
+    import threading
+
+    from app import lifecycle
+    from app.shopify.oauth import TokenGrant
+
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def install(n: int) -> None:
+        grant = TokenGrant(f"shpat_{n}", ("read_customers",), utcnow() + timedelta(hours=1), f"shprt_{n}", None)
+        with rt.db.session_scope() as session:
+            barrier.wait()
+            try:
+                lifecycle.install(session, "race.myshopify.com", grant, "2026-10", rt.cipher)
+            except BaseException as exc:  # noqa: BLE001  collected for the assertion below
+                errors.append(exc)
+                raise
+
+    threads = [threading.Thread(target=install, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with rt.db.session_scope() as session:
+        [shop] = session.scalars(select(Shop)).all()
+        assert rt.cipher.decrypt(shop.access_token).startswith("shpat_")
