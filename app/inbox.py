@@ -11,11 +11,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from functools import cache
 
 from redis import Redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -44,21 +45,35 @@ class Delivery:
     body: bytes
 
 
-def insert_ignoring_conflict(session: Session, model: type, index_elements: list[str], **values: object) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING; True when a row was inserted. The schema decides duplicates."""
-    dialect = session.get_bind().dialect.name
+@cache
+def _insert_statement(dialect: str, model: type, index_elements: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    """Built once per (dialect, table): building SQL expressions costs more than running them."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (insert(model).values(**values).on_conflict_do_nothing(index_elements=index_elements)
-                 .returning(model.id))  # type: ignore[attr-defined]
-    return session.execute(statement).scalar() is not None
+    return (insert(model).on_conflict_do_nothing(index_elements=list(index_elements))
+            .returning(model.id))  # type: ignore[attr-defined]
 
 
-def record(session: Session, delivery: Delivery) -> Outcome:
-    """Record one verified delivery and say what the caller should do with it. Commits."""
+def insert_ignoring_conflict(session: Session | Connection, model: type, index_elements: list[str],
+                             **values: object) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING; True when a row was inserted. The schema decides duplicates."""
+    bind = session.get_bind() if isinstance(session, Session) else session
+    statement = _insert_statement(bind.dialect.name, model, tuple(index_elements))
+    return session.execute(statement, values).first() is not None
+
+
+_SHOP_ID = select(Shop.id).where(Shop.domain == bindparam("domain"))
+
+
+def record(connection: Connection, delivery: Delivery) -> Outcome:
+    """Record one verified delivery and say what the caller should do with it.
+
+    Runs on the webhook hot path, so it uses prepared Core statements on one connection (the
+    caller's transaction) rather than an ORM session: two statements, one round trip each.
+    """
     status, reason, payload, outcome = "pending", None, delivery.body.decode("utf-8", "replace"), Outcome.QUEUE
     if delivery.topic not in WEBHOOK_JOBS:
         status, reason, payload, outcome = "ignored", f"topic {delivery.topic} is not handled", None, Outcome.IGNORED
-    elif session.scalar(select(Shop.id).where(Shop.domain == delivery.shop)) is None:
+    elif connection.execute(_SHOP_ID, {"domain": delivery.shop}).first() is None:
         status, reason, payload, outcome = "ignored", "unknown shop", None, Outcome.IGNORED
     else:
         try:
@@ -71,12 +86,11 @@ def record(session: Session, delivery: Delivery) -> Outcome:
             status, outcome = "failed", Outcome.MALFORMED
 
     inserted = insert_ignoring_conflict(
-        session, WebhookEvent, ["event_id"],
+        connection, WebhookEvent, ["event_id"],
         event_id=delivery.event_id, webhook_id=delivery.webhook_id, shop_domain=delivery.shop,
         topic=delivery.topic, api_version=delivery.api_version, triggered_at=delivery.triggered_at,
         received_at=utcnow(), status=status, attempts=0, last_error=reason, payload=payload,
     )
-    session.commit()
     return outcome if inserted else Outcome.DUPLICATE
 
 

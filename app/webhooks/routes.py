@@ -12,7 +12,7 @@ from app import inbox
 from app.errors import BadRequest
 from app.queues import enqueue_event
 from app.shopify.verify import valid_shop_domain, verify_webhook
-from app.web import db_session, rt
+from app.web import rt
 
 bp = Blueprint("webhooks", __name__)
 log = logging.getLogger(__name__)
@@ -31,7 +31,8 @@ def receive():  # type: ignore[no-untyped-def]
         return "invalid webhook signature\n", 401, {"Content-Type": "text/plain; charset=utf-8"}
 
     delivery = _delivery(request, body)
-    outcome = inbox.record(db_session(), delivery)
+    with rt().db.engine.begin() as connection:
+        outcome = inbox.record(connection, delivery)
     if outcome is inbox.Outcome.QUEUE:
         enqueue_event(rt().redis, delivery.event_id, delivery.topic)
     log.info("webhook received", extra={
