@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -96,3 +98,19 @@ def make_engine(url: str, **options: object) -> Engine:
     options.setdefault("pool_pre_ping", True)
     options.setdefault("connect_args", {"connect_timeout": 5})
     return create_engine(url, **options)
+
+
+@cache
+def _insert_statement(dialect: str, model: type, index_elements: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    """Built once per (dialect, table): building SQL expressions costs more than running them."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (insert(model).on_conflict_do_nothing(index_elements=list(index_elements))
+            .returning(model.id))  # type: ignore[attr-defined]
+
+
+def insert_ignoring_conflict(session: Session | Connection, model: type, index_elements: list[str],
+                             **values: object) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING; True when a row was inserted. The schema decides duplicates."""
+    bind = session.get_bind() if isinstance(session, Session) else session
+    statement = _insert_statement(bind.dialect.name, model, tuple(index_elements))
+    return session.execute(statement, values).first() is not None

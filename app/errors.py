@@ -27,7 +27,3 @@ class Unauthorized(OnceCodeError):
 
 class NotFound(OnceCodeError):
     status = 404
-
-
-class ServiceUnavailable(OnceCodeError):
-    status = 503

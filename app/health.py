@@ -21,7 +21,7 @@ def healthz():  # type: ignore[no-untyped-def]
             connection.execute(text("SELECT 1"))
         checks["database"] = "ok"
     except SQLAlchemyError as exc:
-        checks["database"] = f"unreachable ({type(exc.orig if hasattr(exc, 'orig') else exc).__name__})"
+        checks["database"] = f"unreachable ({type(getattr(exc, 'orig', None) or exc).__name__})"
     try:
         runtime.redis.ping()
         checks["redis"] = "ok"

@@ -11,16 +11,14 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from functools import cache
 
 from redis import Redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy import Connection, bindparam, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
+from app.db import insert_ignoring_conflict, utcnow
 from app.models import Shop, WebhookEvent
 from app.queues import WEBHOOK_JOBS, enqueue_event, enqueue_setup, job_id_for_event
 
@@ -43,22 +41,6 @@ class Delivery:
     api_version: str | None
     triggered_at: datetime | None
     body: bytes
-
-
-@cache
-def _insert_statement(dialect: str, model: type, index_elements: tuple[str, ...]):  # type: ignore[no-untyped-def]
-    """Built once per (dialect, table): building SQL expressions costs more than running them."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (insert(model).on_conflict_do_nothing(index_elements=list(index_elements))
-            .returning(model.id))  # type: ignore[attr-defined]
-
-
-def insert_ignoring_conflict(session: Session | Connection, model: type, index_elements: list[str],
-                             **values: object) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING; True when a row was inserted. The schema decides duplicates."""
-    bind = session.get_bind() if isinstance(session, Session) else session
-    statement = _insert_statement(bind.dialect.name, model, tuple(index_elements))
-    return session.execute(statement, values).first() is not None
 
 
 _SHOP_ID = select(Shop.id).where(Shop.domain == bindparam("domain"))

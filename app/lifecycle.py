@@ -15,10 +15,10 @@ from typing import Any
 
 from redis import Redis
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
-from app.inbox import insert_ignoring_conflict
+from app.db import insert_ignoring_conflict, utcnow
 from app.models import Customer, DataRequest, IssuedCode, Program, Shop, WebhookEvent
 from app.queues import COMPLIANCE_TOPICS, cancel_job, job_id_for_event
 from app.shopify.oauth import TokenGrant
@@ -61,12 +61,14 @@ def create_default_programs(session: Session, shop_id: int) -> int:
     """The shop's welcome and referral programs, once. Returns how many were created now."""
     created = 0
     for spec in DEFAULT_PROGRAMS:
-        exists = session.scalar(select(Program.id).where(Program.shop_id == shop_id, Program.kind == spec["kind"]))
-        if exists is None:
-            # The partial unique index (shop, kind) settles a race between two setup jobs.
+        # Insert and let the partial unique index (shop, kind) say "already there": no check first,
+        # so two setup jobs racing cannot both create one.
+        try:
             with session.begin_nested():
                 session.add(Program(shop_id=shop_id, active=False, **spec))
-            created += 1
+        except IntegrityError:
+            continue
+        created += 1
     return created
 
 

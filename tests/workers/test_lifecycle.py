@@ -344,3 +344,28 @@ def test_two_first_installs_at_once_make_one_shop(rt):
     with rt.db.session_scope() as session:
         [shop] = session.scalars(select(Shop)).all()
         assert rt.cipher.decrypt(shop.access_token).startswith("shpat_")
+
+
+def test_default_programs_are_created_once_even_by_racing_setups(db, rt):
+    import threading
+
+    from app import lifecycle
+
+    shop = make_shop(db, rt.cipher)
+    barrier = threading.Barrier(3)
+    created: list[int] = []
+
+    def setup() -> None:
+        with rt.db.session_scope() as session:
+            barrier.wait()
+            created.append(lifecycle.create_default_programs(session, shop.id))
+
+    threads = [threading.Thread(target=setup) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(created) == 3
+    kinds = db.scalars(select(Program.kind).where(Program.shop_id == shop.id).order_by(Program.kind)).all()
+    assert kinds == ["referral_friend", "referral_reward", "welcome"]
+    assert not any(db.scalars(select(Program.active)))
