@@ -23,11 +23,11 @@ services:
 	@.ci/services
 
 test: $(STAMP) services
-	$(VENV)/bin/ruff check app workers tests migrations bench
+	$(VENV)/bin/ruff check app workers devstore tests migrations bench
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check app workers tests migrations bench
+	$(VENV)/bin/ruff check app workers devstore tests migrations bench
 
 shell: $(STAMP)
 	@echo "source $(VENV)/bin/activate  # then: flask --app app shops list"

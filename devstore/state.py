@@ -1,0 +1,112 @@
+"""devstore's configuration and state handle, shared by its blueprints, GraphQL layer and deliveries."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from devstore.models import Base, Store
+
+DEFAULT_SHOPS = ("demo.myshopify.com", "other.myshopify.com")
+
+
+@dataclass(frozen=True)
+class DevstoreConfig:
+    """Who the store serves (the app's client id and secret) and where it keeps its state."""
+
+    api_key: str
+    api_secret: str = field(repr=False)
+    database_url: str = "sqlite://"  # memory; `make run` passes a file under instance/
+    api_versions: tuple[str, ...] = ("2026-01", "2026-04", "2026-07", "2026-10")
+    shops: tuple[str, ...] = DEFAULT_SHOPS
+    auto_approve: bool = False  # skip the approve page (scripts and tests)
+    deliver_webhooks: bool = True  # background delivery thread
+    # Webhook retries: Shopify makes 8 retries with exponential back-off; the first waits this long.
+    retry_base_seconds: float = 5.0
+    max_delivery_retries: int = 8
+
+    @property
+    def webhook_api_version(self) -> str:
+        """The version webhook payloads are rendered at (``X-Shopify-API-Version``): the newest."""
+        return self.api_versions[-1]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DevstoreConfig:
+        """The same SHOPIFY_API_KEY / SHOPIFY_API_SECRET the app reads, so one .env serves both."""
+        env = os.environ if environ is None else environ
+        key, secret = env.get("SHOPIFY_API_KEY", "").strip(), env.get("SHOPIFY_API_SECRET", "").strip()
+        if not key or not secret:
+            raise SystemExit("devstore needs SHOPIFY_API_KEY and SHOPIFY_API_SECRET (the app's client id and secret)")
+        shops = tuple(s.strip() for s in env.get("DEVSTORE_SHOPS", ",".join(DEFAULT_SHOPS)).split(",") if s.strip())
+        return cls(api_key=key, api_secret=secret,
+                   database_url=env.get("DEVSTORE_DATABASE_URL", "sqlite://"),
+                   shops=shops, auto_approve=env.get("DEVSTORE_AUTO_APPROVE", "") in ("1", "true", "yes"),
+                   retry_base_seconds=float(env.get("DEVSTORE_RETRY_BASE_SECONDS", "5") or 5))
+
+
+class State:
+    """The database of all pretend stores, plus an id source shaped like Shopify's ids."""
+
+    def __init__(self, config: DevstoreConfig) -> None:
+        self.config = config
+        memory = config.database_url in ("sqlite://", "sqlite:///:memory:")
+        self.engine = create_engine(
+            config.database_url,
+            connect_args={"check_same_thread": False, "timeout": 15},
+            **({"poolclass": StaticPool} if memory else {}),
+        )
+
+        @event.listens_for(self.engine, "connect")
+        def _pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            cursor = dbapi_connection.cursor()
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # One writer at a time: SQLite serialises writes anyway, and this keeps read-modify-write
+        # sequences (usage counts, the bucket) atomic across the server's threads.
+        self.lock = threading.RLock()
+        Base.metadata.create_all(self.engine)
+        self.ensure_stores()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self.lock:
+            session = self.sessions()
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
+
+    def ensure_stores(self) -> None:
+        with self.session() as session:
+            for domain in self.config.shops:
+                if session.get(Store, domain) is None:
+                    name = domain.split(".")[0].replace("-", " ").title()
+                    session.add(Store(domain=domain, name=name, faults={}))
+
+    def reset(self) -> None:
+        """Forget everything: every store back to empty, installs and all."""
+        with self.lock:
+            Base.metadata.drop_all(self.engine)
+            Base.metadata.create_all(self.engine)
+            self.ensure_stores()
+
+    @staticmethod
+    def new_id() -> int:
+        """A fresh id in Shopify's range (large, positive, below 2**63)."""
+        return 1_000_000_000_000 + secrets.randbelow(9_000_000_000_000_000_000 - 1_000_000_000_000)

@@ -1,0 +1,165 @@
+"""Cost calculation, the leaky bucket, and a check that every field devstore declares really answers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import graphql
+import pytest
+
+from devstore.admin.bucket import Buckets
+from devstore.admin.cost import CostCalculator
+from devstore.admin.objects import PLAIN_TYPES, VIEWS, implemented, returnable, view_fields
+from devstore.admin.schema import admin_schema
+from devstore.admin.walk import is_connection
+from tests.devstore.test_admin_support import AdminApi, FakeClock, admin_api
+
+
+@pytest.fixture
+def api() -> Iterator[AdminApi]:
+    yield from admin_api()
+
+
+def requested(query: str, variables: dict[str, Any] | None = None) -> int:
+    schema = admin_schema()
+    document = graphql.parse(query)
+    operation = graphql.get_operation_ast(document)
+    assert operation is not None
+    coerced = graphql.execution.values.get_variable_values(schema, operation.variable_definitions or [],
+                                                           variables or {})
+    assert not isinstance(coerced, list), coerced
+    return CostCalculator(schema, document, operation, coerced).requested()
+
+
+@pytest.mark.parametrize(("query", "variables", "cost"), [
+    ("{ shop { name currencyCode } }", None, 1),
+    ("{ a: shop { name } b: shop { email } }", None, 2),
+    ("{ shop { ...F } } fragment F on Shop { metafield(key: \"k\") { value } }", None, 2),
+    ("query($skip: Boolean!) { shop { metafield(key: \"k\") @skip(if: $skip) { value } } }", {"skip": True}, 1),
+    ("query($n: Int!) { customers(first: $n) { nodes { id } } }", {"n": 25}, 27),
+    ("{ customers(first: 5) { edges { node { id } } nodes { id } } }", None, 7),
+    ("{ customers(first: 5) { nodes { orders(first: 3) { nodes { id } } } } }", None, 2 + 5 * (1 + 2 + 3)),
+    # a union costs its costliest member: DiscountCodeBasic's codes(first: 4) beats the free shipping one's 1
+    ("{ codeDiscountNodeByCode(code: \"X\") { codeDiscount { ... on DiscountCodeBasic { codes(first: 4) "
+     "{ nodes { code } } } ... on DiscountCodeFreeShipping { codesCount { count } } } } }", None, 1 + 1 + 2 + 4),
+    ("mutation { discountCodeDelete(id: \"gid://shopify/DiscountCodeNode/1\") { deletedCodeDiscountId } }", None, 10),
+    ("mutation($d: DiscountCodeBasicInput!) { discountCodeBasicCreate(basicCodeDiscount: $d) { codeDiscountNode "
+     "{ codeDiscount { ... on DiscountCodeBasic { codes(first: 1) { nodes { code } } } } } userErrors { code } } }",
+     {"d": {}}, 10 + 2 + 1),
+])
+def test_requested_cost(query: str, variables: dict[str, Any] | None, cost: int):
+    assert requested(query, variables) == cost
+
+
+def test_buckets_take_refund_refill_and_cap():
+    clock = FakeClock()
+    buckets = Buckets(clock)
+    assert buckets.take("s", 100, 10, 60) == (True, buckets.status("s", 100, 10))
+    assert buckets.status("s", 100, 10).currently_available == 40
+    admitted, status = buckets.take("s", 100, 10, 50)
+    assert (admitted, status.currently_available) == (False, 40)
+    assert buckets.refund("s", 100, 10, 30).currently_available == 70
+    clock.advance(2.5)
+    assert buckets.status("s", 100, 10).currently_available == 95
+    clock.advance(10)
+    assert buckets.status("s", 100, 10).as_json() == {"maximumAvailable": 100.0, "currentlyAvailable": 100,
+                                                      "restoreRate": 10.0}
+    buckets.take("s", 100, 10, 100)
+    buckets.reset("s")
+    assert buckets.status("s", 100, 10).currently_available == 100
+
+
+def test_a_smaller_bucket_caps_what_is_available():
+    buckets = Buckets(FakeClock())
+    buckets.status("s", 2000, 100)
+    assert buckets.status("s", 50, 100).currently_available == 50
+
+
+def test_buckets_are_thread_safe():
+    buckets = Buckets(FakeClock())  # the clock stands still: no refill during the race
+    admitted: list[bool] = []
+
+    def spend() -> None:
+        for _ in range(50):
+            admitted.append(buckets.take("s", 2000, 100, 10)[0])
+
+    threads = [threading.Thread(target=spend) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert admitted.count(True) == 200
+
+
+# --- every declared field answers -------------------------------------------------------------------
+
+def selection(typename: str, depth: int = 0) -> str:
+    """Every field devstore declares on ``typename``, nested a few levels (arguments made up as needed)."""
+    schema = admin_schema()
+    named = schema.get_type(typename)
+    fields = view_fields(VIEWS[typename]) if typename in VIEWS else PLAIN_TYPES[typename]
+    parts = ["__typename"]
+    for name in sorted(fields):
+        field = named.fields[name]  # type: ignore[union-attr]
+        child = graphql.get_named_type(field.type)
+        args = '(key: "code")' if "key" in field.args and graphql.is_non_null_type(field.args["key"].type) else ""
+        if is_connection(field):
+            args = "(first: 2)"
+        alias = f"{typename}_{name}: {name}"  # one type's field never merges with another's of the same name
+        if graphql.is_leaf_type(child):
+            parts.append(alias + args)
+        elif depth < 3:
+            members = schema.get_possible_types(child) if graphql.is_abstract_type(child) else [child]  # type: ignore[arg-type]
+            inner = " ".join(f"... on {m.name} {{ {selection(m.name, depth + 1)} }}" for m in members
+                             if returnable(m.name))
+            parts.append(f"{alias}{args} {{ __typename {inner} }}")
+    return " ".join(parts)
+
+
+def test_every_declared_field_of_every_type_answers(api: AdminApi):
+    customer = api.customer("ann@example.com", first_name="Ann")
+    owner = f"gid://shopify/Customer/{customer}"
+    api.data('mutation($d: MetafieldDefinitionInput!) { metafieldDefinitionCreate(definition: $d) { userErrors '
+             '{ code } } }', {"d": {"name": "Code", "key": "code", "type": "single_line_text_field",
+                                   "ownerType": "CUSTOMER"}})
+    api.data('mutation($m: [MetafieldsSetInput!]!) { metafieldsSet(metafields: $m) { userErrors { code } } }',
+             {"m": [{"ownerId": owner, "key": "code", "value": "A-1"}]})
+    created = api.data('mutation($d: DiscountCodeBasicInput!) { discountCodeBasicCreate(basicCodeDiscount: $d) '
+                       '{ codeDiscountNode { id } userErrors { code } } }', {"d": {
+                           "title": "T", "code": "ALL-FIELDS", "startsAt": "2026-01-01T00:00:00Z",
+                           "context": {"customers": {"add": [owner]}},
+                           "minimumRequirement": {"subtotal": {"greaterThanOrEqualToSubtotal": "10"}},
+                           "customerGets": {"value": {"percentage": 0.25}, "items": {"all": True}}}})
+    node = created["discountCodeBasicCreate"]["codeDiscountNode"]["id"]
+    api.data('mutation { discountCodeFreeShippingCreate(freeShippingCodeDiscount: {title: "F", code: "SHIP", '
+             'startsAt: "2026-01-01T00:00:00Z"}) { userErrors { code } } }')
+    hook = api.data('mutation { webhookSubscriptionCreate(topic: ORDERS_PAID, webhookSubscription: '
+                    '{uri: "https://a.test/h"}) { webhookSubscription { id } } }')
+    order = api.order(codes=("all-fields",), customer_id=customer)
+    queries = {
+        "customer": (f'customer(id: "{owner}")', "Customer"),
+        "order": (f'order(id: "gid://shopify/Order/{order}")', "Order"),
+        "shop": ("shop", "Shop"),
+        "discount": (f'codeDiscountNode(id: "{node}")', "DiscountCodeNode"),
+        "discountNode": (f'discountNode(id: "{node.replace("DiscountCodeNode", "DiscountNode")}")', "DiscountNode"),
+        "freeShipping": ('codeDiscountNodeByCode(code: "ship")', "DiscountCodeNode"),
+        "hook": (f'webhookSubscription(id: "{hook["webhookSubscriptionCreate"]["webhookSubscription"]["id"]}")',
+                 "WebhookSubscription"),
+    }
+    for label, (field, typename) in queries.items():
+        body = api.body(f"{{ {field} {{ {selection(typename)} }} }}")
+        assert "errors" not in body, (label, body["errors"])
+        assert body["data"][field.split("(")[0]] is not None, label
+        assert body["extensions"]["cost"]["actualQueryCost"] <= body["extensions"]["cost"]["requestedQueryCost"]
+
+
+def test_declarations_name_fields_that_exist_in_the_schema():
+    schema = admin_schema()
+    for typename in [*VIEWS, *PLAIN_TYPES]:
+        named = schema.get_type(typename)
+        assert named is not None, typename
+        fields = view_fields(VIEWS[typename]) if typename in VIEWS else PLAIN_TYPES[typename]
+        assert fields <= set(named.fields), (typename, fields - set(named.fields))  # type: ignore[union-attr]
+        assert all(implemented(typename, name) for name in fields)
