@@ -8,31 +8,26 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import graphql
 import pytest
 import requests
 import responses
 from cryptography.fernet import Fernet, InvalidToken
-from flask import Flask, request
 from rq import Queue
 from rq.job import Job
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from app import lifecycle
 from app.config import DEFAULT_SCOPES
 from app.db import utcnow
-from app.models import Program, Shop
-from app.queues import delete_job, enqueue_setup, setup_job_id
-from tests.conftest import API_KEY, API_SECRET, TOKEN_KEY, run_worker
+from app.models import Shop
+from app.queues import setup_job_id
+from tests.conftest import API_KEY, API_SECRET, TOKEN_KEY
 from tests.helpers import query_signature
 from tests.shopify.test_verify import HOSTILE_SHOPS
 
@@ -338,174 +333,3 @@ def test_reinstall_reuses_the_shop_row_with_a_new_token(client, db, rt, redis, t
     assert rt.cipher.decrypt(shop.access_token) == "shpat_second_install"
     assert rt.cipher.decrypt(shop.refresh_token) == "shprt_second"
     assert setup_job_id(shop.id, shop.installed_at) in setup_jobs(redis)
-
-
-# --- the whole install against a local store -------------------------------------------------------
-
-@dataclass
-class LocalStore:
-    """A tiny stand-in for one Shopify store, served over real HTTP on a loopback port."""
-
-    base_url: str = ""
-    token_requests: list[dict[str, str]] = field(default_factory=list)
-    graphql_requests: list[dict[str, Any]] = field(default_factory=list)
-    subscriptions: list[dict[str, str]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def operations(self, name: str) -> list[dict[str, Any]]:
-        return [r for r in self.graphql_requests if r["operation"] == name]
-
-
-def store_app(store: LocalStore) -> Flask:
-    fake = Flask("local_store")
-
-    @fake.get("/stores/<shop>/admin/oauth/authorize")
-    def authorize(shop: str):  # type: ignore[no-untyped-def]
-        # The merchant approves at once: back to redirect_uri with a signed query, as Shopify does.
-        args = request.args
-        if args.get("client_id") != API_KEY or args.getlist("grant_options[]") or not args.get("state"):
-            return {"error": "invalid_request"}, 400
-        params = {"code": f"code-for-{shop}", "host": HOST, "shop": shop, "state": args["state"],
-                  "timestamp": str(int(time.time()))}
-        return "", 302, {"Location": f"{args['redirect_uri']}?{urlencode(signed(params))}"}
-
-    @fake.post("/stores/<shop>/admin/oauth/access_token")
-    def access_token(shop: str):  # type: ignore[no-untyped-def]
-        form = request.form.to_dict()
-        with store.lock:
-            store.token_requests.append({"shop": shop, **form})
-        expected = {"client_id": API_KEY, "client_secret": API_SECRET, "code": f"code-for-{shop}", "expiring": "1"}
-        if form != expected:
-            return {"error": "invalid_request", "error_description": "The authorization code was not found"}, 400
-        return grant_body()
-
-    @fake.post("/stores/<shop>/admin/api/2026-10/graphql.json")
-    def admin_graphql(shop: str):  # type: ignore[no-untyped-def]
-        if request.headers.get("X-Shopify-Access-Token") != ACCESS_TOKEN:
-            return {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"}, 401
-        body = request.get_json()
-        operation = graphql.get_operation_ast(graphql.parse(body["query"]))
-        name = operation.name.value if operation and operation.name else ""
-        variables = body.get("variables") or {}
-        with store.lock:
-            store.graphql_requests.append({"shop": shop, "operation": name, "variables": variables,
-                                           "query": body["query"]})
-            data = answer(store, name, variables)
-        cost = {"requestedQueryCost": 10, "actualQueryCost": 10,
-                "throttleStatus": {"maximumAvailable": 2000.0, "currentlyAvailable": 1990, "restoreRate": 100.0}}
-        return {"data": data, "extensions": {"cost": cost}}, 200, {"X-Shopify-API-Version": "2026-10"}
-
-    return fake
-
-
-def answer(store: LocalStore, operation: str, variables: dict[str, Any]) -> dict[str, Any]:
-    if operation == "webhookSubscriptions":
-        topics = variables.get("topics")
-        nodes = [s for s in store.subscriptions if topics is None or s["topic"] in topics]
-        return {"webhookSubscriptions": {"nodes": nodes[: variables["first"]]}}
-    if operation == "webhookSubscriptionCreate":
-        topic, uri = variables["topic"], variables["webhookSubscription"]["uri"]
-        if any(s["topic"] == topic and s["uri"] == uri for s in store.subscriptions):
-            return {"webhookSubscriptionCreate": {"webhookSubscription": None, "userErrors": [
-                {"field": ["webhookSubscription", "callbackUrl"],
-                 "message": "Address for this topic has already been taken"}]}}
-        created = {"id": f"gid://shopify/WebhookSubscription/{8589934632 + len(store.subscriptions)}",
-                   "topic": topic, "uri": uri}
-        store.subscriptions.append(created)
-        return {"webhookSubscriptionCreate": {"webhookSubscription": created, "userErrors": []}}
-    if operation == "webhookSubscriptionUpdate":
-        [subscription] = [s for s in store.subscriptions if s["id"] == variables["id"]]
-        subscription["uri"] = variables["webhookSubscription"]["uri"]
-        return {"webhookSubscriptionUpdate": {"webhookSubscription": dict(subscription), "userErrors": []}}
-    raise AssertionError(f"the local store does not answer {operation!r}")
-
-
-@pytest.fixture
-def local_store() -> Iterator[LocalStore]:
-    store = LocalStore()
-    server = make_server("127.0.0.1", 0, store_app(store), threaded=True)
-    store.base_url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield store
-    server.shutdown()
-    thread.join(timeout=5)
-    server.server_close()
-
-
-@pytest.fixture
-def local_app(app_factory, local_store: LocalStore) -> Flask:  # type: ignore[no-untyped-def]
-    """The app pointed at the local store instead of https://{shop}."""
-    return app_factory(shopify_store_base_url=f"{local_store.base_url}/stores/{{shop}}")
-
-
-def install_through(client, store: LocalStore):  # type: ignore[no-untyped-def]
-    """The merchant's path: /auth, the store's authorize page (over HTTP), back to /auth/callback."""
-    started = client.get("/auth", query_string={"shop": SHOP})
-    assert started.status_code == 302
-    authorize = started.headers["Location"]
-    assert authorize.startswith(f"{store.base_url}/stores/{SHOP}/admin/oauth/authorize?")
-
-    approved = requests.get(authorize, allow_redirects=False, timeout=5)
-    assert approved.status_code == 302, approved.text
-    back = urlsplit(approved.headers["Location"])
-    assert f"{back.scheme}://{back.netloc}{back.path}" == "https://oncecode.test/auth/callback"
-    # The test client's cookie jar is for its own host: call the path, as the browser would.
-    return client.get(f"{back.path}?{back.query}")
-
-
-def test_a_full_install_against_a_local_token_endpoint(local_app, local_store):
-    rt = local_app.extensions["oncecode"]
-    client = local_app.test_client()
-
-    installed = install_through(client, local_store)
-
-    assert installed.status_code == 200, installed.text
-    assert local_store.token_requests == [{"shop": SHOP, "client_id": API_KEY, "client_secret": API_SECRET,
-                                           "code": f"code-for-{SHOP}", "expiring": "1"}]
-
-    run_worker(rt.redis)
-
-    creates = local_store.operations("webhookSubscriptionCreate")
-    assert sorted(c["variables"]["topic"] for c in creates) == ["APP_UNINSTALLED", "CUSTOMERS_CREATE"]
-    assert {c["variables"]["webhookSubscription"]["uri"] for c in creates} == {"https://oncecode.test/webhooks"}
-    assert all(c["shop"] == SHOP for c in local_store.graphql_requests)
-    with rt.db.session_scope() as session:
-        shop = session.scalars(select(Shop)).one()
-        assert shop.setup_completed_at is not None and shop.setup_error is None
-        programs = session.scalars(select(Program).where(Program.shop_id == shop.id)).all()
-        assert sorted(p.kind for p in programs) == ["referral_friend", "referral_reward", "welcome"]
-        assert not any(p.active for p in programs)
-        shop_id, installed_at = shop.id, shop.installed_at
-    job_id = setup_job_id(shop_id, installed_at)
-    assert Job.fetch(job_id, connection=rt.redis).return_value() == "set up"
-
-    # A second run (a retried or re-queued job) finds everything in place and creates nothing.
-    delete_job(rt.redis, job_id)
-    assert enqueue_setup(rt.redis, shop_id, installed_at)
-    run_worker(rt.redis)
-
-    assert Job.fetch(job_id, connection=rt.redis).return_value() == "set up"
-    assert len(local_store.operations("webhookSubscriptions")) == 2
-    assert len(local_store.operations("webhookSubscriptionCreate")) == 2
-    assert len(local_store.subscriptions) == 2
-    with rt.db.session_scope() as session:
-        assert session.scalar(select(Shop.setup_completed_at).where(Shop.id == shop_id)) is not None
-        assert len(session.scalars(select(Program).where(Program.shop_id == shop_id)).all()) == 3
-
-
-def test_setup_points_an_existing_subscription_at_our_address(local_app, local_store):
-    """A shop installed under an old APP_URL: its subscription is updated, not duplicated."""
-    rt = local_app.extensions["oncecode"]
-    client = local_app.test_client()
-    local_store.subscriptions.append({"id": "gid://shopify/WebhookSubscription/1", "topic": "APP_UNINSTALLED",
-                                      "uri": "https://old.oncecode.test/webhooks"})
-    assert install_through(client, local_store).status_code == 200
-    run_worker(rt.redis)
-
-    assert [u["variables"] for u in local_store.operations("webhookSubscriptionUpdate")] == [
-        {"id": "gid://shopify/WebhookSubscription/1", "webhookSubscription": {"uri": "https://oncecode.test/webhooks"}}]
-    assert [c["variables"]["topic"] for c in local_store.operations("webhookSubscriptionCreate")] == [
-        "CUSTOMERS_CREATE"]
-    assert {(s["topic"], s["uri"]) for s in local_store.subscriptions} == {
-        ("APP_UNINSTALLED", "https://oncecode.test/webhooks"), ("CUSTOMERS_CREATE", "https://oncecode.test/webhooks")}

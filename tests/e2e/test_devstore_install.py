@@ -16,12 +16,15 @@ from typing import Any
 import pytest
 import requests
 from flask import Flask
+from rq.job import Job
 from sqlalchemy import select
 from werkzeug.serving import BaseWSGIServer, make_server
 
 import devstore
 from app import runtime
 from app.models import Customer, Program, Shop, WebhookEvent
+from app.queues import delete_job, enqueue_setup, setup_job_id
+from devstore.models import WebhookSubscription as StoreSubscription
 from devstore.state import DevstoreConfig
 from tests.conftest import API_KEY, API_SECRET, run_worker
 
@@ -43,6 +46,7 @@ def _serve(app: Flask, port: int) -> BaseWSGIServer:
 @dataclass
 class World:
     app: Flask
+    store: Flask
     app_url: str
     store_url: str
 
@@ -69,7 +73,8 @@ def world(app_factory: Callable[..., Flask]) -> Iterator[World]:
     app_url, store_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{store_port}"
     app = app_factory(app_url=app_url, shopify_store_base_url=f"{store_url}/stores/{{shop}}")
     servers = [_serve(store, store_port), _serve(app, app_port)]
-    yield World(app=app, app_url=app_url, store_url=store_url)
+    runtime.activate(app.extensions["oncecode"])  # the worker must use this app's settings
+    yield World(app=app, store=store, app_url=app_url, store_url=store_url)
     store.extensions["devstore_deliverer"].stop()
     for server in servers:
         server.shutdown()
@@ -77,18 +82,20 @@ def world(app_factory: Callable[..., Flask]) -> Iterator[World]:
     store.extensions["devstore"].engine.dispose()
 
 
-def test_install_subscribe_and_receive_webhooks_over_http(world: World):
-    # This app's own runtime (not the default ``app`` fixture's): the worker must use its settings.
-    rt = world.app.extensions["oncecode"]
-    runtime.activate(rt)
-    db, redis = rt.db.sessions(), rt.redis
+def install(world: World) -> None:
+    """The merchant's browser: app /auth → devstore's authorize (auto-approved) → app /auth/callback."""
     browser = requests.Session()
-    # The merchant's browser: app /auth → devstore's authorize (auto-approved) → app /auth/callback.
     started = browser.get(f"{world.app_url}/auth", params={"shop": SHOP}, allow_redirects=False, timeout=5)
     assert started.status_code == 302
     assert started.headers["Location"].startswith(f"{world.store_url}/stores/{SHOP}/admin/oauth/authorize?")
     installed = browser.get(started.headers["Location"], timeout=10)
     assert installed.status_code == 200 and "OnceCode is installed" in installed.text
+
+
+def test_install_subscribe_and_receive_webhooks_over_http(world: World):
+    rt = world.app.extensions["oncecode"]
+    db, redis = rt.db.sessions(), rt.redis
+    install(world)
 
     shop = db.scalar(select(Shop).where(Shop.domain == SHOP))
     assert shop.is_installed and shop.access_token_expires_at is not None  # an expiring offline token
@@ -120,3 +127,35 @@ def test_install_subscribe_and_receive_webhooks_over_http(world: World):
     db.expire_all()
     assert not db.get(Shop, shop.id).is_installed
     db.close()
+
+
+def test_setup_run_twice_creates_nothing_more(world: World):
+    rt = world.app.extensions["oncecode"]
+    install(world)
+    run_worker(rt.redis)
+    first = world.control("GET", "/webhook_subscriptions")
+    with rt.db.session_scope() as session:
+        shop = session.scalars(select(Shop)).one()
+        shop_id, installed_at = shop.id, shop.installed_at
+
+    # A retried or re-queued setup job finds everything in place.
+    delete_job(rt.redis, setup_job_id(shop_id, installed_at))
+    assert enqueue_setup(rt.redis, shop_id, installed_at)
+    run_worker(rt.redis)
+    assert Job.fetch(setup_job_id(shop_id, installed_at), connection=rt.redis).return_value() == "set up"
+    assert world.control("GET", "/webhook_subscriptions") == first
+    with rt.db.session_scope() as session:
+        assert len(session.scalars(select(Program).where(Program.shop_id == shop_id)).all()) == 3
+
+
+def test_setup_points_an_existing_subscription_at_our_address(world: World):
+    """A shop installed under an old APP_URL: its subscription is updated, not duplicated."""
+    rt = world.app.extensions["oncecode"]
+    with world.store.extensions["devstore"].session() as session:
+        session.add(StoreSubscription(id=1, shop=SHOP, topic="APP_UNINSTALLED", uri="https://old.oncecode.test/webhooks"))
+    install(world)
+    run_worker(rt.redis)
+    subscriptions = world.control("GET", "/webhook_subscriptions")
+    assert sorted((s["topic"], s["uri"]) for s in subscriptions) == [
+        ("APP_UNINSTALLED", f"{world.app_url}/webhooks"), ("CUSTOMERS_CREATE", f"{world.app_url}/webhooks")]
+    assert "gid://shopify/WebhookSubscription/1" in {s["id"] for s in subscriptions}
