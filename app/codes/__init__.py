@@ -1,0 +1,1 @@
+"""The domain: codes, issuance, reconciliation and metrics. No Flask, no HTTP."""
