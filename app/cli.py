@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
+from typing import Any
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app import inbox, lifecycle
-from app.models import DataRequest, Shop, WebhookEvent
+from app.codes import programs as program_rules
+from app.errors import BadRequest, NotFound
+from app.models import PROGRAM_KINDS, DataRequest, Program, Shop, WebhookEvent
 from app.queues import delete_job, enqueue_event, enqueue_setup, job_id_for_event, setup_job_id
 from app.web import rt
 
@@ -22,11 +27,85 @@ def _shop_or_fail(session, domain: str) -> Shop:  # type: ignore[no-untyped-def]
     return shop
 
 
+def _program_or_fail(session: Session, shop: Shop, which: str) -> Program:
+    """A program named by kind (``welcome``) or, for the several ``manual`` ones, by id."""
+    query = select(Program).where(Program.shop_id == shop.id)
+    if which.isdigit():
+        query = query.where(Program.id == int(which))
+    elif which in PROGRAM_KINDS:
+        query = query.where(Program.kind == which)
+    else:
+        raise click.ClickException(f"{which!r} is neither a program kind ({', '.join(PROGRAM_KINDS)}) nor an id")
+    found = session.scalars(query).all()
+    if not found:
+        raise click.ClickException(f"{shop.domain} has no program {which}; `flask programs list {shop.domain}` "
+                                   "shows its programs")
+    if len(found) > 1:
+        raise click.ClickException(f"{shop.domain} has {len(found)} {which} programs; give the id instead")
+    return found[0]
+
+
+TRUE_WORDS, FALSE_WORDS = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+NONE_WORDS = ("none", "null", "")
+
+
+def _cli_changes(assignments: tuple[str, ...]) -> dict[str, Any]:
+    """``FIELD=VALUE`` strings as the JSON values ``update_program`` takes.
+
+    Only the type is converted here; a word that does not convert is passed on as it is, so that
+    ``update_program`` refuses it with the same message the API gives.
+    """
+    changes: dict[str, Any] = {}
+    for assignment in assignments:
+        name, sep, text = assignment.partition("=")
+        if not sep or not name:
+            raise click.ClickException(f"expected FIELD=VALUE, got {assignment!r}")
+        if name in changes:
+            raise click.ClickException(f"{name} is given twice")
+        changes[name] = _cli_value(program_rules.FIELDS.get(name), text)
+    return changes
+
+
+def _cli_value(field: program_rules.Field | None, text: str) -> Any:
+    word = text.strip().lower()
+    if field is None:
+        return text
+    if field.nullable and word in NONE_WORDS:
+        return None
+    if field.type == "bool":
+        return True if word in TRUE_WORDS else False if word in FALSE_WORDS else text
+    if field.type == "int" and re.fullmatch(r"[+-]?\d+", word):
+        return int(word)
+    return text
+
+
+def _program_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    table = [["ID", "KIND", "NAME", "ACTIVE", "VALUE", "MINIMUM", "EXPIRES", "LOCKED", "COMBINES WITH",
+              "EXAMPLE CODE"]]
+    for p in rows:
+        value = {"percentage": f"{p['value']} %", "fixed_amount": f"{p['value']} off"}.get(p["value_type"],
+                                                                                           "free shipping")
+        combines = [kind.removesuffix("_discounts") for kind, on in p["combines_with"].items() if on]
+        days = p["expires_after_days"]
+        table.append([str(p["id"]), p["kind"], p["name"], "on" if p["active"] else "off", value,
+                      p["minimum_subtotal"] or "-", f"{days} days" if days else "never",
+                      "yes" if p["lock_to_customer"] else "no", ", ".join(combines) or "-",
+                      p["code_format"]["example"]])
+    return table
+
+
+def _echo_table(table: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
 def register_cli(app: Flask) -> None:
     shops = AppGroup("shops", help="Installed shops.")
     events = AppGroup("events", help="The webhook inbox.")
     data_requests = AppGroup("data-requests", help="customers/data_request exports.")
     tokens = AppGroup("tokens", help="Stored access tokens.")
+    programs = AppGroup("programs", help="A shop's discount programs (welcome, referral, manual).")
 
     @shops.command("list")
     def shops_list() -> None:
@@ -133,5 +212,41 @@ def register_cli(app: Flask) -> None:
                 count += 1
         click.echo(f"{count} shops re-encrypted; the old key can now be removed")
 
-    for group in (shops, events, data_requests, tokens):
+    @programs.command("list")
+    @click.argument("domain")
+    def programs_list(domain: str) -> None:
+        """A shop's programs, with an example code in each one's format."""
+        with rt().db.session_scope() as session:
+            shop = _shop_or_fail(session, domain)
+            rows = [program_rules.program_json(p) for p in program_rules.shop_programs(session, shop.id)]
+        if not rows:
+            click.echo(f"{domain} has no programs yet; `flask shops setup {domain}` creates the defaults")
+            return
+        _echo_table(_program_rows(rows))
+
+    @programs.command("set")
+    @click.argument("domain")
+    @click.argument("which", metavar="KIND")
+    @click.argument("assignments", metavar="FIELD=VALUE...", nargs=-1, required=True)
+    def programs_set(domain: str, which: str, assignments: tuple[str, ...]) -> None:
+        """Change a program, e.g. `set DOMAIN welcome value=15 active=true code_prefix=HELLO-`.
+
+        KIND is welcome, referral_friend or referral_reward (or a program id). Fields: name, active,
+        value_type, value, minimum_subtotal, expires_after_days, lock_to_customer, combines_with_product,
+        combines_with_order, combines_with_shipping, code_prefix, code_length, code_alphabet, code_pattern.
+        Booleans take true/false (yes/no, on/off); `none` clears minimum_subtotal, expires_after_days
+        and code_pattern. Codes already issued keep their old terms.
+        """
+        changes = _cli_changes(assignments)
+        with rt().db.session_scope() as session:
+            shop = _shop_or_fail(session, domain)
+            program = _program_or_fail(session, shop, which)
+            try:
+                program = program_rules.update_program(session, shop.id, program.id, changes)
+            except (BadRequest, NotFound) as exc:
+                raise click.ClickException(str(exc)) from exc
+            shown = program_rules.program_json(program)
+        click.echo(json.dumps(shown, indent=2))
+
+    for group in (shops, events, data_requests, tokens, programs):
         app.cli.add_command(group)

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from app.codes.generator import DEFAULT_ALPHABET
 from app.db import Base, UTCDateTime, utcnow
 
 PROGRAM_KINDS = ("welcome", "referral_friend", "referral_reward", "manual")
@@ -73,7 +74,11 @@ class Shop(Timestamped, Base):
 
 
 class Program(Timestamped, Base):
-    """A campaign: what kind of code, worth what, valid how long, formatted how."""
+    """A campaign: what kind of code, worth what, valid how long, formatted how.
+
+    The code format columns are those of ``app.codes.generator.CodeFormat``; ``app.codes.programs``
+    validates every change against it.
+    """
 
     __tablename__ = "programs"
     __table_args__ = (
@@ -104,7 +109,9 @@ class Program(Timestamped, Base):
     minimum_subtotal: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
     expires_after_days: Mapped[int | None] = mapped_column(Integer)
     code_prefix: Mapped[str] = mapped_column(String(16), default="")
-    code_length: Mapped[int] = mapped_column(Integer, default=10)
+    code_length: Mapped[int] = mapped_column(Integer, default=10)  # random characters, unless a pattern is set
+    code_alphabet: Mapped[str] = mapped_column(String(64), default=DEFAULT_ALPHABET, server_default=DEFAULT_ALPHABET)
+    code_pattern: Mapped[str | None] = mapped_column(String(64))  # e.g. "####-####"; replaces code_length
     lock_to_customer: Mapped[bool] = mapped_column(Boolean, default=True)
     combines_with_product: Mapped[bool] = mapped_column(Boolean, default=False)
     combines_with_order: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -3,11 +3,12 @@ query is scoped to the shop that token names."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
 from app import lifecycle
-from app.errors import NotFound
+from app.codes import programs
+from app.errors import BadRequest, NotFound
 from app.models import DataRequest
 from app.web import db_session, session_token_shop
 
@@ -43,3 +44,33 @@ def data_request(request_id: int):  # type: ignore[no-untyped-def]
     if row is None:
         raise NotFound(f"no data request {request_id} for this store")
     return jsonify(**_summary(row), data=row.data)
+
+
+@bp.get("/programs")
+def program_list():  # type: ignore[no-untyped-def]
+    """The shop's programs (welcome, referral, manual), oldest first."""
+    shop = _shop()
+    return jsonify(programs=[programs.program_json(p) for p in programs.shop_programs(db_session(), shop.id)])
+
+
+@bp.get("/programs/<int:program_id>")
+def program_detail(program_id: int):  # type: ignore[no-untyped-def]
+    shop = _shop()
+    return jsonify(programs.program_json(programs.get_program(db_session(), shop.id, program_id)))
+
+
+@bp.patch("/programs/<int:program_id>")
+def program_update(program_id: int):  # type: ignore[no-untyped-def]
+    """Change some fields of a program; the body is a JSON object of field → new value.
+
+    All or nothing: any invalid field answers 400 naming every problem, and nothing changes.
+    """
+    shop = _shop()
+    # force: a client that forgets the Content-Type still gets its JSON read, or a clear 400.
+    changes = request.get_json(force=True, silent=True)
+    if not isinstance(changes, dict):
+        raise BadRequest('the body must be a JSON object of the fields to change, e.g. {"active": true}')
+    session = db_session()
+    program = programs.update_program(session, shop.id, program_id, changes)
+    session.commit()
+    return jsonify(programs.program_json(program))
