@@ -47,6 +47,8 @@ class Settings:
     shopify_api_secret_previous: str | None = field(default=None, repr=False)
     webhook_max_bytes: int = 4 * 1024 * 1024
     log_level: str = "INFO"
+    # How many of one shop's Admin API jobs may be queued or running at once (rq's RateLimit).
+    shop_job_concurrency: int = 2
 
     @property
     def is_production(self) -> bool:
@@ -139,6 +141,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not max_bytes.isdigit() or int(max_bytes) < 1024:
         problems.append(f"WEBHOOK_MAX_BYTES must be a whole number of bytes >= 1024, not {max_bytes!r}")
 
+    concurrency = get("SHOP_JOB_CONCURRENCY", "2") or ""
+    if not concurrency.isdigit() or not 1 <= int(concurrency) <= 100:
+        problems.append(f"SHOP_JOB_CONCURRENCY must be a whole number from 1 to 100, not {concurrency!r}")
+
     log_level = (get("LOG_LEVEL", "INFO") or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}")
@@ -161,6 +167,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         shopify_store_base_url=store_base,
         webhook_max_bytes=int(max_bytes),
         log_level=log_level,
+        shop_job_concurrency=int(concurrency),
     )
 
 

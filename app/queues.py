@@ -2,6 +2,10 @@
 
 Job functions are named by import path (strings), so the web process never imports the workers,
 and those paths are a contract while jobs sit in a queue: rename a job only with a shim.
+
+Jobs that call a shop's Admin API go through ``enqueue_for_shop``: rq's ``RateLimit`` lets at most
+``SHOP_JOB_CONCURRENCY`` of one shop's jobs be queued or running at once and keeps the rest in its
+rate-limit registry, so a flood from one shop cannot line up ahead of every other shop's work.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from datetime import datetime
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue, Retry
+from rq import Queue, RateLimit, Retry
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import JOB_ID_PATTERN, Job, JobStatus
+
+from app import runtime
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,7 @@ WEBHOOK_RETRY = Retry(max=8, interval=[5, 15, 60, 120, 300, 600, 1800, 3600])
 SETUP_RETRY = Retry(max=6, interval=[10, 30, 60, 300, 900, 3600])
 KEEP_RESULT = 3600  # seconds a finished job's record stays (job ids double as de-duplication keys)
 KEEP_FAILURE = 30 * 24 * 3600
+ENQUEUE_CLAIM_SECONDS = 30  # how long one enqueuer holds a job id while it checks and enqueues
 
 
 def job_id_for_event(event_id: str) -> str:
@@ -76,16 +83,43 @@ def setup_job_id(shop_id: int, installed_at: datetime) -> str:
 def enqueue_setup(redis: Redis, shop_id: int, installed_at: datetime) -> bool:
     """Queue post-install work (webhook subscriptions, default programs) once per install."""
     try:
-        Queue("default", connection=redis).enqueue(
-            "workers.install.set_up_shop", shop_id, job_id=setup_job_id(shop_id, installed_at), unique=True,
+        return enqueue_for_shop(
+            redis, "default", "workers.install.set_up_shop", shop_id, job_id=setup_job_id(shop_id, installed_at),
             retry=SETUP_RETRY, job_timeout=300, result_ttl=KEEP_RESULT, failure_ttl=KEEP_FAILURE,
         )
-    except DuplicateJobError:
-        return False
     except RedisError as exc:
         log.warning("shop setup not enqueued, Redis unavailable; the sweep will retry",
                     extra={"shop_id": shop_id, "reason": type(exc).__name__})
         return False
+
+
+def shop_rate_limit(shop_id: int) -> RateLimit:
+    """rq's concurrency limit for one shop's Admin API jobs (``SHOP_JOB_CONCURRENCY``, default 2).
+
+    Every enqueuer must use the same figure: rq stores it per key and the last enqueue wins.
+    """
+    return RateLimit(key=f"shop:{shop_id}", concurrency=runtime.current().settings.shop_job_concurrency)
+
+
+def enqueue_for_shop(redis: Redis, queue: str, func: str, shop_id: int, *args: object, job_id: str,
+                     **options: object) -> bool:
+    """Queue ``func(shop_id, *args)`` under the shop's rate limit, once per ``job_id``. False if it exists.
+
+    rq 3 refuses ``unique=True`` on a rate-limited job (``Queue.enqueue_job``), so de-duplication is
+    done here: a short ``SET NX`` claim on the id lets one enqueuer at a time check that no job with
+    that id exists and enqueue it. The job hash then keeps the id taken for as long as ``unique=True``
+    would have (queued, scheduled, rate-limited, or finished/failed until its result expires).
+    """
+    claim = f"oncecode:enqueue:{job_id}"
+    if not redis.set(claim, "1", nx=True, ex=ENQUEUE_CLAIM_SECONDS):
+        return False  # another process is enqueuing this very job right now
+    try:
+        if Job.exists(job_id, connection=redis):
+            return False
+        Queue(queue, connection=redis).enqueue(func, shop_id, *args, job_id=job_id,
+                                               rate_limit=shop_rate_limit(shop_id), **options)
+    finally:
+        redis.delete(claim)
     return True
 
 
@@ -101,5 +135,6 @@ def cancel_job(redis: Redis, job_id: str) -> None:
         job = Job.fetch(job_id, connection=redis)
     except NoSuchJobError:
         return
-    if job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+    if job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED,
+                                         JobStatus.RATE_LIMITED):
         job.cancel()

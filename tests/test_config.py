@@ -26,6 +26,8 @@ def test_a_complete_production_environment_loads():
     assert settings.app_url == "https://oncecode.example.com"
     assert settings.database_url == "postgresql+psycopg://u:p@db.example.com:5432/oncecode"
     assert settings.shopify_api_version == "2026-10"
+    assert settings.shop_job_concurrency == 2
+    assert load_settings({**PRODUCTION, "SHOP_JOB_CONCURRENCY": "5"}).shop_job_concurrency == 5
     assert settings.store_url("demo.myshopify.com") == "https://demo.myshopify.com"
     assert "shh" not in repr(settings) and PRODUCTION["TOKEN_ENCRYPTION_KEY"] not in repr(settings)
 
@@ -49,6 +51,8 @@ def test_production_names_each_missing_variable(name):
     ("SECRET_KEY", "short", "SECRET_KEY must be at least 32"),
     ("SHOPIFY_STORE_BASE_URL", "https://no-placeholder", "SHOPIFY_STORE_BASE_URL must be"),
     ("WEBHOOK_MAX_BYTES", "lots", "WEBHOOK_MAX_BYTES must be"),
+    ("SHOP_JOB_CONCURRENCY", "0", "SHOP_JOB_CONCURRENCY must be"),
+    ("SHOP_JOB_CONCURRENCY", "two", "SHOP_JOB_CONCURRENCY must be"),
     ("ONCECODE_ENV", "staging", "ONCECODE_ENV must be one of"),
 ])
 def test_production_rejects_malformed_values_by_name(name, value, message):

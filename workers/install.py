@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import logging
 
+from rq import Retry
+
 from app import lifecycle, runtime
 from app.db import utcnow
 from app.models import Shop
 from app.queues import SUBSCRIBED_TOPICS
-from app.shopify.client import AdminClient
+from app.shopify.client import AdminClient, Throttled
+from app.shopify.throttle import ShopBuckets
 from app.shopify.tokens import ShopNotInstalled, access_token_for
+from workers.deferral import defer
 from workers.events import is_transient
 
 log = logging.getLogger(__name__)
 
 
-def set_up_shop(shop_id: int) -> str:
+def set_up_shop(shop_id: int) -> str | Retry:
     """Create the default programs and the webhook subscriptions, then mark the shop set up.
 
     Safe to run twice or concurrently: programs are unique per (shop, kind), and subscriptions are
-    looked up before being created, so a second run finds everything in place.
+    looked up before being created, so a second run finds everything in place. That is also what
+    makes deferral safe: a job throttled half-way returns an ``rq.Retry`` and simply runs again.
     """
     rt = runtime.current()
     with rt.db.session_scope() as session:
@@ -30,16 +35,18 @@ def set_up_shop(shop_id: int) -> str:
         lifecycle.create_default_programs(session, shop_id)
     try:
         token = access_token_for(shop_id, db=rt.db, redis=rt.redis, settings=rt.settings, cipher=rt.cipher)
-        client = AdminClient(rt.settings, domain, token)
+        client = AdminClient(rt.settings, domain, token, bucket=ShopBuckets(rt.redis))
         registered = register_webhooks(client, f"{rt.settings.app_url}/webhooks")
     except ShopNotInstalled:
         return "shop not installed"
+    except Throttled as exc:
+        later = defer(exc, domain)
+        if later is not None:
+            return later  # not a failure: the bucket needs time, which rq waits out without a worker
+        _record_setup_error(shop_id, domain, exc)
+        raise
     except Exception as exc:
-        with rt.db.session_scope() as session:
-            shop = session.get(Shop, shop_id)
-            if shop is not None:
-                shop.setup_error = f"{type(exc).__name__}: {exc}"[:2000]
-        log.warning("shop setup failed", extra={"shop": domain, "reason": str(exc)})
+        _record_setup_error(shop_id, domain, exc)
         if is_transient(exc):
             raise
         return "failed"
@@ -50,6 +57,14 @@ def set_up_shop(shop_id: int) -> str:
             shop.setup_error = None
     log.info("shop set up", extra={"shop": domain, "status": f"{registered} subscriptions created"})
     return "set up"
+
+
+def _record_setup_error(shop_id: int, domain: str, exc: Exception) -> None:
+    with runtime.current().db.session_scope() as session:
+        shop = session.get(Shop, shop_id)
+        if shop is not None:
+            shop.setup_error = f"{type(exc).__name__}: {exc}"[:2000]
+    log.warning("shop setup failed", extra={"shop": domain, "reason": str(exc)})
 
 
 def register_webhooks(client: AdminClient, uri: str) -> int:

@@ -3,12 +3,19 @@
 Documents live as named ``.graphql`` files beside this module (validated against Shopify's schema
 by a test). Errors are sorted into what is worth retrying (timeouts, 5xx, throttling) and what is
 not (bad documents, user errors, a revoked token), so that jobs retry only the transient ones.
+
+Throttling: given the shop's bucket mirror (``app.shopify.throttle``), every call first reserves its
+estimated cost there. A call waits in place only as long as the bucket needs and at most
+``MAX_INLINE_WAIT`` in all; a longer wait raises ``Throttled`` before anything is sent, and the job
+hands itself back to rq for that long (``workers.deferral``). ``THROTTLED`` answers and 429s are
+waited out the same way, so they never reach a caller as anything but ``Throttled``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from functools import cache
 from pathlib import Path
@@ -18,12 +25,17 @@ import requests
 
 from app.config import Settings
 from app.errors import OnceCodeError
+from app.shopify.throttle import ShopBuckets
 
 log = logging.getLogger(__name__)
 
 DOCUMENTS = Path(__file__).parent / "graphql"
 TIMEOUT = (3.05, 20)  # (connect, read) seconds
 RETRY_DELAYS = (0.5, 1.5)  # in-call retries for 5xx/timeouts; longer waits belong to rq's Retry
+MAX_INLINE_WAIT = 2.0  # seconds one call may sleep for the bucket; beyond that the job is deferred
+THROTTLED_ANSWERS = 5  # THROTTLED/429 answers one call waits out before giving up to rq
+MIN_THROTTLED_WAIT = 0.1  # after a THROTTLED answer, even one whose figures say "go", pause this long
+DEFAULT_COST = {"query": 50, "mutation": 10}  # until Shopify has told us a document's requested cost
 
 
 class AdminAPIError(OnceCodeError):
@@ -80,26 +92,28 @@ def document(name: str) -> str:
 
 
 class AdminClient:
-    """Admin GraphQL for one shop. Build one per job: it holds that shop's token."""
+    """Admin GraphQL for one shop. Build one per job: it holds that shop's token.
+
+    ``bucket`` is the shared mirror of Shopify's cost buckets; without it (tests, one-off scripts)
+    the client still waits out short ``THROTTLED`` answers but cannot see them coming.
+    """
 
     def __init__(self, settings: Settings, shop: str, access_token: str,
-                 session: requests.Session | None = None) -> None:
+                 session: requests.Session | None = None, bucket: ShopBuckets | None = None) -> None:
         self.shop = shop
         self.version = settings.shopify_api_version
         self.url = f"{settings.store_url(shop)}/admin/api/{self.version}/graphql.json"
         self._headers = {"X-Shopify-Access-Token": access_token, "Content-Type": "application/json",
                          "Accept": "application/json"}
         self._http = session or requests.Session()
+        self.bucket = bucket
         self.last_cost: dict[str, Any] | None = None
 
     def query(self, name: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run the named document and return its ``data``."""
-        body = self._post({"query": document(name), "variables": variables or {}})
-        self.last_cost = (body.get("extensions") or {}).get("cost")
+        body = self._paced(name, {"query": document(name), "variables": variables or {}})
         errors = body.get("errors")
         if errors:
-            if any((e.get("extensions") or {}).get("code") == "THROTTLED" for e in errors):
-                raise Throttled(f"{name} throttled for {self.shop}", self._retry_after())
             raise GraphQLErrors(errors)
         return body.get("data") or {}
 
@@ -110,13 +124,64 @@ class AdminClient:
             raise UserErrors(name, payload["userErrors"])
         return payload
 
+    def _paced(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``body`` within the shop's bucket: an answer that is not THROTTLED, or ``Throttled``."""
+        cost = self._estimate(name)
+        waited = 0.0
+        for attempt in range(1, THROTTLED_ANSWERS + 1):
+            waited = self._reserve(name, cost, waited)
+            try:
+                answer = self._post(body)
+            except Throttled as exc:  # HTTP 429: nothing to learn about the bucket but the wait
+                wait = exc.retry_after
+            else:
+                self._observe(name, answer)
+                if not _is_throttled(answer):
+                    return answer
+                wait = self._retry_after()
+                cost = int((self.last_cost or {}).get("requestedQueryCost") or cost)
+            if attempt == THROTTLED_ANSWERS or waited + wait > MAX_INLINE_WAIT:
+                raise Throttled(f"{name} throttled for {self.shop} ({attempt} answers)", wait)
+            log.info("admin API call throttled, waiting", extra={"shop": self.shop, "reason": f"{wait:.2f} s"})
+            time.sleep(wait)
+            waited += wait
+        raise AssertionError("unreachable")
+
+    def _estimate(self, name: str) -> int:
+        default = DEFAULT_COST["mutation" if _is_mutation(name) else "query"]
+        return self.bucket.estimate(name, default) if self.bucket is not None else default
+
+    def _reserve(self, name: str, cost: int, waited: float) -> float:
+        """Take ``cost`` from the bucket, sleeping while the wait fits the budget; the seconds waited in all.
+
+        Raises ``Throttled`` without sending anything when the bucket needs longer than the budget left.
+        """
+        if self.bucket is None:
+            return waited
+        while (wait := self.bucket.reserve(self.shop, cost)) > 0:
+            if waited + wait > MAX_INLINE_WAIT:
+                raise Throttled(f"{name} would overdraw the bucket of {self.shop}", wait)
+            time.sleep(wait)
+            waited += wait
+        return waited
+
+    def _observe(self, name: str, answer: dict[str, Any]) -> None:
+        self.last_cost = (answer.get("extensions") or {}).get("cost")
+        if self.bucket is None or not self.last_cost:
+            return
+        self.bucket.observe(self.shop, self.last_cost.get("throttleStatus") or {})
+        requested = self.last_cost.get("requestedQueryCost")
+        if isinstance(requested, int | float) and requested > 0:
+            self.bucket.remember(name, int(requested))
+
     def _retry_after(self) -> float:
+        """Seconds until the last THROTTLED call would fit: (requested - available) / restore rate."""
         cost = self.last_cost or {}
         status = cost.get("throttleStatus") or {}
-        wanted = float(cost.get("requestedQueryCost") or 10)
+        wanted = float(cost.get("requestedQueryCost") or DEFAULT_COST["mutation"])
         available = float(status.get("currentlyAvailable") or 0)
         rate = float(status.get("restoreRate") or 50)
-        return max(1.0, (wanted - available) / rate)
+        return max(MIN_THROTTLED_WAIT, (wanted - available) / rate)
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         for attempt, delay in enumerate((*RETRY_DELAYS, None)):
@@ -149,6 +214,16 @@ class AdminClient:
             # Shopify serves the oldest supported version when ours is unsupported: say so loudly.
             log.warning("Shopify served API %s instead of %s: update SHOPIFY_API_VERSION", served, self.version,
                         extra={"shop": self.shop})
+
+
+def _is_throttled(answer: dict[str, Any]) -> bool:
+    return any((e.get("extensions") or {}).get("code") == "THROTTLED" for e in answer.get("errors") or ()
+               if isinstance(e, dict))
+
+
+@cache
+def _is_mutation(name: str) -> bool:
+    return re.search(r"^\s*mutation\b", document(name), re.MULTILINE) is not None
 
 
 def _retry_after_header(response: requests.Response) -> float:

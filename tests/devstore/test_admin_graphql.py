@@ -405,8 +405,11 @@ def test_the_apps_admin_client_talks_to_devstore_over_http(served: str):
 
 
 def test_the_apps_client_sees_throttling_and_bad_tokens(served: str, api: AdminApi):
-    set_store(api.state, faults={"graphql_throttle": 1})
     settings = make_settings(shopify_store_base_url=served)
+    set_store(api.state, faults={"graphql_throttle": 1})  # one THROTTLED answer: waited out
+    assert "webhookSubscriptions" in app_client.AdminClient(settings, SHOP, TOKEN).query(
+        "webhookSubscriptions", {"first": 1})
+    set_store(api.state, faults={"graphql_throttle": 10})  # throttled again and again: handed to the job
     with pytest.raises(app_client.Throttled):
         app_client.AdminClient(settings, SHOP, TOKEN).query("webhookSubscriptions", {"first": 1})
     with pytest.raises(app_client.AccessDenied):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import pytest
 import requests
@@ -20,6 +21,7 @@ from app.shopify.client import (
     UserErrors,
     document,
 )
+from app.shopify.throttle import ShopBuckets
 from tests.conftest import make_settings
 
 GRAPHQL_URL = "https://demo.myshopify.com/admin/api/2026-10/graphql.json"
@@ -103,42 +105,142 @@ def test_top_level_errors_raise_graphql_errors(admin, api):
     assert len(api.calls) == 1  # a broken document is not retried
 
 
-def test_throttled_body_with_status_200_raises_throttled(admin, api):
-    api.post(GRAPHQL_URL, json=THROTTLED, status=200)
+def throttled(requested: int = 10, available: int = 0, rate: float = 100.0) -> dict:
+    body = json.loads(json.dumps(THROTTLED))
+    body["extensions"]["cost"]["requestedQueryCost"] = requested
+    body["extensions"]["cost"]["throttleStatus"].update(currentlyAvailable=available, restoreRate=rate)
+    return body
+
+
+def answered(maximum: float = 1000.0, available: int = 990, requested: int = 12) -> dict:
+    return {"data": {"webhookSubscriptions": {"nodes": []}},
+            "extensions": {"cost": {"requestedQueryCost": requested, "actualQueryCost": 2, "throttleStatus": {
+                "maximumAvailable": maximum, "currentlyAvailable": available, "restoreRate": 100.0}}}}
+
+
+@pytest.fixture
+def buckets(redis) -> ShopBuckets:  # type: ignore[no-untyped-def]
+    return ShopBuckets(redis)
+
+
+@pytest.fixture
+def paced(buckets) -> AdminClient:  # type: ignore[no-untyped-def]
+    return AdminClient(make_settings(), "demo.myshopify.com", "shpat_client_token", bucket=buckets)
+
+
+def test_a_short_throttle_is_waited_out_and_the_call_succeeds(admin, api):
+    api.post(GRAPHQL_URL, json=THROTTLED, status=200)  # THROTTLED comes with HTTP 200
+    api.post(GRAPHQL_URL, json=answered())
+
+    started = time.monotonic()
+    assert admin.query("webhookSubscriptions", {"first": 1}) == {"webhookSubscriptions": {"nodes": []}}
+
+    assert len(api.calls) == 2
+    assert time.monotonic() - started >= 0.09  # (10 requested - 0 available) / 100 per second
+
+
+def test_a_long_throttle_raises_throttled_with_the_wait(admin, api):
+    api.post(GRAPHQL_URL, json=throttled(requested=500, available=100))
 
     with pytest.raises(Throttled) as caught:
         admin.query("webhookSubscriptions", {"first": 1})
 
-    # (10 requested - 0 available) / 100 per second = 0.1 s, which the client rounds up to 1 s.
-    assert caught.value.retry_after == pytest.approx(1.0)
+    assert caught.value.retry_after == pytest.approx(4.0)  # (500 - 100) / 100: longer than a worker should wait
     assert caught.value.transient is True
     assert len(api.calls) == 1
 
 
-def test_throttled_wait_follows_the_restore_rate(admin, api):
-    body = json.loads(json.dumps(THROTTLED))
-    body["extensions"]["cost"]["requestedQueryCost"] = 500
-    body["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] = 100
-    api.post(GRAPHQL_URL, json=body)
+def test_throttled_again_and_again_is_handed_back_to_the_job(admin, api):
+    api.post(GRAPHQL_URL, json=THROTTLED)  # responses repeats it for every call
+
+    with pytest.raises(Throttled):
+        admin.query("webhookSubscriptions", {"first": 1})
+
+    assert len(api.calls) == client_module.THROTTLED_ANSWERS
+
+
+def test_a_short_429_is_waited_out(admin, api):
+    api.post(GRAPHQL_URL, status=429, json={"errors": "Throttled"}, headers={"Retry-After": "0.1"})
+    api.post(GRAPHQL_URL, json=answered())
+
+    assert admin.query("webhookSubscriptions", {"first": 1}) == {"webhookSubscriptions": {"nodes": []}}
+    assert len(api.calls) == 2
+
+
+def test_a_long_429_raises_throttled(admin, api):
+    api.post(GRAPHQL_URL, status=429, json={"errors": "Exceeded 2 calls per second for api client."},
+             headers={"Retry-After": "5.0"})
 
     with pytest.raises(Throttled) as caught:
         admin.query("webhookSubscriptions", {"first": 1})
 
-    assert caught.value.retry_after == pytest.approx(4.0)  # (500 - 100) / 100
+    assert caught.value.retry_after == 5.0
+    assert len(api.calls) == 1
 
 
 @pytest.mark.parametrize(("headers", "retry_after"), [
     ({"Retry-After": "2.0"}, 2.0), ({}, 1.0), ({"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"}, 1.0),
     ({"Retry-After": "nan"}, 1.0), ({"Retry-After": "-5"}, 1.0),
 ])
-def test_http_429_raises_throttled(admin, api, headers, retry_after):
-    api.post(GRAPHQL_URL, status=429, json={"errors": "Exceeded 2 calls per second for api client."},
-             headers=headers)
+def test_retry_after_header(headers, retry_after):
+    response = requests.Response()
+    response.headers.update(headers)
+    assert client_module._retry_after_header(response) == retry_after
+
+
+# --- with the shared bucket -------------------------------------------------------------------
+
+def test_every_answer_is_observed_and_its_cost_remembered(paced, api, buckets):
+    api.post(GRAPHQL_URL, json=answered(maximum=2000.0, available=1234, requested=102))
+
+    paced.query("webhookSubscriptions", {"first": 100})
+
+    assert buckets.state("demo.myshopify.com")["available"] == 1234
+    assert buckets.state("demo.myshopify.com")["max"] == 2000
+    assert buckets.estimate("webhookSubscriptions", 50) == 102
+
+
+def test_a_throttled_answer_is_observed_before_the_call_gives_up(paced, api, buckets):
+    api.post(GRAPHQL_URL, json=throttled(requested=500, available=7, rate=50.0))
+
+    with pytest.raises(Throttled):
+        paced.query("webhookSubscriptions", {"first": 1})
+
+    state = buckets.state("demo.myshopify.com")
+    assert (state["max"], state["available"], state["rate"]) == (1000, 7, 50)
+
+
+def test_throttled_then_ok_is_paced_by_the_bucket_and_succeeds(paced, api, buckets):
+    api.post(GRAPHQL_URL, json=throttled(requested=30, available=10, rate=100.0))
+    api.post(GRAPHQL_URL, json=answered(available=5))
+
+    assert paced.query("webhookSubscriptions", {"first": 1}) == {"webhookSubscriptions": {"nodes": []}}
+
+    assert len(api.calls) == 2
+    assert buckets.state("demo.myshopify.com")["available"] == 5
+
+
+def test_a_call_waits_for_the_bucket_before_sending(paced, api, buckets):
+    buckets.observe("demo.myshopify.com", {"maximumAvailable": 1000, "currentlyAvailable": 0, "restoreRate": 100})
+    api.post(GRAPHQL_URL, json={"data": CREATED})
+
+    started = time.monotonic()
+    paced.mutate("webhookSubscriptionCreate", CREATE_VARIABLES)  # a mutation: 10 points, 0.1 s away
+
+    assert time.monotonic() - started >= 0.09
+    assert len(api.calls) == 1
+
+
+def test_a_call_the_bucket_cannot_afford_soon_is_not_sent(paced, api, buckets):
+    buckets.observe("demo.myshopify.com", {"maximumAvailable": 1000, "currentlyAvailable": 0, "restoreRate": 10})
+    api.post(GRAPHQL_URL, json=answered())
 
     with pytest.raises(Throttled) as caught:
-        admin.query("webhookSubscriptions", {"first": 1})
+        paced.query("webhookSubscriptions", {"first": 1})  # a query never seen: 50 points, 5 s away
 
-    assert caught.value.retry_after == retry_after
+    assert caught.value.retry_after == pytest.approx(5.0, abs=0.05)
+    assert len(api.calls) == 0  # nothing sent, and nothing taken from the bucket
+    assert buckets.state("demo.myshopify.com")["available"] < 1
 
 
 def test_5xx_is_retried_and_then_succeeds(admin, api, no_retry_wait):
