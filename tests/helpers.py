@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from app.models import Shop
+from app.models import Program, Shop
 from app.shopify.oauth import TokenGrant
 from app.shopify.tokens import TokenCipher, store_grant
 from tests.conftest import API_SECRET
@@ -87,3 +87,21 @@ def session_token(shop: str, secret: str = API_SECRET, audience: str | None = No
             "sid": str(uuid.uuid4())}
     body.update(claims)
     return jwt.encode(body, secret, algorithm="HS256")
+
+
+def make_shop_with_programs(session: Session, cipher: TokenCipher, domain: str = "demo.myshopify.com") -> Shop:
+    """An installed shop with the default programs created at install."""
+    from app import lifecycle
+
+    shop = make_shop(session, cipher, domain=domain)
+    lifecycle.create_default_programs(session, shop.id)
+    session.commit()
+    return shop
+
+
+def program_of(session: Session, shop: Shop, kind: str = "welcome") -> Program:
+    """The shop's program of ``kind``, freshly read."""
+    from sqlalchemy import select
+
+    session.expire_all()
+    return session.scalars(select(Program).where(Program.shop_id == shop.id, Program.kind == kind)).one()

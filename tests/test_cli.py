@@ -6,13 +6,12 @@ import json
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
 
 from app import lifecycle
 from app.codes.programs import update_program
 from app.errors import BadRequest
 from app.models import Program, Shop
-from tests.helpers import make_shop
+from tests.helpers import make_shop, make_shop_with_programs, program_of
 
 SHOP = "demo.myshopify.com"
 OTHER = "other.myshopify.com"
@@ -20,15 +19,7 @@ OTHER = "other.myshopify.com"
 
 @pytest.fixture
 def shop(db, rt) -> Shop:  # type: ignore[no-untyped-def]
-    shop = make_shop(db, rt.cipher, domain=SHOP)
-    lifecycle.create_default_programs(db, shop.id)
-    db.commit()
-    return shop
-
-
-def program_of(db, shop: Shop, kind: str = "welcome") -> Program:  # type: ignore[no-untyped-def]
-    db.expire_all()
-    return db.scalars(select(Program).where(Program.shop_id == shop.id, Program.kind == kind)).one()
+    return make_shop_with_programs(db, rt.cipher, domain=SHOP)
 
 
 def test_list_shows_a_readable_table(runner, shop):

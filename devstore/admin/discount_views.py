@@ -9,6 +9,7 @@ end to "now".
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from decimal import Decimal
 from functools import cached_property
 from typing import Any
@@ -66,7 +67,7 @@ def money_text(amount: Decimal, currency: str) -> str:
     return f"{symbol}{text}" if symbol else f"{text} {currency}"
 
 
-class _CodeDiscount(View):
+class _CodeDiscount(View, ABC):
     """Fields common to both kinds of code discount."""
 
     read_scope = "read_discounts"
@@ -86,8 +87,9 @@ class _CodeDiscount(View):
     def _currency(self) -> str:
         return self._ctx.store.currency
 
+    @abstractmethod
     def _value_text(self) -> str:
-        raise NotImplementedError
+        """The discount's value in words, for ``summary`` (e.g. "10% off")."""
 
     def title(self, info: Info) -> str:
         return self._row.title

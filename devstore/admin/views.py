@@ -7,6 +7,7 @@ for are simply absent, so a document that asks for them is refused (see ``object
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -80,13 +81,14 @@ def count_orders(ctx: Context, query: str | None) -> int:
 
 # --- metafields on any owner ------------------------------------------------------------------------
 
-class HasMetafields:
+class HasMetafields(ABC):
     """``metafield``/``metafields`` for a view whose owner id is ``_owner_id()``."""
 
     _ctx: Context
 
+    @abstractmethod
     def _owner_id(self) -> str:
-        raise NotImplementedError
+        """The owner's GID, e.g. ``gid://shopify/Customer/1``."""
 
     def _metafields(self) -> Sequence[Metafield]:
         return self._ctx.session.scalars(select(Metafield).where(Metafield.shop == self._ctx.shop,

@@ -13,7 +13,7 @@ from app.codes.generator import DEFAULT_ALPHABET, CodeFormat
 from app.codes.programs import FIELDS, code_format, program_json, update_program
 from app.errors import BadRequest, NotFound
 from app.models import IssuedCode, Program, Shop
-from tests.helpers import make_shop
+from tests.helpers import make_shop, make_shop_with_programs, program_of
 
 SHOP = "demo.myshopify.com"
 OTHER = "other.myshopify.com"
@@ -21,15 +21,7 @@ OTHER = "other.myshopify.com"
 
 @pytest.fixture
 def shop(db, rt) -> Shop:  # type: ignore[no-untyped-def]
-    shop = make_shop(db, rt.cipher, domain=SHOP)
-    lifecycle.create_default_programs(db, shop.id)
-    db.commit()
-    return shop
-
-
-def program_of(db, shop: Shop, kind: str = "welcome") -> Program:  # type: ignore[no-untyped-def]
-    db.expire_all()
-    return db.scalars(select(Program).where(Program.shop_id == shop.id, Program.kind == kind)).one()
+    return make_shop_with_programs(db, rt.cipher, domain=SHOP)
 
 
 def stored(program: Program) -> dict:
