@@ -179,16 +179,23 @@ def _distinct_codes(codes: Sequence[str]) -> list[str]:
     return typed
 
 
+def find_code(session: Session, shop: str, typed: str) -> tuple[DiscountCode, Discount] | None:
+    """The code ``typed`` on ``shop`` (any case) with its discount, or None if either is gone."""
+    code = session.scalar(select(DiscountCode).where(DiscountCode.shop == shop,
+                                                     DiscountCode.code_key == typed.upper()))
+    if code is None:
+        return None
+    discount = session.get(Discount, code.discount_id)
+    return None if discount is None else (code, discount)  # a discount deleted under its code: no code
+
+
 def _redeemable(session: Session, store: Store, typed: str, customer: Customer | None, email: str | None,
                 subtotal: Decimal, moment: datetime) -> Applied:
     """The code ``typed`` if every rule lets this buyer use it on this order, else ``CodeRefused``."""
-    code = session.scalar(select(DiscountCode).where(DiscountCode.shop == store.domain,
-                                                     DiscountCode.code_key == typed.upper()))
-    if code is None:
+    found = find_code(session, store.domain, typed)
+    if found is None:
         raise CodeRefused(typed, "unknown_code", f"Discount code {typed!r} does not exist on this store")
-    discount = session.get(Discount, code.discount_id)
-    if discount is None:  # the discount was deleted under its code
-        raise CodeRefused(typed, "unknown_code", f"Discount code {typed!r} does not exist on this store")
+    code, discount = found
     _check_active(typed, discount, moment)
     if discount.usage_limit is not None and code.usage_count >= discount.usage_limit:
         raise CodeRefused(typed, "usage_limit",

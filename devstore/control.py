@@ -28,6 +28,8 @@ bp = Blueprint("control", __name__, url_prefix="/_devstore")
 PLANS = {"basic": (2000.0, 100.0), "standard": (2000.0, 100.0), "advanced": (4000.0, 200.0),
          "plus": (20000.0, 1000.0), "enterprise": (40000.0, 2000.0)}
 DELIVERY_FAULTS = ("duplicate", "delay", "drop")
+# The Admin GraphQL faults: each a count of the next calls it applies to (see devstore/admin/routes.py).
+GRAPHQL_FAULTS = ("graphql_5xx", "graphql_timeout", "graphql_throttle", "graphql_answer_lost")
 
 
 @bp.errorhandler(DevstoreError)
@@ -55,9 +57,10 @@ def _body() -> dict[str, Any]:
 
 @bp.post("/reset")
 def reset():  # type: ignore[no-untyped-def]
-    """Forget everything: every store back to empty, the app uninstalled, the webhook log cleared."""
+    """Forget everything: every store back to empty, the app uninstalled, the webhook log and usage cleared."""
     current_state().reset()
-    admin_runtime().buckets.reset()  # full buckets too: a reset store starts like a new one
+    admin_runtime().buckets.reset()  # full buckets and zero usage too: a reset store starts like a new one
+    admin_runtime().usage.reset()
     return jsonify(ok=True)
 
 
@@ -163,7 +166,7 @@ def set_faults(shop: str):  # type: ignore[no-untyped-def]
 
 
 def validate_faults(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Delivery faults are checked here; ``graphql_*`` faults belong to the Admin API and pass as given."""
+    """Check every fault: the delivery ones, the Admin API's counters and their ``timeout_seconds``."""
     faults: dict[str, Any] = {}
     for key, value in raw.items():
         if key == "duplicate":
@@ -177,10 +180,35 @@ def validate_faults(raw: Mapping[str, Any]) -> dict[str, Any]:
                 value = [rest_topic(t) for t in value]
             elif not isinstance(value, bool):
                 raise InvalidInput("drop must be true, false or a list of topics such as [\"orders/paid\"]")
-        elif not key.startswith("graphql_"):
-            raise InvalidInput(f"unknown fault {key!r}: use {', '.join(DELIVERY_FAULTS)} or graphql_*")
+        elif key in GRAPHQL_FAULTS:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidInput(f"{key} must be a whole number of calls >= 0")
+        elif key == "timeout_seconds":
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise InvalidInput("timeout_seconds must be a number of seconds >= 0")
+        else:
+            known = ", ".join((*DELIVERY_FAULTS, *GRAPHQL_FAULTS, "timeout_seconds"))
+            raise InvalidInput(f"unknown fault {key!r}: use {known}")
         faults[key] = value
     return faults
+
+
+@bp.get("/stores/<shop>/graphql_usage")
+def graphql_usage(shop: str):  # type: ignore[no-untyped-def]
+    """The store's Admin GraphQL usage since the last reset: ``{"requests", "points", "throttled"}``."""
+    with current_state().session() as session:
+        checkout.get_store(session, shop)
+    return jsonify(admin_runtime().usage.counts(shop))
+
+
+@bp.delete("/stores/<shop>/graphql_usage")
+def reset_graphql_usage(shop: str):  # type: ignore[no-untyped-def]
+    """Zero the store's Admin GraphQL usage (a benchmark run starts here)."""
+    with current_state().session() as session:
+        checkout.get_store(session, shop)
+    usage = admin_runtime().usage
+    usage.reset(shop)
+    return jsonify(usage.counts(shop))
 
 
 @bp.put("/stores/<shop>/plan")

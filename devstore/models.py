@@ -51,7 +51,8 @@ class Store(Base):
     bucket_size: Mapped[float] = mapped_column(Float, default=2000.0)
     restore_rate: Mapped[float] = mapped_column(Float, default=100.0)
     # Switchable faults for tests: {"duplicate": bool, "delay": seconds, "drop": [topics] | true,
-    # "graphql_5xx": n, "graphql_timeout": n, "graphql_throttle": n}
+    # "graphql_5xx": n, "graphql_timeout": n, "graphql_throttle": n, "graphql_answer_lost": n,
+    # "timeout_seconds": seconds}
     faults: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     next_order_number: Mapped[int] = mapped_column(Integer, default=1001)
 

@@ -1,12 +1,15 @@
 """Pages for a person: the stores, one store's overview, and forms to act as its buyers.
 
 Every form posts and redirects back (POST-redirect-GET); the outcome, or the reason a code was
-refused, is shown once as a flashed message. A refused order's form comes back filled in.
+refused, is shown once as a flashed message. A refused order's form comes back filled in. A
+shareable discount link (``/stores/<shop>/discount/<code>``) keeps its code in a cookie, as
+Shopify's storefront does, and the order form starts with it.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from sqlalchemy import select
@@ -19,6 +22,7 @@ from devstore.web import current_deliverer, current_state
 bp = Blueprint("pages", __name__)
 
 DEFAULT_ITEMS = "T-shirt, 25.00, 2"
+DISCOUNT_COOKIE = "discount_code"  # Shopify's storefront keeps a discount link's code in the cart session
 
 
 @bp.errorhandler(NotFound)
@@ -43,8 +47,45 @@ def store(shop: str):  # type: ignore[no-untyped-def]
         deliveries = summaries.deliveries(db, shop)
         subscriptions = summaries.subscriptions(db, shop)
     order_form = session.pop("order_form", None) or {"items": DEFAULT_ITEMS, "shipping_price": "10.00"}
+    if not order_form.get("codes") and request.cookies.get(DISCOUNT_COOKIE):
+        order_form["codes"] = request.cookies[DISCOUNT_COOKIE]
     return render_template("store.html", store=overview, customers=customers, discounts=discounts, orders=orders,
                            deliveries=deliveries, subscriptions=subscriptions, order_form=order_form)
+
+
+@bp.get("/stores/<shop>/discount/<code>")
+def discount_link(shop: str, code: str):  # type: ignore[no-untyped-def]
+    """Shopify's shareable link ``/discount/<code>?redirect=/path``: keep the code for checkout, then go on.
+
+    The cookie is set whether or not the code exists (Shopify checks it at checkout); devstore has no
+    other storefront pages, so it always lands on the store page and only names a safe redirect path.
+    """
+    with current_state().session() as db:
+        checkout.get_store(db, shop)
+        known = checkout.find_code(db, shop, code) is not None
+    if known:
+        target = safe_path(request.args.get("redirect"))
+        opened = f" (Shopify would now open {target})" if target else ""
+        flash(f"Discount code {code} will be applied at checkout{opened}.", "success")
+    else:
+        flash(f"Discount code {code} is not valid on this store.", "critical")
+    response = redirect(url_for("pages.store", shop=shop), 302)
+    response.set_cookie(DISCOUNT_COOKIE, code, path=url_for("pages.store", shop=shop), httponly=True,
+                        samesite="Lax")
+    return response
+
+
+def safe_path(target: str | None) -> str | None:
+    """``target`` if it is a path on this store (``/collections/sale``), else None: never an open redirect.
+
+    ``//host`` and ``/\\host`` are other hosts to a browser, which also drops tabs and newlines from URLs.
+    """
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    if any(ord(char) < 32 or ord(char) == 127 for char in target):
+        return None
+    parts = urlsplit(target)
+    return None if parts.scheme or parts.netloc else target
 
 
 def _back(shop: str):  # type: ignore[no-untyped-def]

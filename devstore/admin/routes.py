@@ -4,7 +4,9 @@ In order: the store (404), the token (401, Shopify's text), the API version (an 
 served by the oldest supported, named in ``X-Shopify-API-Version``), switchable faults (503, a slow
 answer, ``THROTTLED``), the document (errors with HTTP 200), its cost against the store's leaky
 bucket (``MAX_COST_EXCEEDED``, ``THROTTLED``), then execution in one locked session, with
-``extensions.cost`` on every answer that was charged.
+``extensions.cost`` on every answer that was charged. The ``graphql_answer_lost`` fault holds an
+answer back after all that, once its effects are committed. Every authenticated call is counted in
+the store's usage (``usage.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from devstore.admin.bucket import Buckets, ThrottleStatus
 from devstore.admin.context import Context
 from devstore.admin.executor import GraphQLRequest, Plan, Refused, ResolverBug, actual_cost, execute, plan
 from devstore.admin.schema import admin_schema
+from devstore.admin.usage import Usage
 from devstore.models import Installation, Store, now
 from devstore.state import State
 
@@ -43,9 +46,10 @@ EXTENSION = "devstore_admin"
 
 @dataclass
 class AdminRuntime:
-    """What the endpoint keeps between requests: the stores' buckets (tests replace ``buckets.clock``)."""
+    """What the endpoint keeps between requests: the stores' buckets (tests replace ``buckets.clock``) and usage."""
 
     buckets: Buckets = field(default_factory=Buckets)
+    usage: Usage = field(default_factory=Usage)
 
 
 @bp.record_once
@@ -155,7 +159,8 @@ def _throttle_fault(state: State, shop: str) -> bool:
 
 def _run(state: State, limits: Limits, ready: Plan, moment: datetime, version: str) -> Response:
     """Execute an admitted call and give back what it did not spend."""
-    buckets = admin_runtime().buckets
+    runtime = admin_runtime()
+    buckets = runtime.buckets
     schema = admin_schema()
     try:
         with state.session() as session:
@@ -168,6 +173,7 @@ def _run(state: State, limits: Limits, ready: Plan, moment: datetime, version: s
         return internal_error(version, 500)
     spent = actual_cost(schema, ready, data)
     status = buckets.refund(limits.shop, limits.size, limits.rate, ready.requested_cost - spent)
+    runtime.usage.add(limits.shop, points=spent)
     body: dict[str, Any] = {"data": data}
     if errors:
         body["errors"] = errors
@@ -186,28 +192,43 @@ def graphql(shop: str, version: str) -> Response:
             return respond({"errors": "Not Found"}, 404, served)
         if authenticate(session, shop, request.headers.get(TOKEN_HEADER), moment) is None:
             return respond(UNAUTHORIZED, 401, served)
+        admin_runtime().usage.add(shop, requests=1)
         limits = Limits(shop, store.bucket_size, store.restore_rate)
         unavailable = take_fault(store, "graphql_5xx")
         slow = not unavailable and take_fault(store, "graphql_timeout")
+        lost = not unavailable and take_fault(store, "graphql_answer_lost")
         delay = float((store.faults or {}).get("timeout_seconds", 30))
     if unavailable:
         return internal_error(served, 503)
     if slow:
         time.sleep(delay)  # outside the state lock: a slow answer must not stall the other stores
+    response = _answer(state, limits, moment, served)
+    if lost:
+        # The call is done and its session committed: the store accepted it, only the caller never hears.
+        time.sleep(delay)
+    return response
+
+
+def _answer(state: State, limits: Limits, moment: datetime, version: str) -> Response:
+    """Parse and price an authenticated call, admit it against the bucket, then run it."""
     try:
         ready = plan(admin_schema(), read_request())
     except BadRequest:
-        return respond({"errors": {"query": "Required parameter missing or invalid"}}, 400, served)
+        return respond({"errors": {"query": "Required parameter missing or invalid"}}, 400, version)
     except Refused as refused:
-        return respond({"errors": refused.errors}, 200, served)
-    buckets = admin_runtime().buckets
+        return respond({"errors": refused.errors}, 200, version)
+    runtime = admin_runtime()
+    buckets, shop = runtime.buckets, limits.shop
     if _throttle_fault(state, shop):
-        return throttled(ready.requested_cost, buckets.status(shop, limits.size, limits.rate), served)
+        runtime.usage.add(shop, throttled=1)
+        return throttled(ready.requested_cost, buckets.status(shop, limits.size, limits.rate), version)
     admitted, status = buckets.take(shop, limits.size, limits.rate, ready.requested_cost)
     if not admitted:
         log.info("devstore admin API throttled", extra={"shop": shop})
-        return throttled(ready.requested_cost, status, served)
+        runtime.usage.add(shop, throttled=1)
+        return throttled(ready.requested_cost, status, version)
     if ready.problems:  # charged like Shopify charges a call its analysis refuses
+        runtime.usage.add(shop, points=ready.requested_cost)
         return respond({"data": None, "errors": ready.problems,
-                        "extensions": cost_extension(ready.requested_cost, ready.requested_cost, status)}, 200, served)
-    return _run(state, limits, ready, moment, served)
+                        "extensions": cost_extension(ready.requested_cost, ready.requested_cost, status)}, 200, version)
+    return _run(state, limits, ready, moment, version)

@@ -1,4 +1,4 @@
-"""Cost calculation, the leaky bucket, and a check that every field devstore declares really answers."""
+"""Cost calculation, the leaky bucket, usage counters, and a check that every field devstore declares answers."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from devstore.admin.bucket import Buckets
 from devstore.admin.cost import CostCalculator
 from devstore.admin.objects import PLAIN_TYPES, VIEWS, implemented, returnable, view_fields
 from devstore.admin.schema import admin_schema
+from devstore.admin.usage import Usage
 from devstore.admin.walk import is_connection
-from tests.devstore.test_admin_support import AdminApi, FakeClock, admin_api
+from tests.devstore.test_admin_support import OTHER_SHOP, SHOP, AdminApi, FakeClock, admin_api, install, set_store
 
 
 @pytest.fixture
@@ -91,6 +92,76 @@ def test_buckets_are_thread_safe():
     for thread in threads:
         thread.join()
     assert admitted.count(True) == 200
+
+
+# --- usage counters --------------------------------------------------------------------------------
+
+DELETE_MUTATION = 'mutation { discountCodeDelete(id: "gid://shopify/DiscountCodeNode/1") { deletedCodeDiscountId } }'
+
+
+def usage(api: AdminApi, shop: str = SHOP) -> dict[str, int]:
+    response = api.http.get(f"/_devstore/stores/{shop}/graphql_usage")
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def test_usage_counts_authenticated_calls_and_the_points_charged(api: AdminApi):
+    assert usage(api) == {"requests": 0, "points": 0, "throttled": 0}
+    costs = [api.body(query)["extensions"]["cost"] for query in (
+        "{ shop { name } }",                          # requested 1, actual 1
+        "{ customers(first: 5) { nodes { id } } }",   # requested 7, actual 2: no customers
+        DELETE_MUTATION,                              # a mutation: 10
+        "{ customers { nodes { id } } }",             # refused by analysis after being charged: 2
+    )]
+    assert [(c["requestedQueryCost"], c["actualQueryCost"]) for c in costs] == [(1, 1), (7, 2), (10, 10), (2, 2)]
+    assert "errors" in api.body("{ shop { nme } }")  # invalid: answered, never charged
+    assert api.post("{ shop { name } }", token="shpat_wrong").status_code == 401  # not authenticated: not counted
+    assert api.post("{ shop { name } }", shop=OTHER_SHOP).status_code == 401
+
+    assert usage(api) == {"requests": 5, "points": 1 + 2 + 10 + 2, "throttled": 0}
+    assert usage(api, OTHER_SHOP) == {"requests": 0, "points": 0, "throttled": 0}
+
+
+def test_throttled_answers_and_faults_count_no_points(api: AdminApi):
+    set_store(api.state, faults={"graphql_throttle": 1, "graphql_5xx": 1})
+    assert api.post("{ shop { name } }").status_code == 503
+    assert api.body("{ shop { name } }")["errors"][0]["extensions"]["code"] == "THROTTLED"  # the fault
+    set_store(api.state, bucket_size=5.0)
+    throttled = api.body("{ customers(first: 5) { nodes { id } } }")  # requested 7 > 5 available
+    assert throttled["errors"][0]["extensions"]["code"] == "THROTTLED"
+    api.data("{ shop { name } }")
+
+    assert usage(api) == {"requests": 4, "points": 1, "throttled": 2}
+
+
+def test_usage_is_zeroed_by_delete_and_by_reset(api: AdminApi):
+    install(api.state, OTHER_SHOP, token="shpat_other")
+    api.data(DELETE_MUTATION)
+    api.data(DELETE_MUTATION, token="shpat_other", shop=OTHER_SHOP)
+
+    deleted = api.http.delete(f"/_devstore/stores/{SHOP}/graphql_usage")
+
+    assert deleted.status_code == 200
+    assert deleted.get_json() == {"requests": 0, "points": 0, "throttled": 0}
+    assert usage(api) == {"requests": 0, "points": 0, "throttled": 0}
+    assert usage(api, OTHER_SHOP) == {"requests": 1, "points": 10, "throttled": 0}
+    api.http.post("/_devstore/reset")
+    assert usage(api, OTHER_SHOP) == {"requests": 0, "points": 0, "throttled": 0}
+
+
+def test_usage_is_thread_safe():
+    counters = Usage()
+
+    def count() -> None:
+        for _ in range(500):
+            counters.add("s", requests=1, points=3, throttled=1)
+
+    threads = [threading.Thread(target=count) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counters.counts("s") == {"requests": 4000, "points": 12000, "throttled": 4000}
 
 
 # --- every declared field answers -------------------------------------------------------------------

@@ -12,13 +12,15 @@ from typing import Any
 
 import graphql
 import pytest
+import requests
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from app.shopify import client as app_client
 from devstore.admin.checks import Checker
 from devstore.admin.executor import max_cost_exceeded
 from devstore.admin.schema import admin_schema
-from devstore.models import Installation, Store
+from devstore.models import DiscountCode, Installation, Store
 from tests.conftest import make_settings
 from tests.devstore.test_admin_support import (
     SHOP,
@@ -387,6 +389,74 @@ def served(api: AdminApi) -> Iterator[str]:
     server.shutdown()
     thread.join(timeout=5)
     server.server_close()
+
+
+CREATE_CODE = """mutation($d: DiscountCodeBasicInput!) { discountCodeBasicCreate(basicCodeDiscount: $d) {
+  codeDiscountNode { id } userErrors { code } } }"""
+LOST_DELAY = 0.8
+
+
+def create_code_over_http(served: str, code: str, timeout: float) -> requests.Response:
+    """``discountCodeBasicCreate`` for ``code`` through a real socket, with this read timeout."""
+    variables = {"d": {"title": code, "code": code, "startsAt": "2026-01-01T00:00:00Z",
+                       "customerGets": {"value": {"percentage": 0.1}, "items": {"all": True}}}}
+    return requests.post(served.format(shop=SHOP) + f"/admin/api/{VERSION}/graphql.json",
+                         json={"query": CREATE_CODE, "variables": variables},
+                         headers={"X-Shopify-Access-Token": TOKEN}, timeout=(5, timeout))
+
+
+def code_exists(api: AdminApi, code: str) -> bool:
+    with api.state.session() as session:
+        return session.scalar(select(DiscountCode.id).where(DiscountCode.code_key == code)) is not None
+
+
+def usage(api: AdminApi) -> dict[str, int]:
+    return api.http.get(f"/_devstore/stores/{SHOP}/graphql_usage").get_json()
+
+
+def lose_answers(api: AdminApi, n: int) -> None:
+    response = api.http.put(f"/_devstore/stores/{SHOP}/faults",
+                            json={"graphql_answer_lost": n, "timeout_seconds": LOST_DELAY})
+    assert response.status_code == 200, response.get_json()
+
+
+def test_answer_lost_fault_commits_the_call_and_answers_late(api: AdminApi, served: str):
+    lose_answers(api, 1)
+    answered: dict[str, Any] = {}
+
+    def call() -> None:
+        answered["response"] = create_code_over_http(served, "LOST-1", timeout=10)
+        answered["at"] = time.monotonic()
+
+    started = time.monotonic()
+    caller = threading.Thread(target=call)
+    caller.start()
+    while not code_exists(api, "LOST-1") and time.monotonic() - started < 5:
+        time.sleep(0.01)  # the state lock is free while the answer is held back
+    seen = time.monotonic()
+    caller.join(timeout=10)
+
+    assert code_exists(api, "LOST-1")
+    assert seen - started < LOST_DELAY <= answered["at"] - started  # in the store well before the answer
+    body = answered["response"].json()
+    assert body["data"]["discountCodeBasicCreate"]["userErrors"] == []
+    assert body["extensions"]["cost"]["actualQueryCost"] == 10
+    assert faults(api)["graphql_answer_lost"] == 0
+    started = time.monotonic()
+    create_code_over_http(served, "ON-TIME", timeout=10)
+    assert time.monotonic() - started < LOST_DELAY
+
+
+def test_a_client_that_stops_waiting_never_hears_the_store_accepted_the_call(api: AdminApi, served: str):
+    lose_answers(api, 1)
+    started = time.monotonic()
+
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        create_code_over_http(served, "LOST-2", timeout=LOST_DELAY / 4)
+
+    assert code_exists(api, "LOST-2")
+    assert time.monotonic() - started < LOST_DELAY  # seen while the answer is still held back
+    assert usage(api)["points"] == 10  # charged like any executed call
 
 
 def test_the_apps_admin_client_talks_to_devstore_over_http(served: str):

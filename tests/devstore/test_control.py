@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from sqlalchemy import select
 
 from devstore.models import Customer, Delivery, Installation, Metafield
@@ -29,7 +32,9 @@ def test_stores_are_listed_with_their_install_state(client):
 def test_an_unknown_store_is_a_json_404(client):
     for response in (client.get("/_devstore/stores/nowhere.myshopify.com"),
                      client.get("/_devstore/stores/nowhere.myshopify.com/customers"),
-                     client.post("/_devstore/stores/nowhere.myshopify.com/orders", json={"amount": "1"})):
+                     client.post("/_devstore/stores/nowhere.myshopify.com/orders", json={"amount": "1"}),
+                     client.get("/_devstore/stores/nowhere.myshopify.com/graphql_usage"),
+                     client.delete("/_devstore/stores/nowhere.myshopify.com/graphql_usage")):
         assert response.status_code == 404
         assert "nowhere" in response.json["error"]
 
@@ -103,6 +108,27 @@ def test_faults_are_validated_and_replaced(client):
     assert client.get(BASE).json["faults"] == {}
 
 
+def test_graphql_faults_are_counts_with_a_delay(client):
+    faults = {"graphql_5xx": 1, "graphql_timeout": 0, "graphql_throttle": 3, "graphql_answer_lost": 2,
+              "timeout_seconds": 0.3}
+
+    assert client.put(f"{BASE}/faults", json=faults).json == faults
+    assert client.get(BASE).json["faults"] == faults
+
+
+@pytest.mark.parametrize("bad", [
+    {"graphql_answer_lost": -1}, {"graphql_answer_lost": "2"}, {"graphql_answer_lost": True},
+    {"graphql_answer_lost": 1.5}, {"graphql_answer_lost": None}, {"graphql_5xx": -1}, {"graphql_timeout": "1"},
+    {"graphql_throttle": False}, {"timeout_seconds": -0.5}, {"timeout_seconds": "30"}, {"graphql_answer_los": 1},
+])
+def test_malformed_graphql_faults_are_bad_requests(client, bad: dict[str, Any]):
+    response = client.put(f"{BASE}/faults", json=bad)
+
+    assert response.status_code == 400
+    assert next(iter(bad)) in response.json["error"]
+    assert client.get(BASE).json["faults"] == {}
+
+
 def test_the_plan_sets_the_bucket(client):
     assert client.put(f"{BASE}/plan", json={"plan": "plus"}).json["restore_rate"] == 1000
     custom = client.put(f"{BASE}/plan", json={"bucket_size": 50, "restore_rate": 5}).json
@@ -156,9 +182,12 @@ def test_reset_forgets_everything(client, state):
     client.put(f"{BASE}/faults", json={"duplicate": True})
     buckets = client.application.extensions["devstore_admin"].buckets
     buckets.take(SHOP, 2000.0, 100.0, 1500)
+    client.application.extensions["devstore_admin"].usage.add(SHOP, requests=3, points=25, throttled=1)
+    assert client.get(f"{BASE}/graphql_usage").json == {"requests": 3, "points": 25, "throttled": 1}
 
     assert client.post("/_devstore/reset").json == {"ok": True}
     assert buckets.status(SHOP, 2000.0, 100.0).currently_available == 2000  # a full bucket again
+    assert client.get(f"{BASE}/graphql_usage").json == {"requests": 0, "points": 0, "throttled": 0}
 
     store = client.get(BASE).json
     assert store["installation"] is None and store["faults"] == {}

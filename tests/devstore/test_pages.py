@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from devstore.models import Customer, Installation, Metafield
-from tests.devstore.conftest import DEVSTORE_KEY, SHOP
+from devstore.pages import safe_path
+from tests.devstore.conftest import DEVSTORE_KEY, OTHER_SHOP, SHOP
 from tests.devstore.factories import make_discount, subscribe
 
 PAGE = f"/stores/{SHOP}"
@@ -94,3 +97,93 @@ def test_send_pending_deliveries_from_the_page(client, state, receiver):
 
     assert "Attempted 1 pending deliveries" in client.get(PAGE).text
     assert len(receiver.requests) == 1
+
+
+# --- the shareable discount link ------------------------------------------------------------------
+
+def link_cookie(client):  # type: ignore[no-untyped-def]
+    return client.get_cookie("discount_code", path=PAGE)
+
+
+def test_a_discount_link_keeps_the_code_in_a_cookie_and_opens_the_store(client, state):
+    make_discount(state, "SALE-10")
+
+    response = client.get(f"{PAGE}/discount/sale-10?redirect=/collections/sale")
+
+    assert response.status_code == 302 and response.headers["Location"] == PAGE
+    cookie = link_cookie(client)
+    assert cookie is not None and cookie.value == "sale-10"
+    assert (cookie.path, cookie.http_only, cookie.same_site) == (PAGE, True, "Lax")
+    page = client.get(response.headers["Location"]).text
+    assert "Discount code sale-10 will be applied at checkout (Shopify would now open /collections/sale)" in page
+
+
+def test_a_discount_link_without_a_redirect_names_no_path(client, state):
+    make_discount(state, "SALE-10")
+
+    client.get(f"{PAGE}/discount/SALE-10")
+
+    page = client.get(PAGE).text
+    assert "Discount code SALE-10 will be applied at checkout" in page and "Shopify would now open" not in page
+
+
+def test_a_discount_link_to_an_unknown_code_says_so(client, state):
+    make_discount(state, "SALE-10", shop=OTHER_SHOP)  # another store's code is no code here
+
+    response = client.get(f"{PAGE}/discount/SALE-10?redirect=/collections/sale")
+
+    assert response.status_code == 302 and response.headers["Location"] == PAGE
+    assert link_cookie(client).value == "SALE-10"  # Shopify keeps it too, and refuses it at checkout
+    page = client.get(PAGE).text
+    assert "Discount code SALE-10 is not valid on this store" in page
+    assert "will be applied" not in page and "Shopify would now open" not in page
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/sale", "//evil.example/sale", "/\\evil.example",
+                                    "javascript:alert(1)", "/\t/evil.example", "collections/sale"])
+def test_an_unsafe_redirect_is_ignored(client, state, target: str):
+    make_discount(state, "SALE-10")
+
+    response = client.get(f"{PAGE}/discount/SALE-10", query_string={"redirect": target})
+
+    assert response.status_code == 302 and response.headers["Location"] == PAGE
+    page = client.get(PAGE).text
+    assert "Discount code SALE-10 will be applied at checkout" in page
+    assert "Shopify would now open" not in page and "evil.example" not in page
+
+
+@pytest.mark.parametrize(("target", "safe"), [
+    ("/collections/sale", "/collections/sale"), ("/products/mug?variant=2#top", "/products/mug?variant=2#top"),
+    ("/", "/"), (None, None), ("", None), ("//evil.example", None), ("https://evil.example/", None),
+    ("/\\evil.example", None), ("/\n/evil.example", None), ("sale", None), ("mailto:a@example.com", None),
+])
+def test_safe_path(target: str | None, safe: str | None):
+    assert safe_path(target) == safe
+
+
+def test_the_order_form_starts_with_the_links_code(client, state):
+    make_discount(state, "SALE-10")
+    assert 'name="codes" value=""' in client.get(PAGE).text
+
+    client.get(f"{PAGE}/discount/SALE-10")
+
+    assert 'name="codes" value="SALE-10"' in client.get(PAGE).text
+    assert 'name="codes" value=""' in client.get(f"/stores/{OTHER_SHOP}").text  # the cookie is this store's
+
+
+def test_a_refused_orders_own_codes_win_over_the_links_code(client, state):
+    make_discount(state, "SALE-10")
+    make_discount(state, "MIN100", minimum_subtotal=100)
+    client.get(f"{PAGE}/discount/SALE-10")
+
+    client.post(f"{PAGE}/orders", data={"items": "Socks, 12.00, 1", "codes": "min100"})
+
+    assert 'name="codes" value="min100"' in client.get(PAGE).text
+    assert 'name="codes" value="SALE-10"' in client.get(PAGE).text  # the refused form was shown once
+
+
+def test_a_discount_link_to_an_unknown_store_is_a_404(client):
+    response = client.get("/stores/nowhere.myshopify.com/discount/SALE-10")
+
+    assert response.status_code == 404 and "nowhere.myshopify.com" in response.text
+    assert "Set-Cookie" not in response.headers
