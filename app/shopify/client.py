@@ -5,10 +5,11 @@ by a test). Errors are sorted into what is worth retrying (timeouts, 5xx, thrott
 not (bad documents, user errors, a revoked token), so that jobs retry only the transient ones.
 
 Throttling: given the shop's bucket mirror (``app.shopify.throttle``), every call first reserves its
-estimated cost there. A call waits in place only as long as the bucket needs and at most
-``MAX_INLINE_WAIT`` in all; a longer wait raises ``Throttled`` before anything is sent, and the job
-hands itself back to rq for that long (``workers.deferral``). ``THROTTLED`` answers and 429s are
-waited out the same way, so they never reach a caller as anything but ``Throttled``.
+estimated cost there. A call waits in place only as long as the bucket needs, and a client (one per
+job) sleeps at most ``wait_budget`` seconds over all its calls: a job of many calls must not hold a
+worker for long while another shop's work waits. A longer wait raises ``Throttled`` before anything
+is sent, and the job hands itself back to rq for that long (``workers.deferral``). ``THROTTLED``
+answers and 429s are waited out the same way, so they never reach a caller as anything but ``Throttled``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 DOCUMENTS = Path(__file__).parent / "graphql"
 TIMEOUT = (3.05, 20)  # (connect, read) seconds
 RETRY_DELAYS = (0.5, 1.5)  # in-call retries for 5xx/timeouts; longer waits belong to rq's Retry
-MAX_INLINE_WAIT = 2.0  # seconds one call may sleep for the bucket; beyond that the job is deferred
+MAX_INLINE_WAIT = 2.0  # seconds a client (a job) may sleep for the bucket in all; beyond that it is deferred
 THROTTLED_ANSWERS = 5  # THROTTLED/429 answers one call waits out before giving up to rq
 MIN_THROTTLED_WAIT = 0.1  # after a THROTTLED answer, even one whose figures say "go", pause this long
 DEFAULT_COST = {"query": 50, "mutation": 10}  # until Shopify has told us a document's requested cost
@@ -96,10 +97,12 @@ class AdminClient:
 
     ``bucket`` is the shared mirror of Shopify's cost buckets; without it (tests, one-off scripts)
     the client still waits out short ``THROTTLED`` answers but cannot see them coming.
+    ``wait_budget`` is how long the client may sleep for the bucket over its whole life.
     """
 
     def __init__(self, settings: Settings, shop: str, access_token: str,
-                 session: requests.Session | None = None, bucket: ShopBuckets | None = None) -> None:
+                 session: requests.Session | None = None, bucket: ShopBuckets | None = None,
+                 wait_budget: float = MAX_INLINE_WAIT) -> None:
         self.shop = shop
         self.version = settings.shopify_api_version
         self.url = f"{settings.store_url(shop)}/admin/api/{self.version}/graphql.json"
@@ -107,6 +110,8 @@ class AdminClient:
                          "Accept": "application/json"}
         self._http = session or requests.Session()
         self.bucket = bucket
+        self.wait_budget = wait_budget
+        self.waited = 0.0  # seconds slept for the bucket so far, over every call
         self.last_cost: dict[str, Any] | None = None
 
     def query(self, name: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -127,9 +132,8 @@ class AdminClient:
     def _paced(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST ``body`` within the shop's bucket: an answer that is not THROTTLED, or ``Throttled``."""
         cost = self._estimate(name)
-        waited = 0.0
         for attempt in range(1, THROTTLED_ANSWERS + 1):
-            waited = self._reserve(name, cost, waited)
+            self._reserve(name, cost)
             try:
                 answer = self._post(body)
             except Throttled as exc:  # HTTP 429: nothing to learn about the bucket but the wait
@@ -140,30 +144,31 @@ class AdminClient:
                     return answer
                 wait = self._retry_after()
                 cost = int((self.last_cost or {}).get("requestedQueryCost") or cost)
-            if attempt == THROTTLED_ANSWERS or waited + wait > MAX_INLINE_WAIT:
+            if attempt == THROTTLED_ANSWERS or self.waited + wait > self.wait_budget:
                 raise Throttled(f"{name} throttled for {self.shop} ({attempt} answers)", wait)
             log.info("admin API call throttled, waiting", extra={"shop": self.shop, "reason": f"{wait:.2f} s"})
-            time.sleep(wait)
-            waited += wait
+            self._sleep(wait)
         raise AssertionError("unreachable")
+
+    def _sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+        self.waited += seconds
 
     def _estimate(self, name: str) -> int:
         default = DEFAULT_COST["mutation" if _is_mutation(name) else "query"]
         return self.bucket.estimate(name, default) if self.bucket is not None else default
 
-    def _reserve(self, name: str, cost: int, waited: float) -> float:
-        """Take ``cost`` from the bucket, sleeping while the wait fits the budget; the seconds waited in all.
+    def _reserve(self, name: str, cost: int) -> None:
+        """Take ``cost`` from the bucket, sleeping while the wait fits what is left of the budget.
 
-        Raises ``Throttled`` without sending anything when the bucket needs longer than the budget left.
+        Raises ``Throttled`` without sending anything when the bucket needs longer than that.
         """
         if self.bucket is None:
-            return waited
+            return
         while (wait := self.bucket.reserve(self.shop, cost)) > 0:
-            if waited + wait > MAX_INLINE_WAIT:
+            if self.waited + wait > self.wait_budget:
                 raise Throttled(f"{name} would overdraw the bucket of {self.shop}", wait)
-            time.sleep(wait)
-            waited += wait
-        return waited
+            self._sleep(wait)
 
     def _observe(self, name: str, answer: dict[str, Any]) -> None:
         self.last_cost = (answer.get("extensions") or {}).get("cost")

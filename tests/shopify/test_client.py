@@ -178,6 +178,20 @@ def test_a_long_429_raises_throttled(admin, api):
     assert len(api.calls) == 1
 
 
+def test_the_wait_budget_is_shared_by_every_call_of_a_client(api):
+    """A job makes many calls; together they may hold its worker only ``wait_budget`` seconds."""
+    admin = AdminClient(make_settings(), "demo.myshopify.com", "shpat_client_token", wait_budget=0.25)
+    api.post(GRAPHQL_URL, json=throttled(requested=25, available=10))  # 0.15 s to wait
+    api.post(GRAPHQL_URL, json=answered())
+    api.post(GRAPHQL_URL, json=throttled(requested=25, available=10))  # 0.15 s more: over the budget
+
+    admin.query("webhookSubscriptions", {"first": 1})
+    assert admin.waited == pytest.approx(0.15)
+    with pytest.raises(Throttled):
+        admin.query("webhookSubscriptions", {"first": 1})
+    assert len(api.calls) == 3
+
+
 @pytest.mark.parametrize(("headers", "retry_after"), [
     ({"Retry-After": "2.0"}, 2.0), ({}, 1.0), ({"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"}, 1.0),
     ({"Retry-After": "nan"}, 1.0), ({"Retry-After": "-5"}, 1.0),
