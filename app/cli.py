@@ -161,9 +161,9 @@ def register_cli(app: Flask) -> None:
             if event.payload is None:
                 raise click.ClickException("event has no payload left (redacted or malformed); nothing to run")
             event.status, event.last_error = "pending", None
-            topic = event.topic
+            topic, domain = event.topic, event.shop_domain
         delete_job(rt().redis, job_id_for_event(event_id))
-        click.echo("queued" if enqueue_event(rt().redis, event_id, topic) else
+        click.echo("queued" if enqueue_event(rt().redis, event_id, topic, domain) else
                    "recorded as pending; Redis unreachable, the sweep will queue it")
 
     @events.command("requeue-stranded")

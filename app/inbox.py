@@ -13,14 +13,12 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from redis import Redis
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from app.db import insert_ignoring_conflict, utcnow
 from app.models import Shop, WebhookEvent
-from app.queues import WEBHOOK_JOBS, enqueue_event, enqueue_setup, job_id_for_event
+from app.queues import WEBHOOK_JOBS, enqueue_event, enqueue_setup, job_id_for_event, requeue
 
 log = logging.getLogger(__name__)
 
@@ -77,28 +75,23 @@ def record(connection: Connection, delivery: Delivery) -> Outcome:
 
 
 STRANDED_AFTER = timedelta(seconds=60)
-LIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
 def requeue_stranded(session: Session, redis: Redis, limit: int = 500) -> int:
     """Enqueue pending events whose job never reached Redis (or was lost). Returns how many."""
     cutoff = utcnow() - STRANDED_AFTER
     events = session.execute(
-        select(WebhookEvent.event_id, WebhookEvent.topic)
+        select(WebhookEvent.event_id, WebhookEvent.topic, WebhookEvent.shop_domain)
         .where(WebhookEvent.status == "pending", WebhookEvent.received_at < cutoff)
         .order_by(WebhookEvent.received_at).limit(limit)
     ).all()
     count = 0
-    for event_id, topic in events:
-        try:
-            job = Job.fetch(job_id_for_event(event_id), connection=redis)
-        except NoSuchJobError:
-            job = None
-        if job is not None:
-            if job.get_status(refresh=False) in LIVE_JOB_STATES:
-                continue
-            job.delete()  # finished or failed while the event is still pending: run it again
-        if enqueue_event(redis, event_id, topic):
+    for event_id, topic, shop in events:
+        # A job finished or failed while its event is still pending is forgotten and run again.
+        def enqueue(e: str = event_id, t: str = topic, s: str = shop) -> bool:
+            return enqueue_event(redis, e, t, s)
+
+        if requeue(redis, job_id_for_event(event_id), enqueue):
             count += 1
             log.info("stranded event enqueued", extra={"event_id": event_id, "topic": topic})
     return count

@@ -13,19 +13,21 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, RateLimit, Retry
-from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.exceptions import NoSuchJobError
 from rq.job import JOB_ID_PATTERN, Job, JobStatus
 
 from app import runtime
 
 log = logging.getLogger(__name__)
 
-# Worker priority order: webhooks first, then install work, then periodic maintenance.
+# The queues a worker takes turns on (round robin, see workers/__main__.py): webhook events, work
+# for the Admin API (install), periodic maintenance.
 QUEUES = ("webhooks", "default", "maintenance")
 
 WEBHOOK_JOBS = {
@@ -42,6 +44,9 @@ SUBSCRIBED_TOPICS = tuple(t for t in WEBHOOK_JOBS if t not in COMPLIANCE_TOPICS)
 # Back-off for transient failures (seconds): about 2 h in all, then the event is marked failed.
 WEBHOOK_RETRY = Retry(max=8, interval=[5, 15, 60, 120, 300, 600, 1800, 3600])
 SETUP_RETRY = Retry(max=6, interval=[10, 30, 60, 300, 900, 3600])
+# Webhook jobs are database work of milliseconds: a few per shop keep every worker busy, and the
+# limit is what interleaves shops in the webhooks queue. One figure for every enqueuer (rq keeps it per key).
+WEBHOOK_JOBS_PER_SHOP = 4
 KEEP_RESULT = 3600  # seconds a finished job's record stays (job ids double as de-duplication keys)
 KEEP_FAILURE = 30 * 24 * 3600
 ENQUEUE_CLAIM_SECONDS = 30  # how long one enqueuer holds a job id while it checks and enqueues
@@ -54,20 +59,29 @@ def job_id_for_event(event_id: str) -> str:
     return "event-" + hashlib.sha256(event_id.encode()).hexdigest()[:40]
 
 
-def enqueue_event(redis: Redis, event_id: str, topic: str) -> bool:
-    """Queue the topic's job for a recorded event. False when Redis is unreachable or it is queued already.
+def webhook_rate_limit(shop: str) -> RateLimit:
+    """At most ``WEBHOOK_JOBS_PER_SHOP`` of one shop's webhook jobs queued or running; the rest wait their turn."""
+    return RateLimit(key=f"webhooks:{shop}", concurrency=WEBHOOK_JOBS_PER_SHOP)
+
+
+def enqueue_event(redis: Redis, event_id: str, topic: str, shop: str) -> bool:
+    """Queue the topic's job for a recorded event. False when Redis is unreachable.
+
+    Each event is queued once: the web process only when its insert created the row, the sweep and
+    ``flask events retry`` only when no live job has the id (see ``requeue``). rq refuses
+    ``unique=True`` with a rate limit, and the inbox's unique event id already does that work. A
+    shop's events wait in its rate-limit registry beyond ``WEBHOOK_JOBS_PER_SHOP``, so a flood of
+    one shop's webhooks (a customer import, say) does not queue ahead of every other shop's.
 
     Never raises for Redis trouble: the event is safe in the database and the stranded-event sweep
     enqueues it once Redis answers again.
     """
     try:
         Queue("webhooks", connection=redis).enqueue(
-            WEBHOOK_JOBS[topic], event_id, job_id=job_id_for_event(event_id), unique=True,
+            WEBHOOK_JOBS[topic], event_id, job_id=job_id_for_event(event_id), rate_limit=webhook_rate_limit(shop),
             retry=WEBHOOK_RETRY, job_timeout=120, result_ttl=KEEP_RESULT, failure_ttl=KEEP_FAILURE,
             description=f"{topic} {event_id}",
         )
-    except DuplicateJobError:
-        return False
     except RedisError as exc:
         log.warning("event not enqueued, Redis unavailable; the sweep will retry",
                     extra={"event_id": event_id, "topic": topic, "reason": type(exc).__name__})
@@ -121,6 +135,27 @@ def enqueue_for_shop(redis: Redis, queue: str, func: str, shop_id: int, *args: o
     finally:
         redis.delete(claim)
     return True
+
+
+# A job in one of these states will still run: enqueueing its id again would be a duplicate.
+LIVE_JOB_STATES = frozenset({JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED,
+                             JobStatus.RATE_LIMITED})
+
+
+def is_live(redis: Redis, job_id: str) -> bool:
+    """Whether a job with this id is waiting or running (finished and failed ones are not)."""
+    try:
+        return Job.fetch(job_id, connection=redis).get_status(refresh=False) in LIVE_JOB_STATES
+    except NoSuchJobError:
+        return False
+
+
+def requeue(redis: Redis, job_id: str, enqueue: Callable[[], bool]) -> bool:
+    """Run ``enqueue`` unless the job is live; a finished or failed record of it is forgotten first."""
+    if is_live(redis, job_id):
+        return False
+    delete_job(redis, job_id)
+    return enqueue()
 
 
 def delete_job(redis: Redis, job_id: str) -> None:

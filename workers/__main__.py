@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from rq import Worker
+from rq.worker import DequeueStrategy
 
 from app import runtime
 from app.config import ROOT
@@ -24,7 +25,10 @@ def main() -> None:
     load_dotenv(ROOT / ".env")
     rt = runtime.current()
     worker = Worker(list(QUEUES), connection=rt.redis)
-    worker.work(with_scheduler=True, burst=args.burst, logging_level=rt.settings.log_level)
+    # Round robin, not priority: a flood of one queue (a shop importing customers floods webhooks)
+    # must not starve the others, issuance above all. Every queue's jobs are short.
+    worker.work(with_scheduler=True, burst=args.burst, logging_level=rt.settings.log_level,
+                dequeue_strategy=DequeueStrategy.ROUND_ROBIN)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def receive():  # type: ignore[no-untyped-def]
     with rt().db.engine.begin() as connection:
         outcome = inbox.record(connection, delivery)
     if outcome is inbox.Outcome.QUEUE:
-        enqueue_event(rt().redis, delivery.event_id, delivery.topic)
+        enqueue_event(rt().redis, delivery.event_id, delivery.topic, delivery.shop)
     log.info("webhook received", extra={
         "shop": delivery.shop, "topic": delivery.topic, "event_id": delivery.event_id,
         "webhook_id": delivery.webhook_id, "status": outcome.value,

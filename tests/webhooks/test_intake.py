@@ -231,3 +231,25 @@ def test_database_down_answers_503_so_shopify_retries(app_factory):
     health = client.get("/healthz")
     assert health.status_code == 503
     assert health.json["database"].startswith("unreachable") and health.json["redis"] == "ok"
+
+
+def test_one_shops_flood_of_webhooks_does_not_queue_ahead_of_another_shop(client, db, rt, redis):
+    from rq.rate_limit import RateLimitRegistry
+
+    from app.queues import WEBHOOK_JOBS_PER_SHOP
+
+    make_shop(db, rt.cipher)
+    make_shop(db, rt.cipher, domain="other.myshopify.com")
+    flood = [str(uuid.uuid4()) for _ in range(WEBHOOK_JOBS_PER_SHOP + 6)]
+    for n, event_id in enumerate(flood):
+        post_webhook(client, "customers/create", SHOP, {"id": n + 1}, event_id=event_id)
+    other = str(uuid.uuid4())
+    post_webhook(client, "customers/create", "other.myshopify.com", {"id": 99}, event_id=other)
+
+    # The other shop's event is next after the flood's first few, not after all of them.
+    assert queued(redis) == [*flood[:WEBHOOK_JOBS_PER_SHOP], other]
+    waiting = RateLimitRegistry(f"webhooks:{SHOP}", redis).get_rate_limited_job_ids()
+    assert sorted(waiting) == sorted(flood[WEBHOOK_JOBS_PER_SHOP:])
+
+    run_worker(redis)  # each finished job lets the shop's next one into the queue
+    assert {e.status for e in events(db)} == {"processed"}
