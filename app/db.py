@@ -6,7 +6,7 @@ schema; nothing here creates tables.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache
@@ -114,3 +114,24 @@ def insert_ignoring_conflict(session: Session | Connection, model: type, index_e
     bind = session.get_bind() if isinstance(session, Session) else session
     statement = _insert_statement(bind.dialect.name, model, tuple(index_elements))
     return session.execute(statement, values).first() is not None
+
+
+AFTER_COMMIT = "oncecode_after_commit"
+
+
+def after_commit(session: Session, action: Callable[[], object]) -> None:
+    """Remember ``action`` (say, an enqueue) for ``run_after_commit``, once the work it depends on is committed.
+
+    Whoever commits the session runs them (``workers.events.run_event`` does); work rolled back
+    drops them with ``discard_after_commit``, so a job is never queued for rows that do not exist.
+    """
+    session.info.setdefault(AFTER_COMMIT, []).append(action)
+
+
+def run_after_commit(session: Session) -> None:
+    for action in session.info.pop(AFTER_COMMIT, []):
+        action()
+
+
+def discard_after_commit(session: Session) -> None:
+    session.info.pop(AFTER_COMMIT, None)

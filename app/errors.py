@@ -27,3 +27,9 @@ class Unauthorized(OnceCodeError):
 
 class NotFound(OnceCodeError):
     status = 404
+
+
+class Conflict(OnceCodeError):
+    """The request is understood but the thing is not in a state that allows it."""
+
+    status = 409

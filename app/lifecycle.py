@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from redis import Redis
-from sqlalchemy import delete, select, update
+from sqlalchemy import String, cast, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -84,7 +83,13 @@ def uninstall(session: Session, redis: Redis, domain: str, triggered_at: datetim
     forget_tokens(shop)
     shop.setup_completed_at = None
     dropped = drop_pending_events(session, redis, domain, reason="shop uninstalled")
-    log.info("shop uninstalled", extra={"shop": domain, "status": f"{dropped} pending events dropped"})
+    # Codes still on their way cannot reach the store any more; say so on each, where the merchant looks.
+    codes = session.execute(update(IssuedCode).where(
+        IssuedCode.shop_id == shop.id, IssuedCode.status.in_(("reserved", "created")))
+        .values(status="failed", last_error="the store uninstalled OnceCode before this code was issued",
+                claimed_by=None, claim_expires_at=None)).rowcount
+    log.info("shop uninstalled", extra={"shop": domain,
+                                        "status": f"{dropped} pending events dropped, {codes} codes stopped"})
     return "uninstalled"
 
 
@@ -98,15 +103,6 @@ def drop_pending_events(session: Session, redis: Redis, domain: str, reason: str
         event.status, event.last_error, event.payload = "ignored", reason, None
         cancel_job(redis, job_id_for_event(event.event_id))
     return len(events)
-
-
-def customer_created(session: Session, shop: Shop, payload: dict[str, Any]) -> bool:
-    """``customers/create``: remember the customer (id and referral token only). True if new."""
-    return insert_ignoring_conflict(
-        session, Customer, ["shop_id", "shopify_customer_id"],
-        shop_id=shop.id, shopify_customer_id=int(payload["id"]),
-        referral_token=secrets.token_urlsafe(18), created_at=utcnow(),
-    )
 
 
 def customer_data(session: Session, shop: Shop, shopify_customer_id: int) -> dict[str, Any]:
@@ -155,7 +151,13 @@ def data_requested(session: Session, shop: Shop, payload: dict[str, Any]) -> boo
 def redact_customer(session: Session, shop: Shop, payload: dict[str, Any], current_event_id: str) -> None:
     """``customers/redact``: erase what identifies the customer; keep anonymous code statistics."""
     customer_id = int(payload["customer"]["id"])
-    # Codes keep their numbers (for the merchant's metrics) but lose the link to the person.
+    # Codes keep their numbers (for the merchant's metrics) but lose the link to the person: the
+    # customer row goes, and so do idempotency keys that name the customer's Shopify id.
+    customer = session.scalar(select(Customer.id).where(Customer.shop_id == shop.id,
+                                                        Customer.shopify_customer_id == customer_id))
+    if customer is not None:
+        session.execute(update(IssuedCode).where(IssuedCode.shop_id == shop.id, IssuedCode.customer_id == customer)
+                        .values(idempotency_key="redacted:" + cast(IssuedCode.id, String)))
     session.execute(delete(Customer).where(Customer.shop_id == shop.id,
                                            Customer.shopify_customer_id == customer_id))
     session.execute(delete(DataRequest).where(DataRequest.shop_id == shop.id,

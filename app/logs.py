@@ -12,7 +12,7 @@ import re
 import sys
 from datetime import UTC, datetime
 
-CONTEXT_FIELDS = ("shop", "shop_id", "topic", "event_id", "webhook_id", "job_id", "status", "reason",
+CONTEXT_FIELDS = ("shop", "shop_id", "code_id", "topic", "event_id", "webhook_id", "job_id", "status", "reason",
                   "duration_ms", "method", "path")
 TOKEN_RE = re.compile(r"\bshp(?:at|rt|ca|ss|pa|ua)_[A-Za-z0-9]+")
 

@@ -112,6 +112,8 @@ class Program(Timestamped, Base):
     code_length: Mapped[int] = mapped_column(Integer, default=10)  # random characters, unless a pattern is set
     code_alphabet: Mapped[str] = mapped_column(String(64), default=DEFAULT_ALPHABET, server_default=DEFAULT_ALPHABET)
     code_pattern: Mapped[str | None] = mapped_column(String(64))  # e.g. "####-####"; replaces code_length
+    # Where a code's shareable link lands on the store (e.g. "/collections/sale"); None: the home page.
+    redirect_path: Mapped[str | None] = mapped_column(String(255))
     lock_to_customer: Mapped[bool] = mapped_column(Boolean, default=True)
     combines_with_product: Mapped[bool] = mapped_column(Boolean, default=False)
     combines_with_order: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -135,7 +137,15 @@ class Customer(Base):
 
 
 class IssuedCode(Timestamped, Base):
-    """One unique single-use code, from reservation to redemption (see DESIGN.md, exactly-once)."""
+    """One unique single-use code, from reservation to redemption (see DESIGN.md, exactly-once).
+
+    ``terms`` is the program's offer as it stood when the code was reserved (value, minimum,
+    combinations, lock): the code is created on the store with these, however often the job is
+    retried and whatever the merchant changes meanwhile. ``create_attempts`` counts the creates
+    sent to the store, so that a retry knows whether one may have landed and must look first.
+    ``claimed_by``/``claim_expires_at`` say which job is working on the row; they only spare
+    duplicate work, correctness never depends on them (see ``app.codes.issuance``).
+    """
 
     __tablename__ = "issued_codes"
     __table_args__ = (
@@ -144,6 +154,7 @@ class IssuedCode(Timestamped, Base):
         UniqueConstraint("shop_id", "code"),
         UniqueConstraint("shop_id", "idempotency_key"),
         Index("ix_issued_codes_customer", "customer_id"),
+        Index("ix_issued_codes_shop_status", "shop_id", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -153,15 +164,26 @@ class IssuedCode(Timestamped, Base):
     code: Mapped[str] = mapped_column(String(64))
     idempotency_key: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), default="reserved")
+    terms: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     discount_gid: Mapped[str | None] = mapped_column(String(255))
+    create_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claim_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the store confirmed the deactivation of a revoked code (None: still to do).
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     redeemed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     order_id: Mapped[int | None] = mapped_column(BigInteger)
     order_total: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
     discount_amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
     currency: Mapped[str | None] = mapped_column(String(3))
     last_error: Mapped[str | None] = mapped_column(Text)
+
+    program: Mapped[Program] = relationship()
+    customer: Mapped[Customer | None] = relationship()
 
 
 class WebhookEvent(Base):

@@ -27,7 +27,7 @@ from app import runtime
 log = logging.getLogger(__name__)
 
 # The queues a worker takes turns on (round robin, see workers/__main__.py): webhook events, work
-# for the Admin API (install), periodic maintenance.
+# for the Admin API (install, codes), periodic maintenance.
 QUEUES = ("webhooks", "default", "maintenance")
 
 WEBHOOK_JOBS = {
@@ -44,6 +44,7 @@ SUBSCRIBED_TOPICS = tuple(t for t in WEBHOOK_JOBS if t not in COMPLIANCE_TOPICS)
 # Back-off for transient failures (seconds): about 2 h in all, then the event is marked failed.
 WEBHOOK_RETRY = Retry(max=8, interval=[5, 15, 60, 120, 300, 600, 1800, 3600])
 SETUP_RETRY = Retry(max=6, interval=[10, 30, 60, 300, 900, 3600])
+ISSUE_RETRY = Retry(max=8, interval=[5, 15, 60, 120, 300, 600, 1800, 3600])
 # Webhook jobs are database work of milliseconds: a few per shop keep every worker busy, and the
 # limit is what interleaves shops in the webhooks queue. One figure for every enqueuer (rq keeps it per key).
 WEBHOOK_JOBS_PER_SHOP = 4
@@ -104,6 +105,37 @@ def enqueue_setup(redis: Redis, shop_id: int, installed_at: datetime) -> bool:
     except RedisError as exc:
         log.warning("shop setup not enqueued, Redis unavailable; the sweep will retry",
                     extra={"shop_id": shop_id, "reason": type(exc).__name__})
+        return False
+
+
+def issue_job_id(code_id: int) -> str:
+    return f"issue-{code_id}"
+
+
+def revoke_job_id(code_id: int) -> str:
+    return f"revoke-{code_id}"
+
+
+def enqueue_issue(redis: Redis, shop_id: int, code_id: int) -> bool:
+    """Queue the issuance of a reserved code (and of the shop's other pending codes it can batch with).
+
+    False when it is queued already or Redis is unreachable; the stranded-code sweep catches the latter.
+    """
+    return _enqueue_code_job(redis, "workers.codes.issue_code", shop_id, code_id, issue_job_id(code_id))
+
+
+def enqueue_revoke(redis: Redis, shop_id: int, code_id: int) -> bool:
+    """Queue the deactivation on the store of a code marked revoked."""
+    return _enqueue_code_job(redis, "workers.codes.revoke_code", shop_id, code_id, revoke_job_id(code_id))
+
+
+def _enqueue_code_job(redis: Redis, func: str, shop_id: int, code_id: int, job_id: str) -> bool:
+    try:
+        return enqueue_for_shop(redis, "default", func, shop_id, code_id, job_id=job_id, retry=ISSUE_RETRY,
+                                job_timeout=300, result_ttl=KEEP_RESULT, failure_ttl=KEEP_FAILURE)
+    except RedisError as exc:
+        log.warning("code job not enqueued, Redis unavailable; the sweep will retry",
+                    extra={"shop_id": shop_id, "code_id": code_id, "reason": type(exc).__name__})
         return False
 
 

@@ -14,7 +14,9 @@ from redis import Redis
 from app.config import INSTANCE_DIR, Settings, load_settings
 from app.db import Database
 from app.logs import configure_logging
-from app.shopify.tokens import TokenCipher
+from app.shopify.client import AdminClient
+from app.shopify.throttle import ShopBuckets
+from app.shopify.tokens import TokenCipher, access_token_for
 
 REDIS_TIMEOUTS = {"socket_connect_timeout": 1.0, "socket_timeout": 3.0}
 
@@ -34,6 +36,14 @@ class Runtime:
             redis=connect_redis(settings.redis_url),
             cipher=TokenCipher(settings.token_encryption_keys),
         )
+
+    def admin_client(self, shop_id: int, domain: str) -> AdminClient:
+        """The shop's Admin API client: a valid token (refreshed if due) and the shared bucket mirror.
+
+        Raises ``ShopNotInstalled`` when the shop has no token any more.
+        """
+        token = access_token_for(shop_id, db=self.db, redis=self.redis, settings=self.settings, cipher=self.cipher)
+        return AdminClient(self.settings, domain, token, bucket=ShopBuckets(self.redis))
 
 
 def connect_redis(url: str | None) -> Redis:

@@ -26,6 +26,9 @@ from app.config import DEFAULT_SCOPES, ROOT, Settings
 from app.db import Base
 from app.queues import QUEUES
 
+# The end-to-end world (the app and devstore over HTTP) is a fixture for any test that needs a store.
+pytest_plugins = ["tests.e2e.harness"]
+
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL",
                                    "postgresql+psycopg://postgres@127.0.0.1:5432/oncecode_test")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")

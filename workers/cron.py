@@ -2,6 +2,7 @@
 
 from rq import cron
 
-from workers.maintenance import requeue_stranded_events
+from workers.maintenance import requeue_stranded_codes, requeue_stranded_events
 
 cron.register(requeue_stranded_events, queue_name="maintenance", interval=60, job_timeout=300)
+cron.register(requeue_stranded_codes, queue_name="maintenance", interval=60, job_timeout=300)

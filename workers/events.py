@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app import runtime
-from app.db import utcnow
+from app.db import discard_after_commit, run_after_commit, utcnow
 from app.errors import OnceCodeError
 from app.models import WebhookEvent
 from app.runtime import Runtime
@@ -34,7 +34,8 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, RedisError | requests.RequestException | TimeoutError | ConnectionError)
 
 
-def _final_attempt() -> bool:
+def final_attempt() -> bool:
+    """Whether the running job has no retry left (or is not running under rq at all)."""
     job = get_current_job()
     return job is None or not job.retries_left
 
@@ -62,9 +63,10 @@ def run_event(event_id: str, handler: Handler) -> str:
             with session.begin_nested():
                 result = handler(session, rt, event, json.loads(event.payload or "{}"))
         except Exception as exc:
+            discard_after_commit(session)
             transient = is_transient(exc)
             event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            if not transient or _final_attempt():
+            if not transient or final_attempt():
                 event.status = "failed"
             session.commit()
             log.warning("event failed", exc_info=not transient, extra={**context, "reason": event.last_error,
@@ -77,6 +79,7 @@ def run_event(event_id: str, handler: Handler) -> str:
         event.processed_at = utcnow()
         event.payload = None  # handled: keep no personal data longer than needed
         session.commit()
+        run_after_commit(session)  # e.g. queue the issuance of a code the handler reserved
         log.info("event processed", extra={**context, "reason": result})
         return event.status
     finally:

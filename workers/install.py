@@ -7,12 +7,12 @@ import logging
 from rq import Retry
 
 from app import lifecycle, runtime
+from app.codes import attachment
 from app.db import utcnow
 from app.models import Shop
 from app.queues import SUBSCRIBED_TOPICS
 from app.shopify.client import AdminClient, Throttled
-from app.shopify.throttle import ShopBuckets
-from app.shopify.tokens import ShopNotInstalled, access_token_for
+from app.shopify.tokens import ShopNotInstalled
 from workers.deferral import defer
 from workers.events import is_transient
 
@@ -20,10 +20,11 @@ log = logging.getLogger(__name__)
 
 
 def set_up_shop(shop_id: int) -> str | Retry:
-    """Create the default programs and the webhook subscriptions, then mark the shop set up.
+    """Create the default programs, the webhook subscriptions and the code metafield definitions.
 
-    Safe to run twice or concurrently: programs are unique per (shop, kind), and subscriptions are
-    looked up before being created, so a second run finds everything in place. That is also what
+    Safe to run twice or concurrently: programs are unique per (shop, kind), subscriptions are
+    looked up before being created and a definition that exists is answered ``TAKEN``, which is
+    fine, so a second run finds everything in place. That is also what
     makes deferral safe: a job throttled half-way returns an ``rq.Retry`` and simply runs again.
     """
     rt = runtime.current()
@@ -34,9 +35,9 @@ def set_up_shop(shop_id: int) -> str | Retry:
         domain = shop.domain
         lifecycle.create_default_programs(session, shop_id)
     try:
-        token = access_token_for(shop_id, db=rt.db, redis=rt.redis, settings=rt.settings, cipher=rt.cipher)
-        client = AdminClient(rt.settings, domain, token, bucket=ShopBuckets(rt.redis))
+        client = rt.admin_client(shop_id, domain)
         registered = register_webhooks(client, f"{rt.settings.app_url}/webhooks")
+        definitions = attachment.create_definitions(client)
     except ShopNotInstalled:
         return "shop not installed"
     except Throttled as exc:
@@ -55,7 +56,8 @@ def set_up_shop(shop_id: int) -> str | Retry:
         if shop is not None and shop.is_installed:
             shop.setup_completed_at = utcnow()
             shop.setup_error = None
-    log.info("shop set up", extra={"shop": domain, "status": f"{registered} subscriptions created"})
+    log.info("shop set up", extra={"shop": domain, "status": f"{registered} subscriptions and {definitions} "
+                                                            "metafield definitions created"})
     return "set up"
 
 

@@ -11,7 +11,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app import lifecycle
+from app.codes import welcome
+from app.db import after_commit
 from app.models import WebhookEvent
+from app.queues import enqueue_issue
 from app.runtime import Runtime
 from workers.events import run_event
 
@@ -29,7 +32,12 @@ def handle_customers_create(event_id: str) -> str:
         if shop is None or not shop.is_installed:
             event.status = "ignored"
             return "shop not installed"
-        return "new customer" if lifecycle.customer_created(session, shop, payload) else "customer known"
+        signup = welcome.customer_signed_up(session, shop, int(payload["id"]))
+        code = signup.code
+        if code is not None and code.status in ("reserved", "created"):
+            shop_id, code_id = shop.id, code.id
+            after_commit(session, lambda: enqueue_issue(rt.redis, shop_id, code_id))
+        return f"{'new' if signup.new_customer else 'known'} customer; {signup.reason}"
 
     return run_event(event_id, handle)
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.codes.generator import CodeFormat, CodeFormatError, normalise
 from app.errors import BadRequest, NotFound
 from app.models import VALUE_TYPES, Program
+from app.shopify.storefront import REDIRECT_PATH_RE
 
 # Every program must be able to issue this many codes without its format running short.
 PROGRAM_VOLUME = 1_000_000
@@ -55,6 +56,7 @@ FIELDS: dict[str, Field] = {
     "code_length": Field("int"),
     "code_alphabet": Field("text"),
     "code_pattern": Field("text", nullable=True),
+    "redirect_path": Field("text", nullable=True),
 }
 
 
@@ -94,6 +96,7 @@ def program_json(program: Program) -> dict[str, Any]:
             "entropy_bits": round(fmt.entropy_bits, 1),
             "example": fmt.generate(),
         },
+        "redirect_path": program.redirect_path,
     }
 
 
@@ -202,7 +205,17 @@ def _check(new: dict[str, Any], given: set[str]) -> list[str]:
         problems.append(f"expires_after_days must be none (codes never expire) or 1 to {MAX_EXPIRY_DAYS} days, "
                         f"not {days}")
     problems += _check_code_format(new, given)
+    problems += _check_redirect_path(new)
     return problems
+
+
+def _check_redirect_path(new: dict[str, Any]) -> list[str]:
+    path = (new["redirect_path"] or "").strip() or None
+    new["redirect_path"] = path
+    if path is not None and (len(path) > 255 or not REDIRECT_PATH_RE.fullmatch(path)):
+        return [f"redirect_path must be a path on the store such as /collections/sale (or none for the home "
+                f"page), not {path!r}"]
+    return []
 
 
 def _check_value(new: dict[str, Any], given: set[str]) -> list[str]:

@@ -54,6 +54,7 @@ def test_program_json_shows_what_the_merchant_can_change(db, shop):
         "combines_with": {"product_discounts": False, "order_discounts": False, "shipping_discounts": True},
         "code_format": {"prefix": "WELCOME-", "length": 10, "alphabet": DEFAULT_ALPHABET, "pattern": None,
                         "entropy_bits": 49.5},
+        "redirect_path": None,
     }
     assert re.fullmatch(f"WELCOME-[{DEFAULT_ALPHABET}]{{10}}", example)
     assert len({program_json(program)["code_format"]["example"] for _ in range(5)}) == 5  # generated afresh

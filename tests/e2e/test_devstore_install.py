@@ -6,90 +6,14 @@ Both servers listen on loopback ports; the app reaches devstore only through its
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
-
-import pytest
-import requests
-from flask import Flask
 from rq.job import Job
 from sqlalchemy import select
-from werkzeug.serving import BaseWSGIServer, make_server
 
-import devstore
-from app import runtime
 from app.models import Customer, Program, Shop, WebhookEvent
 from app.queues import delete_job, enqueue_setup, setup_job_id
 from devstore.models import WebhookSubscription as StoreSubscription
-from devstore.state import DevstoreConfig
-from tests.conftest import API_KEY, API_SECRET, run_worker
-
-SHOP = "demo.myshopify.com"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _serve(app: Flask, port: int) -> BaseWSGIServer:
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    return server
-
-
-@dataclass
-class World:
-    app: Flask
-    store: Flask
-    app_url: str
-    store_url: str
-
-    def control(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = requests.request(method, f"{self.store_url}/_devstore/stores/{SHOP}{path}", timeout=5, **kwargs)
-        assert response.status_code < 300, response.text
-        return response.json()
-
-    def wait_delivered(self, topic: str, count: int = 1, timeout: float = 10.0) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            done = [d for d in self.control("GET", "/deliveries") if d["topic"] == topic and d["status"] == "delivered"]
-            if len(done) >= count:
-                return done
-            time.sleep(0.05)
-        raise AssertionError(f"{topic} not delivered: {self.control('GET', '/deliveries')}")
-
-
-@pytest.fixture
-def world(app_factory: Callable[..., Flask]) -> Iterator[World]:
-    store_port, app_port = _free_port(), _free_port()
-    store = devstore.create_app(DevstoreConfig(api_key=API_KEY, api_secret=API_SECRET, auto_approve=True,
-                                               retry_base_seconds=0))
-    app_url, store_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{store_port}"
-    app = app_factory(app_url=app_url, shopify_store_base_url=f"{store_url}/stores/{{shop}}")
-    servers = [_serve(store, store_port), _serve(app, app_port)]
-    runtime.activate(app.extensions["oncecode"])  # the worker must use this app's settings
-    yield World(app=app, store=store, app_url=app_url, store_url=store_url)
-    store.extensions["devstore_deliverer"].stop()
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-    store.extensions["devstore"].engine.dispose()
-
-
-def install(world: World) -> None:
-    """The merchant's browser: app /auth → devstore's authorize (auto-approved) → app /auth/callback."""
-    browser = requests.Session()
-    started = browser.get(f"{world.app_url}/auth", params={"shop": SHOP}, allow_redirects=False, timeout=5)
-    assert started.status_code == 302
-    assert started.headers["Location"].startswith(f"{world.store_url}/stores/{SHOP}/admin/oauth/authorize?")
-    installed = browser.get(started.headers["Location"], timeout=10)
-    assert installed.status_code == 200 and "OnceCode is installed" in installed.text
+from tests.conftest import run_worker
+from tests.e2e.harness import SHOP, World, install
 
 
 def test_install_subscribe_and_receive_webhooks_over_http(world: World):

@@ -256,14 +256,14 @@ def test_a_permanent_failure_is_recorded_and_visible(client, db, rt, redis, runn
 def test_a_transient_failure_is_retried_by_rq(client, db, rt, redis, monkeypatch):
     from sqlalchemy.exc import OperationalError
 
-    from app import lifecycle
+    from app.codes import welcome
 
     make_shop(db, rt.cipher)
 
     def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise OperationalError("INSERT", {}, Exception("server closed the connection unexpectedly"))
 
-    monkeypatch.setattr(lifecycle, "customer_created", flaky)
+    monkeypatch.setattr(welcome, "customer_signed_up", flaky)
     event_id = str(uuid.uuid4())
     post_webhook(client, "customers/create", SHOP, {"id": 1}, event_id=event_id)
     run_worker(redis)

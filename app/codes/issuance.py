@@ -1,0 +1,548 @@
+"""Exactly-once issuance: reserve a code, create it on the store, attach it to its customer.
+
+The protocol (DESIGN.md, "Exactly-once issuance"):
+
+1. ``reserve`` inserts an ``IssuedCode`` (``reserved``) with a fresh code, the program's terms and an
+   idempotency key such as ``welcome:<shop>:<customer>``. The key is unique per shop: a second
+   reservation for the same reason finds the first row and carries on from its status.
+2. ``Issuer.create`` sends ``discountCodeBasicCreate`` (or the free-shipping one) with
+   ``usageLimit: 1``, ``appliesOncePerCustomer``, ``endsAt`` at expiry and, when the program locks
+   codes, ``context.customers.add``. Before each send it counts the attempt on the row; a row with
+   attempts behind it (a crash, a lost answer, a concurrent worker) is looked up on the store first
+   (``codeDiscountNodeByCode``, case-insensitive). Every discount the app creates carries the tag
+   ``oncecode-ref-<row id>``, so a code found on the store is adopted only when it is ours; ``TAKEN``
+   on a code that is not ours draws a new code.
+3. The discount id is recorded (``created``), then ``Issuer.attach`` writes the metafields and the
+   tag (``attached``; see ``app.codes.attachment``).
+
+No lock is held while the store is called. Every change of status or code is a compare-and-set
+``UPDATE`` on what the worker last read (id, status, code), so two workers on one row cannot both
+move it: the loser re-reads and continues from where the winner left it, and a create that lost
+the race comes back ``TAKEN`` and is adopted by the look-up. That is what makes a job safe to run
+twice, concurrently, or again after its worker was killed between the store's answer and our commit.
+
+Batching: a job claims up to ``BATCH`` pending codes of its shop (its own first), creates them one by
+one and attaches them with one ``metafieldsSet``. A claim names the job and lapses after
+``CLAIM_SECONDS``; it only spares duplicate work (the same job id, retried by rq, takes its claims
+back), correctness never depends on it. Codes claimed by a batch are done when their own jobs run,
+which then find nothing to do, or claim the next pending codes.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.codes import attachment
+from app.codes.generator import CodeFormat
+from app.codes.programs import code_format, get_program
+from app.config import Settings
+from app.db import Database, insert_ignoring_conflict, utcnow
+from app.errors import Conflict, NotFound, OnceCodeError
+from app.models import Customer, IssuedCode, Program
+from app.shopify.client import AdminClient, UserErrors
+from app.shopify.storefront import discount_url
+
+log = logging.getLogger(__name__)
+
+BATCH = attachment.MAX_METAFIELDS_PER_CALL // 3  # codes per job: 8 codes, 24 metafields, one metafieldsSet
+CLAIM_SECONDS = 300
+MAX_CODE_TRIES = 5  # fresh codes drawn for one row before it is failed (each collision is ~1e-6 likely)
+DISCOUNT_TAG = "oncecode"
+STRANDED_AFTER = timedelta(minutes=2)  # a code on its way this long untouched and unclaimed has lost its job
+
+
+def on_its_way() -> ColumnElement[bool]:
+    """Codes a job still has to carry to the store and the customer: reserved, or created and not
+    yet attached (one whose customer was erased has nobody to be attached to)."""
+    return or_(IssuedCode.status == "reserved",
+               and_(IssuedCode.status == "created", IssuedCode.customer_id.is_not(None)))
+
+
+class IssuanceFailed(OnceCodeError):
+    """A code that cannot be issued, for a reason a person must read (recorded on the row)."""
+
+
+def reference_tag(code_id: int) -> str:
+    """The tag that marks a discount on the store as the one created for this row."""
+    return f"oncecode-ref-{code_id}"
+
+
+# --- reservation --------------------------------------------------------------------------------
+
+
+def terms_of(program: Program) -> dict[str, Any]:
+    """The program's offer as it stands, to be frozen on a code when it is reserved."""
+    return {
+        "name": program.name,
+        "kind": program.kind,
+        "value_type": program.value_type,
+        "value": str(program.value),
+        "minimum_subtotal": None if program.minimum_subtotal is None else str(program.minimum_subtotal),
+        "lock_to_customer": program.lock_to_customer,
+        "combines_with": {"product": program.combines_with_product, "order": program.combines_with_order,
+                          "shipping": program.combines_with_shipping},
+        "redirect_path": program.redirect_path,
+    }
+
+
+def reserve(session: Session, program: Program, customer: Customer | None, key: str,
+            now: datetime | None = None) -> tuple[IssuedCode, bool]:
+    """The code for ``key``: newly reserved (``True``) or the one an earlier attempt reserved (``False``).
+
+    Insert first, ask afterwards: the unique (shop, idempotency key) decides between racing callers.
+    A code that happens to equal one of the shop's codes is drawn again.
+    """
+    now = now or utcnow()
+    fmt = code_format(program)
+    expires_at = now + timedelta(days=program.expires_after_days) if program.expires_after_days else None
+    for _ in range(MAX_CODE_TRIES):
+        try:
+            with session.begin_nested():
+                inserted = insert_ignoring_conflict(
+                    session, IssuedCode, ["shop_id", "idempotency_key"],
+                    shop_id=program.shop_id, program_id=program.id,
+                    customer_id=customer.id if customer else None, code=fmt.generate(), idempotency_key=key,
+                    status="reserved", terms=terms_of(program), create_attempts=0, issued_at=now,
+                    expires_at=expires_at, created_at=now, updated_at=now)
+        except IntegrityError:  # (shop, code) taken by another of the shop's codes
+            continue
+        row = session.scalars(select(IssuedCode).where(IssuedCode.shop_id == program.shop_id,
+                                                       IssuedCode.idempotency_key == key)).one()
+        return row, inserted
+    raise IssuanceFailed(f"could not draw a code unused in this store after {MAX_CODE_TRIES} tries; "
+                         "make the program's codes longer")
+
+
+def remember_customer(session: Session, shop_id: int, shopify_customer_id: int) -> tuple[Customer, bool]:
+    """The shop's customer with this Shopify id, recorded now if new (``True``). Nothing personal is kept."""
+    inserted = insert_ignoring_conflict(
+        session, Customer, ["shop_id", "shopify_customer_id"], shop_id=shop_id,
+        shopify_customer_id=shopify_customer_id, referral_token=secrets.token_urlsafe(18), created_at=utcnow())
+    customer = session.scalars(select(Customer).where(Customer.shop_id == shop_id,
+                                                      Customer.shopify_customer_id == shopify_customer_id)).one()
+    return customer, inserted
+
+
+def issue_by_hand(session: Session, shop_id: int, program_id: int, shopify_customer_id: int,
+                  request_key: str | None = None) -> tuple[IssuedCode, bool]:
+    """A merchant's "give this customer a code of that program". The same ``request_key`` twice issues once."""
+    program = get_program(session, shop_id, program_id)
+    customer, _ = remember_customer(session, shop_id, shopify_customer_id)
+    key = f"manual:{shop_id}:{program.id}:{shopify_customer_id}:{request_key or uuid.uuid4().hex}"
+    return reserve(session, program, customer, key)
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def get_code(session: Session, shop_id: int, which: int | str, for_update: bool = False) -> IssuedCode:
+    """One of the shop's codes by id, or by the code itself (any case); ``NotFound`` otherwise."""
+    query = select(IssuedCode).where(IssuedCode.shop_id == shop_id)
+    if isinstance(which, int):
+        query = query.where(IssuedCode.id == which)
+    else:
+        query = query.where(IssuedCode.code == which.strip().upper())
+    row = session.scalar(query.with_for_update() if for_update else query)
+    if row is None:
+        raise NotFound(f"no code {which} for this store")
+    return row
+
+
+def code_json(row: IssuedCode, settings: Settings, shop_domain: str, shopify_customer_id: int | None,
+              program: Program) -> dict[str, Any]:
+    """A code as the API and the CLI show it."""
+    def at(moment: datetime | None) -> str | None:
+        return moment.isoformat() if moment else None
+
+    terms = row.terms
+    return {
+        "id": row.id,
+        "code": row.code,
+        "status": row.status,
+        "program": {"id": program.id, "kind": program.kind, "name": program.name},
+        "customer_id": shopify_customer_id,
+        "url": discount_url(settings, shop_domain, row.code, terms.get("redirect_path")),
+        "discount_id": row.discount_gid,
+        "value_type": terms.get("value_type"),
+        "value": terms.get("value"),
+        "minimum_subtotal": terms.get("minimum_subtotal"),
+        "locked_to_customer": terms.get("lock_to_customer"),
+        "issued_at": at(row.issued_at),
+        "expires_at": at(row.expires_at),
+        "attached_at": at(row.attached_at),
+        "redeemed_at": at(row.redeemed_at),
+        "revoked_at": at(row.revoked_at),
+        "error": row.last_error,
+    }
+
+
+# --- the store's side ----------------------------------------------------------------------------
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def discount_input(row: IssuedCode, customer: str | None) -> tuple[str, dict[str, Any]]:
+    """The create mutation and its variables for a reserved code (``customer`` is the customer's gid)."""
+    terms = row.terms
+    combines = terms["combines_with"]
+    free_shipping = terms["value_type"] == "free_shipping"
+    body: dict[str, Any] = {
+        "title": f"{terms['name']} {row.code}",
+        "code": row.code,
+        "startsAt": _iso(row.issued_at),
+        "usageLimit": 1,
+        "appliesOncePerCustomer": True,
+        # Locked: only this customer; otherwise anyone with the code, still once.
+        "context": {"customers": {"add": [customer]}} if terms["lock_to_customer"] else {"all": "ALL"},
+        # A free-shipping discount cannot combine with other shipping discounts (Shopify refuses it).
+        "combinesWith": {"productDiscounts": combines["product"], "orderDiscounts": combines["order"],
+                         "shippingDiscounts": combines["shipping"] and not free_shipping},
+        "tags": [DISCOUNT_TAG, reference_tag(row.id)],
+    }
+    if row.expires_at is not None:
+        body["endsAt"] = _iso(row.expires_at)
+    if terms["minimum_subtotal"] is not None:
+        body["minimumRequirement"] = {"subtotal": {"greaterThanOrEqualToSubtotal": terms["minimum_subtotal"]}}
+    if free_shipping:
+        body["destination"] = {"all": True}
+        return "discountCodeFreeShippingCreate", {"freeShippingCodeDiscount": body}
+    if terms["value_type"] == "percentage":
+        value: dict[str, Any] = {"percentage": float(Decimal(terms["value"]) / 100)}  # Shopify wants 0.1 for 10 %
+    else:
+        value = {"discountAmount": {"amount": terms["value"], "appliesOnEachItem": False}}
+    body["customerGets"] = {"value": value, "items": {"all": True}}
+    return "discountCodeBasicCreate", {"basicCodeDiscount": body}
+
+
+@dataclass(frozen=True)
+class Found:
+    """A code discount on the store."""
+
+    gid: str
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ShopRef:
+    id: int
+    domain: str
+
+
+def _describe(exc: UserErrors) -> str:
+    return "; ".join(f"{e.get('message')}" + (f" ({e['code']})" if e.get("code") else "") for e in exc.errors)
+
+
+class Issuer:
+    """Issues and revokes one shop's codes. Build one per job: it holds the shop's Admin client.
+
+    Each database write is its own short transaction, committed before the next call to the store,
+    so that whatever the store has accepted is never more than one step ahead of what we recorded.
+    """
+
+    def __init__(self, db: Database, settings: Settings, client: AdminClient, shop: ShopRef, claimant: str) -> None:
+        self.db = db
+        self.settings = settings
+        self.client = client
+        self.shop = shop
+        self.claimant = claimant
+
+    # -- claims --
+
+    def claim(self, first: int | None, limit: int = BATCH) -> list[int]:
+        """Take up to ``limit`` of the shop's pending codes for this job (``first`` before the others)."""
+        now = utcnow()
+        free = or_(IssuedCode.claimed_by.is_(None), IssuedCode.claimed_by == self.claimant,
+                   IssuedCode.claim_expires_at < now)
+        candidates = (select(IssuedCode.id).where(IssuedCode.shop_id == self.shop.id, on_its_way(), free)
+                      .order_by(case((IssuedCode.id == (first or 0), 0), else_=1), IssuedCode.id)
+                      .limit(limit).with_for_update(skip_locked=True))
+        with self.db.session_scope() as session:
+            claimed = session.scalars(
+                update(IssuedCode).where(IssuedCode.id.in_(candidates.scalar_subquery()))
+                .values(claimed_by=self.claimant, claim_expires_at=now + timedelta(seconds=CLAIM_SECONDS))
+                .returning(IssuedCode.id)).all()
+        return sorted(claimed)
+
+    def release(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        with self.db.session_scope() as session:
+            session.execute(update(IssuedCode).where(IssuedCode.shop_id == self.shop.id, IssuedCode.id.in_(ids),
+                                                     IssuedCode.claimed_by == self.claimant)
+                            .values(claimed_by=None, claim_expires_at=None))
+
+    def load(self, ids: list[int]) -> list[IssuedCode]:
+        with self.db.session_scope() as session:
+            return list(session.scalars(select(IssuedCode).where(IssuedCode.shop_id == self.shop.id,
+                                                                 IssuedCode.id.in_(ids)).order_by(IssuedCode.id)))
+
+    # -- the whole job --
+
+    def issue(self, ids: list[int]) -> dict[str, int]:
+        """Create and attach the claimed codes; a count of how they ended."""
+        rows = [self.create(row) for row in self.load(ids)]
+        self.attach([row for row in rows if row.status == "created"])
+        outcome: dict[str, int] = {}
+        for row in self.load(ids):
+            outcome[row.status] = outcome.get(row.status, 0) + 1
+        return outcome
+
+    # -- create --
+
+    def create(self, row: IssuedCode) -> IssuedCode:
+        """Bring a reserved code to ``created`` (or ``failed``); other statuses are returned as they are."""
+        for _ in range(MAX_CODE_TRIES * 2):
+            if row.status != "reserved":
+                return row
+            if row.create_attempts:
+                found = self.lookup(row.code)
+                if found is not None:
+                    row = (self._created(row, found.gid) if reference_tag(row.id) in found.tags
+                           else self._redraw(row))
+                    continue
+            customer = self._customer_gid(row)
+            if row.terms["lock_to_customer"] and customer is None:
+                return self.fail(row, "the customer was erased before the code was created; a locked code "
+                                      "needs its customer")
+            row = self._count_attempt(row)
+            if row.status != "reserved":
+                continue
+            name, variables = discount_input(row, customer)
+            try:
+                payload = self.client.mutate(name, variables)
+            except UserErrors as exc:
+                if "TAKEN" in exc.codes:
+                    continue  # ours from an earlier attempt, or someone else's: the look-up decides
+                return self.fail(row, f"the store refused the discount: {_describe(exc)}")
+            row = self._created(row, payload["codeDiscountNode"]["id"])
+        return self.fail(row, f"gave up after {MAX_CODE_TRIES * 2} attempts to create a code the store accepts")
+
+    def lookup(self, code: str) -> Found | None:
+        node = self.client.query("codeDiscountNodeByCode", {"code": code}).get("codeDiscountNodeByCode")
+        if not node:
+            return None
+        return Found(gid=node["id"], tags=tuple((node.get("codeDiscount") or {}).get("tags") or ()))
+
+    def _customer_gid(self, row: IssuedCode) -> str | None:
+        if row.customer_id is None:
+            return None
+        with self.db.session_scope() as session:
+            shopify_id = session.scalar(select(Customer.shopify_customer_id).where(
+                Customer.shop_id == self.shop.id, Customer.id == row.customer_id))
+        return attachment.customer_gid(shopify_id) if shopify_id is not None else None
+
+    def _compare_and_set(self, row: IssuedCode, **values: Any) -> IssuedCode:
+        """Apply ``values`` if the row still has the status and code we read; the row as it now is."""
+        with self.db.session_scope() as session:
+            session.execute(update(IssuedCode).where(
+                IssuedCode.shop_id == self.shop.id, IssuedCode.id == row.id, IssuedCode.status == row.status,
+                IssuedCode.code == row.code).values(**values))
+        return self.load([row.id])[0]
+
+    def _count_attempt(self, row: IssuedCode) -> IssuedCode:
+        return self._compare_and_set(row, create_attempts=IssuedCode.create_attempts + 1)
+
+    def _created(self, row: IssuedCode, gid: str) -> IssuedCode:
+        now = self._compare_and_set(row, status="created", discount_gid=gid, last_error=None)
+        if now.status == "revoked" and now.deactivated_at is None and now.discount_gid is None:
+            # Revoked while the create was on its way: the discount we just made must not stay usable.
+            with self.db.session_scope() as session:
+                session.execute(update(IssuedCode).where(IssuedCode.id == row.id,
+                                                         IssuedCode.discount_gid.is_(None)).values(discount_gid=gid))
+            return self.deactivate(self.load([row.id])[0])
+        return now
+
+    def _redraw(self, row: IssuedCode) -> IssuedCode:
+        """The code is someone else's on the store: give the row a fresh one (never sent, so no look-up)."""
+        fmt = self._format(row)
+        for _ in range(MAX_CODE_TRIES):
+            try:
+                moved = self._compare_and_set(row, code=fmt.generate(), create_attempts=0)
+            except IntegrityError:
+                continue
+            log.info("code taken on the store by another discount; drew a new one",
+                     extra={"shop": self.shop.domain, "code_id": row.id})
+            return moved
+        return self.fail(row, f"could not draw a code unused in this store after {MAX_CODE_TRIES} tries")
+
+    def _format(self, row: IssuedCode) -> CodeFormat:
+        with self.db.session_scope() as session:
+            return code_format(session.get_one(Program, row.program_id))
+
+    # -- attach --
+
+    def attach(self, rows: list[IssuedCode]) -> None:
+        """Metafields for all ``rows`` in as few ``metafieldsSet`` calls as fit, then each customer's tags."""
+        customers = self._shopify_customer_ids(rows)
+        rows = [row for row in rows if row.customer_id in customers]
+        inputs: list[tuple[IssuedCode, dict[str, Any]]] = []
+        for row in rows:
+            url = discount_url(self.settings, self.shop.domain, row.code, row.terms.get("redirect_path"))
+            owner = attachment.customer_gid(customers[row.customer_id])  # type: ignore[index]
+            for item in attachment.metafield_inputs(row.terms["kind"], owner, row.code, _iso(row.expires_at), url):
+                inputs.append((row, item))
+        failed: set[int] = set()
+        for start in range(0, len(inputs), attachment.MAX_METAFIELDS_PER_CALL):
+            failed |= self._set_metafields(inputs[start:start + attachment.MAX_METAFIELDS_PER_CALL])
+        by_customer: dict[int, list[IssuedCode]] = {}
+        for row in rows:
+            if row.id not in failed:
+                by_customer.setdefault(customers[row.customer_id], []).append(row)  # type: ignore[index]
+        for shopify_id, own in by_customer.items():
+            tags = sorted({attachment.customer_tag(row.terms["kind"]) for row in own})
+            try:
+                self.client.mutate("tagsAdd", {"id": attachment.customer_gid(shopify_id), "tags": tags})
+            except UserErrors as exc:
+                for row in own:
+                    self.fail(row, f"the store refused the customer tag: {_describe(exc)}")
+                continue
+            for row in own:
+                self._compare_and_set(row, status="attached", attached_at=utcnow(), last_error=None)
+
+    def _set_metafields(self, inputs: list[tuple[IssuedCode, dict[str, Any]]]) -> set[int]:
+        """Set ``inputs`` (one call); rows the store refuses are failed and left out. Returns their ids."""
+        failed: set[int] = set()
+        while inputs:
+            try:
+                self.client.mutate("metafieldsSet", {"metafields": [item for _, item in inputs]})
+                return failed
+            except UserErrors as exc:
+                # All or nothing: find the refused rows, fail them, and set the others again.
+                culprits = {inputs[i][0].id for i in _element_indexes(exc, len(inputs))} or {r.id for r, _ in inputs}
+                for row in {row.id: row for row, _ in inputs if row.id in culprits}.values():
+                    self.fail(row, f"the store refused the customer metafields: {_describe(exc)}")
+                failed |= culprits
+                inputs = [(row, item) for row, item in inputs if row.id not in culprits]
+        return failed
+
+    def _shopify_customer_ids(self, rows: list[IssuedCode]) -> dict[int, int]:
+        ids = {row.customer_id for row in rows if row.customer_id is not None}
+        if not ids:
+            return {}
+        with self.db.session_scope() as session:
+            return dict(session.execute(select(Customer.id, Customer.shopify_customer_id).where(
+                Customer.shop_id == self.shop.id, Customer.id.in_(ids))).all())
+
+    # -- failures and revocation --
+
+    def fail(self, row: IssuedCode, reason: str) -> IssuedCode:
+        """Record a permanent failure where a person can see it (``flask codes list --status failed``)."""
+        log.warning("code failed", extra={"shop": self.shop.domain, "code_id": row.id, "reason": reason})
+        return self._compare_and_set(row, status="failed", last_error=reason[:2000])
+
+    def deactivate(self, row: IssuedCode) -> IssuedCode:
+        """Make a revoked code unusable on the store (idempotent: a second call changes nothing)."""
+        gid = row.discount_gid
+        if gid is None and row.create_attempts:
+            found = self.lookup(row.code)
+            if found is not None and reference_tag(row.id) in found.tags:
+                gid = found.gid
+        if gid is not None:
+            try:
+                self.client.mutate("discountCodeDeactivate", {"id": gid})
+            except UserErrors as exc:
+                if "does not exist" not in _describe(exc):
+                    raise
+        with self.db.session_scope() as session:
+            session.execute(update(IssuedCode).where(IssuedCode.shop_id == self.shop.id, IssuedCode.id == row.id)
+                            .values(discount_gid=gid, deactivated_at=utcnow()))
+        return self.load([row.id])[0]
+
+
+def _element_indexes(exc: UserErrors, size: int) -> set[int]:
+    """Which inputs a ``metafieldsSet`` refusal names (``elementIndex``, or the index in ``field``)."""
+    found = set()
+    for error in exc.errors:
+        index = error.get("elementIndex")
+        field = error.get("field") or []
+        if index is None and len(field) > 1 and str(field[1]).isdigit():
+            index = int(field[1])
+        if isinstance(index, int) and 0 <= index < size:
+            found.add(index)
+    return found
+
+
+def fail_claimed(db: Database, shop_id: int, ids: list[int], reason: str) -> None:
+    """Fail whichever of ``ids`` are still pending (the last retry of a job gave up on them)."""
+    if not ids:
+        return
+    with db.session_scope() as session:
+        session.execute(update(IssuedCode).where(
+            IssuedCode.shop_id == shop_id, IssuedCode.id.in_(ids), IssuedCode.status.in_(("reserved", "created")))
+            .values(status="failed", last_error=reason[:2000], claimed_by=None, claim_expires_at=None))
+
+
+def request_revoke(session: Session, shop_id: int, which: int | str) -> IssuedCode:
+    """Mark a code revoked now (so no job issues it further); the store is told by a job. Idempotent."""
+    row = get_code(session, shop_id, which, for_update=True)
+    if row.status in ("redeemed", "expired"):
+        raise Conflict(f"code {row.code} is already {row.status}; there is nothing to revoke")
+    if row.status != "revoked":
+        row.status, row.revoked_at, row.deactivated_at = "revoked", utcnow(), None
+    return row
+
+
+def request_retry(session: Session, shop_id: int, which: int | str) -> IssuedCode:
+    """Put a failed code back on its way (after fixing what made it fail): created if the store has it."""
+    row = get_code(session, shop_id, which, for_update=True)
+    if row.status != "failed":
+        raise Conflict(f"code {row.code} is {row.status}; only failed codes are retried")
+    row.status = "created" if row.discount_gid else "reserved"
+    row.last_error, row.claimed_by, row.claim_expires_at = None, None, None
+    return row
+
+
+def stranded(session: Session, limit: int = 500) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(shop id, code id) of codes whose job seems lost: pending but untouched for a while and
+    unclaimed, and revoked codes the store has not yet deactivated. Oldest first."""
+    now = utcnow()
+    idle = and_(IssuedCode.updated_at < now - STRANDED_AFTER,
+                or_(IssuedCode.claim_expires_at.is_(None), IssuedCode.claim_expires_at < now))
+    to_issue = session.execute(select(IssuedCode.shop_id, IssuedCode.id).where(on_its_way(), idle)
+                               .order_by(IssuedCode.id).limit(limit)).all()
+    to_revoke = session.execute(select(IssuedCode.shop_id, IssuedCode.id).where(
+        IssuedCode.status == "revoked", IssuedCode.deactivated_at.is_(None), idle)
+        .order_by(IssuedCode.id).limit(limit)).all()
+    return [tuple(r) for r in to_issue], [tuple(r) for r in to_revoke]  # type: ignore[misc]
+
+
+def list_codes(session: Session, shop_id: int, *, status: str | None = None, program_id: int | None = None,
+               shopify_customer_id: int | None = None, before: int | None = None,
+               limit: int = 50) -> list[tuple[IssuedCode, Program, int | None]]:
+    """The shop's codes, newest first, with their program and customer's Shopify id (keyset by ``before``)."""
+    query = (select(IssuedCode, Program, Customer.shopify_customer_id)
+             .join(Program, Program.id == IssuedCode.program_id)
+             .outerjoin(Customer, Customer.id == IssuedCode.customer_id)
+             .where(IssuedCode.shop_id == shop_id).order_by(IssuedCode.id.desc()).limit(limit))
+    if status is not None:
+        query = query.where(IssuedCode.status == status)
+    if program_id is not None:
+        query = query.where(IssuedCode.program_id == program_id)
+    if shopify_customer_id is not None:
+        query = query.where(Customer.shop_id == shop_id, Customer.shopify_customer_id == shopify_customer_id)
+    if before is not None:
+        query = query.where(IssuedCode.id < before)
+    return [tuple(row) for row in session.execute(query).all()]  # type: ignore[misc]
+
+
+def describe_code(session: Session, settings: Settings, shop_id: int, shop_domain: str,
+                  row: IssuedCode) -> dict[str, Any]:
+    """``code_json`` for one row, reading its program and customer."""
+    program = session.get_one(Program, row.program_id)
+    shopify_id = None
+    if row.customer_id is not None:
+        shopify_id = session.scalar(select(Customer.shopify_customer_id).where(
+            Customer.shop_id == shop_id, Customer.id == row.customer_id))
+    return code_json(row, settings, shop_domain, shopify_id, program)

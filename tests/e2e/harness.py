@@ -1,0 +1,201 @@
+"""The end-to-end world: the app and devstore on loopback ports, talking HTTP as they do in production.
+
+The app reaches devstore only through its configuration (``SHOPIFY_STORE_BASE_URL``), exactly as it
+reaches Shopify. Jobs run either in this process (``tests.conftest.run_worker``) or in real worker
+processes (``Workers``: ``python -m workers``, rq's forking worker with its scheduler), when a test
+needs concurrency or a worker to kill.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+from sqlalchemy import select
+from werkzeug.serving import BaseWSGIServer, make_server
+
+import devstore
+from app import runtime
+from app.codes import programs
+from app.config import ROOT
+from app.models import Program, Shop
+from app.runtime import Runtime
+from devstore.state import DevstoreConfig
+from tests.conftest import API_KEY, API_SECRET, TOKEN_KEY, run_worker
+
+SHOP = "demo.myshopify.com"
+OTHER_SHOP = "other.myshopify.com"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def serve(app: Flask, port: int) -> BaseWSGIServer:
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return server
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "") -> Any:
+    """Poll ``check`` until it returns something truthy; that value, or an AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
+        time.sleep(interval)
+
+
+@dataclass
+class World:
+    app: Flask
+    store: Flask
+    app_url: str
+    store_url: str
+
+    @property
+    def rt(self) -> Runtime:
+        return self.app.extensions["oncecode"]
+
+    def control(self, method: str, path: str, shop: str = SHOP, **kwargs: Any) -> Any:
+        response = requests.request(method, f"{self.store_url}/_devstore/stores/{shop}{path}", timeout=10, **kwargs)
+        assert response.status_code < 300, response.text
+        return response.json()
+
+    def wait_delivered(self, topic: str, count: int = 1, timeout: float = 10.0, shop: str = SHOP) -> list[dict]:
+        def delivered() -> list[dict]:
+            done = [d for d in self.control("GET", "/deliveries", shop=shop)
+                    if d["topic"] == topic and d["status"] == "delivered"]
+            return done if len(done) >= count else []
+
+        return wait_until(delivered, timeout, what=f"{count} {topic} deliveries to {shop}")
+
+    def shop(self, domain: str = SHOP) -> Shop:
+        with self.rt.db.session_scope() as session:
+            return session.scalars(select(Shop).where(Shop.domain == domain)).one()
+
+    def access_token(self, domain: str = SHOP) -> str:
+        return self.rt.cipher.decrypt(self.shop(domain).access_token)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def world(app_factory: Callable[..., Flask]) -> Iterator[World]:
+    store_port, app_port = free_port(), free_port()
+    store = devstore.create_app(DevstoreConfig(api_key=API_KEY, api_secret=API_SECRET, auto_approve=True,
+                                               retry_base_seconds=0))
+    app_url, store_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{store_port}"
+    app = app_factory(app_url=app_url, shopify_store_base_url=f"{store_url}/stores/{{shop}}")
+    servers = [serve(store, store_port), serve(app, app_port)]
+    runtime.activate(app.extensions["oncecode"])  # the in-process worker must use this app's settings
+    yield World(app=app, store=store, app_url=app_url, store_url=store_url)
+    store.extensions["devstore_deliverer"].stop()
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+    store.extensions["devstore"].engine.dispose()
+
+
+def install(world: World, shop: str = SHOP) -> None:
+    """The merchant's browser: app /auth → devstore's authorize (auto-approved) → app /auth/callback."""
+    browser = requests.Session()
+    started = browser.get(f"{world.app_url}/auth", params={"shop": shop}, allow_redirects=False, timeout=5)
+    assert started.status_code == 302
+    assert started.headers["Location"].startswith(f"{world.store_url}/stores/{shop}/admin/oauth/authorize?")
+    installed = browser.get(started.headers["Location"], timeout=10)
+    assert installed.status_code == 200 and "OnceCode is installed" in installed.text
+
+
+def set_program(world: World, shop: str = SHOP, kind: str = "welcome", **changes: Any) -> Program:
+    """Change a program the way the merchant does (``programs.update_program``); active by default."""
+    changes.setdefault("active", True)
+    with world.rt.db.session_scope() as session:
+        shop_id = session.scalars(select(Shop.id).where(Shop.domain == shop)).one()
+        program = session.scalars(select(Program).where(Program.shop_id == shop_id, Program.kind == kind)).one()
+        return programs.update_program(session, shop_id, program.id, changes)
+
+
+def installed_with_welcome(world: World, shop: str = SHOP, **changes: Any) -> Program:
+    """A shop installed and set up (programs, subscriptions, definitions) with its welcome program on."""
+    install(world, shop)
+    run_worker(world.rt.redis)
+    return set_program(world, shop, **changes)
+
+
+@dataclass
+class Workers:
+    """Real ``python -m workers`` processes on the test database and Redis, for as long as a test needs them."""
+
+    world: World
+    count: int = 1
+    log_dir: Path | None = None
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def environment(self) -> dict[str, str]:
+        settings = self.world.rt.settings
+        return {**os.environ, "ONCECODE_ENV": "test", "SHOPIFY_API_KEY": settings.shopify_api_key,
+                "SHOPIFY_API_SECRET": settings.shopify_api_secret, "APP_URL": settings.app_url,
+                "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url or "",
+                "TOKEN_ENCRYPTION_KEY": TOKEN_KEY, "SECRET_KEY": settings.secret_key,
+                "SHOPIFY_STORE_BASE_URL": settings.shopify_store_base_url, "LOG_LEVEL": "INFO",
+                "SHOP_JOB_CONCURRENCY": str(settings.shop_job_concurrency)}
+
+    def start(self) -> Workers:
+        env = self.environment()
+        for n in range(self.count):
+            log = open(self.log_dir / f"worker-{n}.log", "wb") if self.log_dir else subprocess.DEVNULL  # noqa: SIM115
+            self.processes.append(subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", "workers"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True))
+        return self
+
+    def horses(self) -> list[int]:
+        """The work horses the workers forked for the jobs they are running now.
+
+        A worker's children are its scheduler and, while a job runs, the horse; rq's horse makes
+        itself a process group leader (``os.setpgrp``), which tells the two apart.
+        """
+        found = []
+        for process in self.processes:
+            children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+            for pid in (int(p) for p in children.read_text().split()) if children.exists() else ():
+                try:
+                    if os.getpgid(pid) == pid:
+                        found.append(pid)
+                except ProcessLookupError:
+                    continue
+        return found
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
+        self.processes.clear()
+
+    def __enter__(self) -> Workers:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
