@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 import click
@@ -13,10 +14,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import inbox, lifecycle
+from app.codes import issuance
 from app.codes import programs as program_rules
-from app.errors import BadRequest, NotFound
-from app.models import PROGRAM_KINDS, DataRequest, Program, Shop, WebhookEvent
-from app.queues import delete_job, enqueue_event, enqueue_setup, job_id_for_event, setup_job_id
+from app.errors import BadRequest, Conflict, NotFound
+from app.models import CODE_STATUSES, PROGRAM_KINDS, DataRequest, IssuedCode, Program, Shop, WebhookEvent
+from app.queues import (
+    delete_job,
+    enqueue_event,
+    enqueue_issue,
+    enqueue_revoke,
+    enqueue_setup,
+    issue_job_id,
+    job_id_for_event,
+    requeue,
+    setup_job_id,
+)
 from app.web import rt
 
 
@@ -233,9 +245,9 @@ def register_cli(app: Flask) -> None:
 
         KIND is welcome, referral_friend or referral_reward (or a program id). Fields: name, active,
         value_type, value, minimum_subtotal, expires_after_days, lock_to_customer, combines_with_product,
-        combines_with_order, combines_with_shipping, code_prefix, code_length, code_alphabet, code_pattern.
-        Booleans take true/false (yes/no, on/off); `none` clears minimum_subtotal, expires_after_days
-        and code_pattern. Codes already issued keep their old terms.
+        combines_with_order, combines_with_shipping, code_prefix, code_length, code_alphabet, code_pattern,
+        redirect_path. Booleans take true/false (yes/no, on/off); `none` clears minimum_subtotal,
+        expires_after_days, code_pattern and redirect_path. Codes already issued keep their old terms.
         """
         changes = _cli_changes(assignments)
         with rt().db.session_scope() as session:
@@ -248,5 +260,121 @@ def register_cli(app: Flask) -> None:
             shown = program_rules.program_json(program)
         click.echo(json.dumps(shown, indent=2))
 
-    for group in (shops, events, data_requests, tokens, programs):
+    codes = AppGroup("codes", help="Issued codes: list, issue by hand, revoke, retry.")
+
+    @codes.command("list")
+    @click.argument("domain")
+    @click.option("--status", type=click.Choice(CODE_STATUSES))
+    @click.option("--program", "which", metavar="KIND|ID", help="only this program's codes")
+    @click.option("--customer", type=int, metavar="SHOPIFY_ID", help="only this customer's codes")
+    @click.option("--limit", default=50, show_default=True)
+    def codes_list(domain: str, status: str | None, which: str | None, customer: int | None, limit: int) -> None:
+        """A shop's codes, newest first, with the reason for any failure."""
+        with rt().db.session_scope() as session:
+            shop = _shop_or_fail(session, domain)
+            program_id = _program_or_fail(session, shop, which).id if which else None
+            rows = issuance.list_codes(session, shop.id, status=status, program_id=program_id,
+                                       shopify_customer_id=customer, limit=limit)
+        if not rows:
+            click.echo(f"{domain} has no codes{' like that' if status or which or customer else ' yet'}")
+            return
+        table = [["ID", "CODE", "STATUS", "PROGRAM", "CUSTOMER", "ISSUED", "EXPIRES", "ERROR"]]
+        for row, program, shopify_id in rows:
+            expires = f"{row.expires_at:%Y-%m-%d}" if row.expires_at else "never"
+            table.append([str(row.id), row.code, row.status, program.kind, str(shopify_id or "-"),
+                          f"{row.issued_at:%Y-%m-%d %H:%M}", expires, row.last_error or ""])
+        _echo_table(table)
+
+    @codes.command("show")
+    @click.argument("domain")
+    @click.argument("code")
+    def codes_show(domain: str, code: str) -> None:
+        """One code (by its id or the code itself) as JSON, with its link."""
+        with rt().db.session_scope() as session:
+            shop = _shop_or_fail(session, domain)
+            row = _code_or_fail(session, shop, code)
+            click.echo(json.dumps(issuance.describe_code(session, rt().settings, shop.id, shop.domain, row), indent=2))
+
+    @codes.command("issue")
+    @click.argument("domain")
+    @click.argument("which", metavar="PROGRAM")
+    @click.argument("customer", type=int, metavar="SHOPIFY_CUSTOMER_ID")
+    @click.option("--key", help="an idempotency key: the same key again issues nothing more")
+    @click.option("--wait", default=0.0, metavar="SECONDS", help="wait for the code to be attached, showing progress")
+    def codes_issue(domain: str, which: str, customer: int, key: str | None, wait: float) -> None:
+        """Issue a code of PROGRAM (a kind or a program id) to a customer by hand."""
+        with rt().db.session_scope() as session:
+            shop = _shop_or_fail(session, domain)
+            if not shop.is_installed:
+                raise click.ClickException(f"{domain} is not installed; codes cannot reach its store")
+            program = _program_or_fail(session, shop, which)
+            row, new = issuance.issue_by_hand(session, shop.id, program.id, customer, key)
+            shop_id, code_id, status = shop.id, row.id, row.status
+        if status in ("reserved", "created"):
+            enqueue_issue(rt().redis, shop_id, code_id)
+        click.echo(f"code {code_id} {'reserved' if new else 'exists already'}: {row.code} ({status})")
+        if wait > 0:
+            _wait_for_code(shop_id, code_id, status, wait)
+
+    @codes.command("revoke")
+    @click.argument("domain")
+    @click.argument("code")
+    def codes_revoke(domain: str, code: str) -> None:
+        """Revoke a code (by id or code): it stops working on the store."""
+        with rt().db.session_scope() as session:
+            shop = _shop_or_fail(session, domain)
+            try:
+                row = issuance.request_revoke(session, shop.id, _code_or_fail(session, shop, code).id)
+            except Conflict as exc:
+                raise click.ClickException(str(exc)) from exc
+            shop_id, code_id, done = shop.id, row.id, row.deactivated_at is not None
+        if done:
+            click.echo(f"code {code_id} was revoked and deactivated already")
+        else:
+            queued = enqueue_revoke(rt().redis, shop_id, code_id)
+            click.echo(f"code {code_id} revoked; {'deactivation queued' if queued else 'the sweep will deactivate it'}")
+
+    @codes.command("retry")
+    @click.argument("domain")
+    @click.argument("code")
+    def codes_retry(domain: str, code: str) -> None:
+        """Issue a failed code again (after fixing what made it fail)."""
+        with rt().db.session_scope() as session:
+            shop = _shop_or_fail(session, domain)
+            try:
+                row = issuance.request_retry(session, shop.id, _code_or_fail(session, shop, code).id)
+            except Conflict as exc:
+                raise click.ClickException(str(exc)) from exc
+            shop_id, code_id = shop.id, row.id
+        queued = requeue(rt().redis, issue_job_id(code_id), lambda: enqueue_issue(rt().redis, shop_id, code_id))
+        click.echo(f"code {code_id} {'queued' if queued else 'set to be retried; the sweep will queue it'}")
+
+    for group in (shops, events, data_requests, tokens, programs, codes):
         app.cli.add_command(group)
+
+
+def _code_or_fail(session: Session, shop: Shop, which: str) -> IssuedCode:
+    """A code by the code itself (any case), or else by its id."""
+    try:
+        return issuance.get_code(session, shop.id, which)
+    except NotFound:
+        if which.isdigit():
+            try:
+                return issuance.get_code(session, shop.id, int(which))
+            except NotFound:
+                pass
+    raise click.ClickException(f"{shop.domain} has no code {which!r}; `flask codes list {shop.domain}` shows them")
+
+
+def _wait_for_code(shop_id: int, code_id: int, status: str, seconds: float) -> None:
+    """Print each status the code goes through until it settles or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while status in ("reserved", "created") and time.monotonic() < deadline:
+        time.sleep(0.25)
+        with rt().db.session_scope() as session:
+            row = session.get_one(IssuedCode, code_id)
+            if row.status != status:
+                status = row.status
+                click.echo(f"  {status}" + (f": {row.last_error}" if row.last_error else ""))
+    if status in ("reserved", "created"):
+        click.echo(f"  still {status} after {seconds:g} s: is a worker running? (`flask codes show` tells later)")

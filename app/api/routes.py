@@ -3,14 +3,17 @@ query is scoped to the shop that token names."""
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
 from app import lifecycle
-from app.codes import programs
+from app.codes import issuance, programs
 from app.errors import BadRequest, NotFound
-from app.models import DataRequest
-from app.web import db_session, session_token_shop
+from app.models import CODE_STATUSES, DataRequest
+from app.queues import enqueue_issue, enqueue_revoke, issue_job_id, requeue
+from app.web import db_session, rt, session_token_shop
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -74,3 +77,123 @@ def program_update(program_id: int):  # type: ignore[no-untyped-def]
     program = programs.update_program(session, shop.id, program_id, changes)
     session.commit()
     return jsonify(programs.program_json(program))
+
+
+# --- codes ----------------------------------------------------------------------------------------
+
+CODE_STATUSES_HELP = ", ".join(CODE_STATUSES)
+MAX_PAGE = 200
+CUSTOMER_GID_RE = re.compile(r"gid://shopify/Customer/(\d+)")
+
+
+def _int_arg(name: str, low: int = 1, high: int | None = None) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or int(raw) < low or (high is not None and int(raw) > high):
+        limits = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise BadRequest(f"{name} must be a whole number {limits}, not {raw!r}")
+    return int(raw)
+
+
+def shopify_customer_id(value: object) -> int:
+    """A customer's Shopify id, from a number or a ``gid://shopify/Customer/<id>``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+        if match := CUSTOMER_GID_RE.fullmatch(value):
+            return int(match.group(1))
+    raise BadRequest(f"customer_id must be a Shopify customer id (a number or gid://shopify/Customer/<id>), "
+                     f"not {value!r}")
+
+
+def _code(shop, row) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    return issuance.describe_code(db_session(), rt().settings, shop.id, shop.domain, row)
+
+
+@bp.get("/codes")
+def code_list():  # type: ignore[no-untyped-def]
+    """The shop's codes, newest first. Filters: status, program_id, customer_id; pages: limit, before."""
+    shop = _shop()
+    status = request.args.get("status") or None
+    if status is not None and status not in CODE_STATUSES:
+        raise BadRequest(f"status must be one of {CODE_STATUSES_HELP}, not {status!r}")
+    customer = request.args.get("customer_id")
+    limit = _int_arg("limit", high=MAX_PAGE) or 50
+    rows = issuance.list_codes(
+        db_session(), shop.id, status=status, program_id=_int_arg("program_id"),
+        shopify_customer_id=shopify_customer_id(customer) if customer else None, before=_int_arg("before"),
+        limit=limit)
+    codes = [issuance.code_json(row, rt().settings, shop.domain, shopify_id, program)
+             for row, program, shopify_id in rows]
+    return jsonify(codes=codes, next_before=codes[-1]["id"] if len(codes) == limit else None)
+
+
+@bp.get("/codes/<int:code_id>")
+def code_detail(code_id: int):  # type: ignore[no-untyped-def]
+    shop = _shop()
+    return jsonify(_code(shop, issuance.get_code(db_session(), shop.id, code_id)))
+
+
+@bp.post("/codes")
+def code_issue():  # type: ignore[no-untyped-def]
+    """Issue a code of a program to a customer by hand: ``{"program_id": 1, "customer_id": 42}``.
+
+    Answers 202 with the code, reserved and on its way to the store. An ``Idempotency-Key`` header
+    (or ``idempotency_key`` in the body) makes a retried request answer 200 with the same code
+    instead of issuing a second one.
+    """
+    shop = _shop()
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest('the body must be a JSON object such as {"program_id": 1, "customer_id": 42}')
+    unknown = sorted(set(body) - {"program_id", "customer_id", "idempotency_key"})
+    if unknown:
+        raise BadRequest(f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                         "(give program_id, customer_id and optionally idempotency_key)")
+    program_id = body.get("program_id")
+    if not isinstance(program_id, int) or isinstance(program_id, bool) or program_id < 1:
+        raise BadRequest(f"program_id must be the id of one of this store's programs, not {program_id!r}")
+    customer = shopify_customer_id(body.get("customer_id"))
+    key = request.headers.get("Idempotency-Key") or body.get("idempotency_key")
+    if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 100):
+        raise BadRequest("the idempotency key must be a string of 1 to 100 characters")
+    session = db_session()
+    row, new = issuance.issue_by_hand(session, shop.id, program_id, customer, key)
+    session.commit()
+    if row.status in ("reserved", "created"):
+        enqueue_issue(rt().redis, shop.id, row.id)
+    response = jsonify(_code(shop, row))
+    response.status_code = 202 if new else 200
+    response.headers["Location"] = f"/api/codes/{row.id}"
+    return response
+
+
+@bp.post("/codes/<int:code_id>/revoke")
+def code_revoke(code_id: int):  # type: ignore[no-untyped-def]
+    """Revoke a code: it stops working on the store (a job deactivates it). 409 if redeemed or expired."""
+    shop = _shop()
+    session = db_session()
+    row = issuance.request_revoke(session, shop.id, code_id)
+    session.commit()
+    done = row.deactivated_at is not None
+    if not done:
+        enqueue_revoke(rt().redis, shop.id, row.id)
+    response = jsonify(_code(shop, row))
+    response.status_code = 200 if done else 202
+    return response
+
+
+@bp.post("/codes/<int:code_id>/retry")
+def code_retry(code_id: int):  # type: ignore[no-untyped-def]
+    """Issue a failed code again (after fixing what made it fail). 409 for a code that has not failed."""
+    shop = _shop()
+    session = db_session()
+    row = issuance.request_retry(session, shop.id, code_id)
+    session.commit()
+    requeue(rt().redis, issue_job_id(row.id), lambda: enqueue_issue(rt().redis, shop.id, row.id))
+    response = jsonify(_code(shop, row))
+    response.status_code = 202
+    return response
