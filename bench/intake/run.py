@@ -12,45 +12,37 @@ and one job in the ``webhooks`` queue, and writes the figures to ``bench/results
 from __future__ import annotations
 
 import argparse
-import http.client
-import ipaddress
 import json
 import math
 import os
-import platform
 import secrets
 import signal
-import socket
-import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from types import FrameType
-from typing import IO
 
-import psycopg
-from alembic import command
-from alembic.config import Config
 from cryptography.fernet import Fernet
-from psycopg import sql
 from redis import Redis
 from rq import Queue
+from rq.rate_limit import RateLimitRegistry
 from sqlalchemy import func, select, text
-from sqlalchemy.engine import URL, make_url
 
 from app.config import DEFAULT_SCOPES, ROOT
 from app.db import Base, Database, utcnow
 from app.models import Shop, WebhookEvent
+from app.queues import webhook_rate_limit
 from app.shopify.oauth import TokenGrant
 from app.shopify.tokens import TokenCipher, store_grant
+from bench.common import (
+    RESULTS_DIR,
+    Server,
+    add_service_options,
+    check_service_options,
+    create_database,
+    interrupt,
+    machine_info,
+    migrate,
+)
 from bench.intake.load import API_VERSION, SHOP, LoadResult, WebhookRequests, figure, run_load
-
-DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/oncecode_bench"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/10"
-RESULTS_DIR = ROOT / "bench" / "results"
-READY_TIMEOUT = 30.0  # seconds for a server to answer its first request
-STOP_TIMEOUT = 15.0  # seconds for a server to shut down after SIGTERM before it is killed
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -64,60 +56,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "more runs gthread workers. Both servers get the same.")
     parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="the app's LOG_LEVEL (default WARNING: no per-request log line)")
-    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL,
-                        help="PostgreSQL on loopback; the database name must contain 'bench' (it is emptied). "
-                             f"Created and migrated when missing. Default {DEFAULT_DATABASE_URL}")
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL,
-                        help="Redis on loopback; this database is flushed before and after. "
-                             f"Default {DEFAULT_REDIS_URL}")
+    add_service_options(parser)
     args = parser.parse_args(argv)
     if not (0 < args.seconds <= 600 and 0 <= args.warmup <= 60):
         parser.error("--seconds must be in (0, 600] and --warmup in [0, 60]")
     if not (1 <= args.connections <= 256 and 1 <= args.workers <= 32 and 1 <= args.threads <= 64):
         parser.error("--connections must be in [1, 256], --workers in [1, 32] and --threads in [1, 64]")
     args.worker_class = "sync" if args.threads == 1 else "gthread"
-    try:
-        args.database = make_url(args.database_url)
-    except Exception as exc:  # any parse failure is a usage error
-        parser.error(f"--database-url: {exc}")
-    if args.database.get_backend_name() != "postgresql":
-        parser.error("--database-url must be a PostgreSQL URL (the intake path is measured on PostgreSQL)")
-    if "bench" not in (args.database.database or ""):
-        parser.error("--database-url must name a database containing 'bench': the benchmark empties it")
-    redis_host = Redis.from_url(args.redis_url).connection_pool.connection_kwargs.get("host", "127.0.0.1")
-    for name, host in (("--database-url", args.database.host or "127.0.0.1"), ("--redis-url", redis_host)):
-        if not _loopback(host):
-            parser.error(f"{name} must point at a loopback address, not {host!r}")
+    check_service_options(parser, args)
     return args
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 # --- database and Redis -------------------------------------------------------------------------
-
-
-def create_database(url: URL) -> None:
-    """Create the benchmark database through the ``postgres`` maintenance database when it is missing."""
-    with psycopg.connect(host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username,
-                         password=url.password, dbname="postgres", autocommit=True, connect_timeout=5) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (url.database,)).fetchone() is None:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.database)))
-            print(f"created database {url.database}")
-
-
-def migrate(database_url: str) -> None:
-    """Alembic to head, as tests/conftest.py does."""
-    config = Config(str(ROOT / "alembic.ini"))
-    config.attributes["database_url"] = database_url
-    config.attributes["configure_logger"] = False
-    command.upgrade(config, "head")
 
 
 def reset_database(db: Database, token_key: str) -> None:
@@ -143,105 +93,16 @@ def clear_intake(db: Database, redis: Redis) -> None:
 
 
 def intake_counts(db: Database, redis: Redis) -> tuple[int, int, int]:
-    """(rows in webhook_events, of which pending, jobs waiting in the ``webhooks`` queue)."""
+    """(rows in webhook_events, of which pending, jobs waiting: in the ``webhooks`` queue or, beyond the
+    shop's share of it, in its rate-limit registry)."""
     with db.session_scope() as session:
         recorded = session.scalar(select(func.count()).select_from(WebhookEvent)) or 0
         pending = session.scalar(select(func.count()).where(WebhookEvent.status == "pending")) or 0
-    return recorded, pending, Queue("webhooks", connection=redis).count
+    waiting = RateLimitRegistry(webhook_rate_limit(SHOP).key, redis).get_rate_limited_job_count()
+    return recorded, pending, Queue("webhooks", connection=redis).count + waiting
 
 
 # --- servers ------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """One gunicorn master on 127.0.0.1, in its own session so a Ctrl-C meant for us reaches it only via stop()."""
-
-    def __init__(self, name: str, target: str, args: argparse.Namespace, env: dict[str, str], log_path: Path) -> None:
-        self.name, self.port, self.log_path = name, free_port(), log_path
-        self.argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
-                     "--workers", str(args.workers), "--worker-class", args.worker_class,
-                     "--threads", str(args.threads), "--timeout", "30", "--log-level", "warning",
-                     *_without_control_socket(), target]
-        self._log: IO[bytes] = log_path.open("wb")
-        self.process = subprocess.Popen(self.argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                        stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_ready(self) -> None:
-        """Until ``GET /healthz`` answers (any status: the bare app has no such route), or fail."""
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} server exited with {self.process.returncode}; "
-                                   f"see {self.log_path}\n{self.log_tail()}")
-            try:
-                status, body = get(self.port, "/healthz")
-            except OSError:
-                time.sleep(0.1)
-                continue
-            if self.name == "app" and status != 200:
-                raise RuntimeError(f"app /healthz answered {status}: {body!r}; see {self.log_path}")
-            return
-        raise RuntimeError(f"{self.name} server did not answer within {READY_TIMEOUT:.0f} s; see {self.log_path}")
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the master and its workers so far (Linux /proc; NaN elsewhere)."""
-        try:
-            return sum(_cpu_seconds(pid) for pid in (self.process.pid, *_children(self.process.pid)))
-        except OSError:
-            return math.nan
-
-    def log_tail(self, lines: int = 20) -> str:
-        self._log.flush()
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        """SIGTERM (gunicorn's graceful stop), then SIGKILL to the whole group if it lingers."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)  # the group we created for this server
-                self.process.wait(timeout=5)
-        self._log.close()
-        if self.log_path.stat().st_size == 0:  # keep a server's log only when it said something
-            self.log_path.unlink()
-
-
-def _without_control_socket() -> list[str]:
-    """gunicorn 25.1+ opens one control socket per user (~/.gunicorn/gunicorn.ctl): two servers at once
-    fight over it, and would take it from any other gunicorn this user runs. Neither server needs it."""
-    import gunicorn.config
-
-    known = {setting.name for setting in gunicorn.config.KNOWN_SETTINGS}
-    return ["--no-control-socket"] if "control_socket_disable" in known else []
-
-
-def _children(pid: int) -> list[int]:
-    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
-            for child in (task / "children").read_text().split()]
-
-
-def _cpu_seconds(pid: int) -> float:
-    # Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def get(port: int, path: str) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
 
 
 def app_environment(args: argparse.Namespace, api_secret: str, token_key: str) -> dict[str, str]:
@@ -287,30 +148,12 @@ def ratio(a: float, b: float) -> float:
     return a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
 
 
-def machine_info(db: Database, redis: Redis) -> dict[str, object]:
-    import gunicorn
-
-    with db.engine.connect() as connection:
-        postgres = connection.execute(text("SHOW server_version")).scalar()
-    return {
-        "nproc": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)),
-        "python": platform.python_version(), "platform": platform.platform(),
-        "gunicorn": gunicorn.__version__, "postgresql": postgres, "redis": redis.info("server").get("redis_version"),
-        # Anything else running competes for the same cores: a high figure here makes the run noisy.
-        "loadavg_before": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
 # --- main ---------------------------------------------------------------------------------------
-
-
-def _interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)  # a SIGTERM cleans up like Ctrl-C
+    signal.signal(signal.SIGTERM, interrupt)  # a SIGTERM cleans up like Ctrl-C
     api_secret = "bench-secret-" + secrets.token_hex(16)
     token_key = Fernet.generate_key().decode()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
