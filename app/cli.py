@@ -21,12 +21,10 @@ from app.models import CODE_STATUSES, PROGRAM_KINDS, DataRequest, IssuedCode, Pr
 from app.queues import (
     delete_job,
     enqueue_event,
-    enqueue_issue,
+    enqueue_issuance,
     enqueue_revoke,
     enqueue_setup,
-    issue_job_id,
     job_id_for_event,
-    requeue,
     setup_job_id,
 )
 from app.web import rt
@@ -311,7 +309,7 @@ def register_cli(app: Flask) -> None:
             row, new = issuance.issue_by_hand(session, shop.id, program.id, customer, key)
             shop_id, code_id, status = shop.id, row.id, row.status
         if status in ("reserved", "created"):
-            enqueue_issue(rt().redis, shop_id, code_id)
+            enqueue_issuance(rt().redis, shop_id)
         click.echo(f"code {code_id} {'reserved' if new else 'exists already'}: {row.code} ({status})")
         if wait > 0:
             _wait_for_code(shop_id, code_id, status, wait)
@@ -346,8 +344,8 @@ def register_cli(app: Flask) -> None:
             except Conflict as exc:
                 raise click.ClickException(str(exc)) from exc
             shop_id, code_id = shop.id, row.id
-        queued = requeue(rt().redis, issue_job_id(code_id), lambda: enqueue_issue(rt().redis, shop_id, code_id))
-        click.echo(f"code {code_id} {'queued' if queued else 'set to be retried; the sweep will queue it'}")
+        enqueue_issuance(rt().redis, shop_id)
+        click.echo(f"code {code_id} is on its way again")
 
     for group in (shops, events, data_requests, tokens, programs, codes):
         app.cli.add_command(group)

@@ -171,6 +171,8 @@ class IssuedCode(Timestamped, Base):
     claim_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the code's metafields were written to the customer (the tag comes next, then attached_at).
+    metafields_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When the store confirmed the deactivation of a revoked code (None: still to do).

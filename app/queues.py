@@ -45,6 +45,9 @@ SUBSCRIBED_TOPICS = tuple(t for t in WEBHOOK_JOBS if t not in COMPLIANCE_TOPICS)
 WEBHOOK_RETRY = Retry(max=8, interval=[5, 15, 60, 120, 300, 600, 1800, 3600])
 SETUP_RETRY = Retry(max=6, interval=[10, 30, 60, 300, 900, 3600])
 ISSUE_RETRY = Retry(max=8, interval=[5, 15, 60, 120, 300, 600, 1800, 3600])
+# An issuing job gives its worker back every 20 s (workers/codes.py); a worker that died mid-job
+# has it retried once this and rq's 60 s of grace have passed, so keep it short.
+ISSUE_TIMEOUT = 120
 # Webhook jobs are database work of milliseconds: a few per shop keep every worker busy, and the
 # limit is what interleaves shops in the webhooks queue. One figure for every enqueuer (rq keeps it per key).
 WEBHOOK_JOBS_PER_SHOP = 4
@@ -108,33 +111,49 @@ def enqueue_setup(redis: Redis, shop_id: int, installed_at: datetime) -> bool:
         return False
 
 
-def issue_job_id(code_id: int) -> str:
-    return f"issue-{code_id}"
+def issue_job_id(shop_id: int, slot: int) -> str:
+    return f"issue-{shop_id}-{slot}"
 
 
 def revoke_job_id(code_id: int) -> str:
     return f"revoke-{code_id}"
 
 
-def enqueue_issue(redis: Redis, shop_id: int, code_id: int) -> bool:
-    """Queue the issuance of a reserved code (and of the shop's other pending codes it can batch with).
+def enqueue_issuance(redis: Redis, shop_id: int) -> bool:
+    """Make sure an issuing job will take up the shop's pending codes; True if one was queued now.
 
-    False when it is queued already or Redis is unreachable; the stranded-code sweep catches the latter.
+    A shop has ``SHOP_JOB_CONCURRENCY`` issuing slots, each one rq job id (``issue-<shop>-<slot>``)
+    that claims batches of pending codes until none is left (``workers.codes.issue_codes``). A slot
+    whose job is waiting (queued, scheduled, rate-limited) will see a code reserved now; one whose job
+    is running claims until nothing is pending. So: queue a free slot unless one is waiting already.
+    False also when Redis is unreachable; the stranded-code sweep catches that.
     """
-    return _enqueue_code_job(redis, "workers.codes.issue_code", shop_id, code_id, issue_job_id(code_id))
+    try:
+        for slot in range(runtime.current().settings.shop_job_concurrency):
+            job_id = issue_job_id(shop_id, slot)
+            status = job_status(redis, job_id)
+            if status in LIVE_JOB_STATES - {JobStatus.STARTED}:
+                return False  # waiting to run: it will find the code
+            if status == JobStatus.STARTED:
+                continue  # running: it may be about to finish, so make sure of another slot
+            delete_job(redis, job_id)  # a finished or failed record frees the slot
+            return enqueue_for_shop(redis, "default", "workers.codes.issue_codes", shop_id, slot, job_id=job_id,
+                                    retry=ISSUE_RETRY, job_timeout=ISSUE_TIMEOUT, result_ttl=0,
+                                    failure_ttl=KEEP_FAILURE)
+    except RedisError as exc:
+        log.warning("issuance not enqueued, Redis unavailable; the sweep will retry",
+                    extra={"shop_id": shop_id, "reason": type(exc).__name__})
+    return False
 
 
 def enqueue_revoke(redis: Redis, shop_id: int, code_id: int) -> bool:
     """Queue the deactivation on the store of a code marked revoked."""
-    return _enqueue_code_job(redis, "workers.codes.revoke_code", shop_id, code_id, revoke_job_id(code_id))
-
-
-def _enqueue_code_job(redis: Redis, func: str, shop_id: int, code_id: int, job_id: str) -> bool:
     try:
-        return enqueue_for_shop(redis, "default", func, shop_id, code_id, job_id=job_id, retry=ISSUE_RETRY,
-                                job_timeout=300, result_ttl=KEEP_RESULT, failure_ttl=KEEP_FAILURE)
+        return enqueue_for_shop(redis, "default", "workers.codes.revoke_code", shop_id, code_id,
+                                job_id=revoke_job_id(code_id), retry=ISSUE_RETRY, job_timeout=300,
+                                result_ttl=KEEP_RESULT, failure_ttl=KEEP_FAILURE)
     except RedisError as exc:
-        log.warning("code job not enqueued, Redis unavailable; the sweep will retry",
+        log.warning("revocation not enqueued, Redis unavailable; the sweep will retry",
                     extra={"shop_id": shop_id, "code_id": code_id, "reason": type(exc).__name__})
         return False
 
@@ -174,12 +193,17 @@ LIVE_JOB_STATES = frozenset({JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHE
                              JobStatus.RATE_LIMITED})
 
 
+def job_status(redis: Redis, job_id: str) -> JobStatus | None:
+    """The status of the job with this id, or None when there is none."""
+    try:
+        return Job.fetch(job_id, connection=redis).get_status(refresh=False)
+    except NoSuchJobError:
+        return None
+
+
 def is_live(redis: Redis, job_id: str) -> bool:
     """Whether a job with this id is waiting or running (finished and failed ones are not)."""
-    try:
-        return Job.fetch(job_id, connection=redis).get_status(refresh=False) in LIVE_JOB_STATES
-    except NoSuchJobError:
-        return False
+    return job_status(redis, job_id) in LIVE_JOB_STATES
 
 
 def requeue(redis: Redis, job_id: str, enqueue: Callable[[], bool]) -> bool:

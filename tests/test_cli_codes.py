@@ -68,4 +68,7 @@ def test_revoke_and_retry(cli, world: World):
     assert refused.exit_code != 0 and "only failed codes" in refused.output
     with world.rt.db.session_scope() as session:
         session.execute(update(IssuedCode).values(status="failed", last_error="boom", deactivated_at=None))
-    assert "queued" in cli.invoke(args=["codes", "retry", SHOP, "1"]).output
+    assert "on its way again" in cli.invoke(args=["codes", "retry", SHOP, "1"]).output
+    run_worker(world.rt.redis)
+    with world.rt.db.session_scope() as session:
+        assert session.get_one(IssuedCode, 1).status == "attached"

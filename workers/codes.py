@@ -1,8 +1,10 @@
-"""Code jobs: issue (create on the store, attach to the customer) and revoke. Each takes a shop id and a code id."""
+"""Code jobs: issue a shop's pending codes (create on the store, attach to the customer), revoke one."""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections import Counter
 
 from rq import Retry, get_current_job
 
@@ -18,10 +20,13 @@ from workers.events import final_attempt, is_transient
 
 log = logging.getLogger(__name__)
 
+TURN_SECONDS = 20.0  # an issuing job gives its worker back after this long (to the back of the queue)
+MAX_RETURNS = 100_000  # deferrals and turns given back: a flood of codes drains through many of them
 
-def _claimant(code_id: int, action: str) -> str:
+
+def _claimant(name: str) -> str:
     job = get_current_job()
-    return job.id if job is not None else f"{action}-{code_id}-inline"
+    return job.id if job is not None else f"{name}-inline"
 
 
 def _shop(rt: Runtime, shop_id: int) -> ShopRef | None:
@@ -30,49 +35,75 @@ def _shop(rt: Runtime, shop_id: int) -> ShopRef | None:
         return ShopRef(shop.id, shop.domain) if shop is not None and shop.is_installed else None
 
 
-def issue_code(shop_id: int, code_id: int) -> str | Retry:
-    """Create code ``code_id`` on the store and attach it, with up to 7 more of the shop's pending codes.
+def issue_codes(shop_id: int, slot: int) -> str | Retry:
+    """Issue the shop's pending codes, a batch of up to 8 at a time, until none is left.
 
-    Safe to run twice or concurrently: it works only on codes it can claim, each code continues
-    from its recorded status, and every step is idempotent on the store (a create that may have
-    landed is looked up first, metafields and tags are set, not added to). A throttled job hands
-    itself back to rq (``Retry``) and keeps its claims, which the same job id takes back.
+    Each batch is claimed (so the shop's other slot takes other codes), created on the store one by
+    one and attached with one ``metafieldsSet``. After ``TURN_SECONDS`` the job goes to the back of the
+    queue (``Retry`` with no delay) so that other shops' work interleaves; when the shop's bucket is
+    empty it is deferred for as long as the bucket needs (``workers.deferral``). Either way it keeps
+    its claims, which the same job id (``issue-<shop>-<slot>``) takes back.
+
+    Safe to run twice or concurrently: it works only on codes it can claim, each code continues from
+    its recorded status, and every step is idempotent on the store (a create that may have landed is
+    looked up first; metafields and tags are set, not added).
     """
     rt = runtime.current()
     shop = _shop(rt, shop_id)
     if shop is None:
         return "shop not installed"  # uninstall already stopped the shop's pending codes
-    issuer = None
     claimed: list[int] = []
+    outcome: Counter[str] = Counter()
+    started = time.monotonic()
     try:
-        issuer = Issuer(rt.db, rt.settings, rt.admin_client(shop.id, shop.domain), shop,
-                        _claimant(code_id, "issue"))
-        claimed = issuer.claim(first=code_id)
-        if not claimed:
-            return "nothing to do: issued already, or by another job"
-        outcome = issuer.issue(claimed)
+        client = rt.admin_client(shop.id, shop.domain)
+        issuer = Issuer(rt.db, rt.settings, client, shop, _claimant(f"issue-{slot}"))
+        while True:
+            # When the bucket is short, wait (without a worker) for a whole batch's points rather
+            # than trickle codes out one by one: meanwhile more codes are reserved, and a full batch
+            # spends one metafieldsSet on eight codes.
+            if (wait := client.wait_for(issuance.BATCH_POINTS)) > 0:
+                raise Throttled(f"{shop.domain}'s bucket is short of a batch", wait)
+            claimed = issuer.claim()
+            if not claimed:
+                break
+            try:
+                outcome.update(issuer.issue(claimed))
+            except Exception as exc:
+                if is_transient(exc) or isinstance(exc, ShopNotInstalled | AccessDenied):
+                    raise
+                # A bug or a refusal we did not expect: record it on the batch and go on with the others.
+                log.warning("code issuance failed", exc_info=True, extra={"shop": shop.domain, "reason": str(exc)})
+                issuance.fail_claimed(rt.db, shop.id, claimed, f"{type(exc).__name__}: {exc}")
+                outcome["failed"] += len(claimed)
+            issuer.release(claimed)
+            claimed = []
+            if time.monotonic() - started > TURN_SECONDS:
+                _log_progress(shop, outcome, "turn given back")
+                return Retry(max=MAX_RETURNS, interval=0)
     except ShopNotInstalled:
         return "shop not installed"
     except AccessDenied as exc:  # the token was revoked under us: the uninstall webhook is on its way
         issuance.fail_claimed(rt.db, shop.id, claimed, f"the store refused our access token: {exc}")
         return "store refused the token"
     except Throttled as exc:
-        later = defer(exc, shop.domain)
+        later = defer(exc, shop.domain, limit=MAX_RETURNS)
         if later is not None:
+            _log_progress(shop, outcome, "deferred")
             return later
         raise
-    except Exception as exc:
-        if not is_transient(exc) or final_attempt():
-            issuance.fail_claimed(rt.db, shop.id, claimed, f"{type(exc).__name__}: {exc}")
-            log.warning("code issuance failed", exc_info=not is_transient(exc),
-                        extra={"shop": shop.domain, "code_id": code_id, "reason": str(exc)})
-            if not is_transient(exc):
-                return "failed"
+    except Exception as exc:  # transient: rq retries the job with back-off, unless this was its last try
+        if final_attempt():
+            issuance.fail_claimed(rt.db, shop.id, claimed, f"gave up after retries: {type(exc).__name__}: {exc}")
+            log.warning("code issuance gave up", extra={"shop": shop.domain, "reason": str(exc)})
         raise
-    issuer.release(claimed)
-    summary = ", ".join(f"{count} {status}" for status, count in sorted(outcome.items()))
-    log.info("codes issued", extra={"shop": shop.domain, "code_id": code_id, "status": summary})
-    return summary
+    return _log_progress(shop, outcome, "nothing left to issue")
+
+
+def _log_progress(shop: ShopRef, outcome: Counter[str], status: str) -> str:
+    summary = ", ".join(f"{count} {state}" for state, count in sorted(outcome.items())) or "no codes"
+    log.info("codes issued", extra={"shop": shop.domain, "status": f"{summary}; {status}"})
+    return f"{summary}; {status}"
 
 
 def revoke_code(shop_id: int, code_id: int) -> str | Retry:
@@ -88,8 +119,7 @@ def revoke_code(shop_id: int, code_id: int) -> str | Retry:
         if row.deactivated_at is not None:
             return "deactivated already"
     try:
-        issuer = Issuer(rt.db, rt.settings, rt.admin_client(shop.id, shop.domain), shop,
-                        _claimant(code_id, "revoke"))
+        issuer = Issuer(rt.db, rt.settings, rt.admin_client(shop.id, shop.domain), shop, _claimant("revoke"))
         issuer.deactivate(row)
     except ShopNotInstalled:
         return "shop not installed"

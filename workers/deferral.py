@@ -32,19 +32,22 @@ from app.shopify.client import Throttled
 
 log = logging.getLogger(__name__)
 
-MAX_DEFERRALS = 50  # a job throttled this often in a row falls back to its error retries
+MAX_DEFERRALS = 50  # a job deferred this often falls back to its error retries
 
 
-def defer(exc: Throttled, shop: str) -> Retry | None:
+def defer(exc: Throttled, shop: str, limit: int | None = None) -> Retry | None:
     """The ``Retry`` to return so that rq runs this job again once ``shop``'s bucket has refilled.
 
-    ``None`` when the job cannot be deferred (not running under rq, or deferred ``MAX_DEFERRALS``
-    times already): the caller then re-raises ``exc``, which is transient and retried by rq.
+    ``None`` when the job cannot be deferred (not running under rq, or deferred ``limit`` times
+    already, ``MAX_DEFERRALS`` by default): the caller then re-raises ``exc``, which is transient and
+    retried by rq. A job that works through a queue of its own (``workers.codes.issue_codes``) passes
+    a higher ``limit``: it is deferred again and again while a flood drains, making progress each time.
     """
+    limit = limit or MAX_DEFERRALS
     job = get_current_job()
-    if job is None or (job.number_of_retries or 0) >= MAX_DEFERRALS:
+    if job is None or (job.number_of_retries or 0) >= limit:
         return None
     delay = max(1, math.ceil(exc.retry_after))
     log.info("job deferred: Admin API bucket empty", extra={"shop": shop, "job_id": job.id,
                                                             "reason": f"{delay} s"})
-    return Retry(max=MAX_DEFERRALS, interval=delay)
+    return Retry(max=limit, interval=delay)

@@ -6,7 +6,7 @@ import logging
 
 from app import inbox, runtime
 from app.codes import issuance
-from app.queues import enqueue_issue, enqueue_revoke, issue_job_id, requeue, revoke_job_id
+from app.queues import enqueue_issuance, enqueue_revoke, requeue, revoke_job_id
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,10 @@ def requeue_stranded_codes() -> dict[str, int]:
     rt = runtime.current()
     with rt.db.session_scope() as session:
         to_issue, to_revoke = issuance.stranded(session)
-    issued = sum(requeue(rt.redis, issue_job_id(code_id), lambda s=shop_id, c=code_id: enqueue_issue(rt.redis, s, c))
-                 for shop_id, code_id in to_issue)
+    issued = sum(enqueue_issuance(rt.redis, shop_id) for shop_id in sorted({shop_id for shop_id, _ in to_issue}))
     revoked = sum(requeue(rt.redis, revoke_job_id(code_id),
                           lambda s=shop_id, c=code_id: enqueue_revoke(rt.redis, s, c))
                   for shop_id, code_id in to_revoke)
     if issued or revoked:
         log.info("stranded codes enqueued", extra={"status": f"{issued} to issue, {revoked} to deactivate"})
-    return {"issue": issued, "revoke": revoked}
+    return {"issue": issued, "revoke": revoked}  # issuing jobs queued (one per shop), deactivations queued

@@ -14,7 +14,7 @@ from app import lifecycle
 from app.codes import welcome
 from app.db import after_commit
 from app.models import WebhookEvent
-from app.queues import enqueue_issue
+from app.queues import enqueue_issuance
 from app.runtime import Runtime
 from workers.events import run_event
 
@@ -35,8 +35,8 @@ def handle_customers_create(event_id: str) -> str:
         signup = welcome.customer_signed_up(session, shop, int(payload["id"]))
         code = signup.code
         if code is not None and code.status in ("reserved", "created"):
-            shop_id, code_id = shop.id, code.id
-            after_commit(session, lambda: enqueue_issue(rt.redis, shop_id, code_id))
+            shop_id = shop.id
+            after_commit(session, lambda: enqueue_issuance(rt.redis, shop_id))
         return f"{'new' if signup.new_customer else 'known'} customer; {signup.reason}"
 
     return run_event(event_id, handle)

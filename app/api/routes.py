@@ -12,7 +12,7 @@ from app import lifecycle
 from app.codes import issuance, programs
 from app.errors import BadRequest, NotFound
 from app.models import CODE_STATUSES, DataRequest
-from app.queues import enqueue_issue, enqueue_revoke, issue_job_id, requeue
+from app.queues import enqueue_issuance, enqueue_revoke
 from app.web import db_session, rt, session_token_shop
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -164,7 +164,7 @@ def code_issue():  # type: ignore[no-untyped-def]
     row, new = issuance.issue_by_hand(session, shop.id, program_id, customer, key)
     session.commit()
     if row.status in ("reserved", "created"):
-        enqueue_issue(rt().redis, shop.id, row.id)
+        enqueue_issuance(rt().redis, shop.id)
     response = jsonify(_code(shop, row))
     response.status_code = 202 if new else 200
     response.headers["Location"] = f"/api/codes/{row.id}"
@@ -193,7 +193,7 @@ def code_retry(code_id: int):  # type: ignore[no-untyped-def]
     session = db_session()
     row = issuance.request_retry(session, shop.id, code_id)
     session.commit()
-    requeue(rt().redis, issue_job_id(row.id), lambda: enqueue_issue(rt().redis, shop.id, row.id))
+    enqueue_issuance(rt().redis, shop.id)
     response = jsonify(_code(shop, row))
     response.status_code = 202
     return response

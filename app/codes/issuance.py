@@ -21,11 +21,12 @@ move it: the loser re-reads and continues from where the winner left it, and a c
 the race comes back ``TAKEN`` and is adopted by the look-up. That is what makes a job safe to run
 twice, concurrently, or again after its worker was killed between the store's answer and our commit.
 
-Batching: a job claims up to ``BATCH`` pending codes of its shop (its own first), creates them one by
-one and attaches them with one ``metafieldsSet``. A claim names the job and lapses after
+Batching: the shop's issuing jobs (``workers.codes.issue_codes``, one per slot) claim up to
+``BATCH`` pending codes at a time, oldest first, create them one by one and attach them with one
+``metafieldsSet``; each step is recorded as it lands (``created``, ``metafields_at``, ``attached``) so
+that a job deferred half-way resumes without paying twice. A claim names the job and lapses after
 ``CLAIM_SECONDS``; it only spares duplicate work (the same job id, retried by rq, takes its claims
-back), correctness never depends on it. Codes claimed by a batch are done when their own jobs run,
-which then find nothing to do, or claim the next pending codes.
+back), correctness never depends on it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -49,13 +50,15 @@ from app.config import Settings
 from app.db import Database, insert_ignoring_conflict, utcnow
 from app.errors import Conflict, NotFound, OnceCodeError
 from app.models import Customer, IssuedCode, Program
-from app.shopify.client import AdminClient, UserErrors
+from app.shopify.client import AdminClient, Throttled, UserErrors
 from app.shopify.storefront import discount_url
 
 log = logging.getLogger(__name__)
 
 BATCH = attachment.MAX_METAFIELDS_PER_CALL // 3  # codes per job: 8 codes, 24 metafields, one metafieldsSet
-CLAIM_SECONDS = 300
+MUTATION_POINTS = 10  # what Shopify charges a mutation
+BATCH_POINTS = BATCH * 2 * MUTATION_POINTS + MUTATION_POINTS  # a create and a tag each, one metafieldsSet
+CLAIM_SECONDS = 180  # outlasts a job's turn (20 s), a deferral (the bucket refills in 20 s) and its timeout
 MAX_CODE_TRIES = 5  # fresh codes drawn for one row before it is failed (each collision is ~1e-6 likely)
 DISCOUNT_TAG = "oncecode"
 STRANDED_AFTER = timedelta(minutes=2)  # a code on its way this long untouched and unclaimed has lost its job
@@ -260,13 +263,13 @@ class Issuer:
 
     # -- claims --
 
-    def claim(self, first: int | None, limit: int = BATCH) -> list[int]:
-        """Take up to ``limit`` of the shop's pending codes for this job (``first`` before the others)."""
+    def claim(self, limit: int = BATCH) -> list[int]:
+        """Take up to ``limit`` of the shop's pending codes for this job, oldest first."""
         now = utcnow()
         free = or_(IssuedCode.claimed_by.is_(None), IssuedCode.claimed_by == self.claimant,
                    IssuedCode.claim_expires_at < now)
         candidates = (select(IssuedCode.id).where(IssuedCode.shop_id == self.shop.id, on_its_way(), free)
-                      .order_by(case((IssuedCode.id == (first or 0), 0), else_=1), IssuedCode.id)
+                      .order_by(IssuedCode.id)
                       .limit(limit).with_for_update(skip_locked=True))
         with self.db.session_scope() as session:
             claimed = session.scalars(
@@ -322,6 +325,12 @@ class Issuer:
             name, variables = discount_input(row, customer)
             try:
                 payload = self.client.mutate(name, variables)
+            except Throttled:
+                # Shopify ran nothing (a THROTTLED answer, or we never sent it): the attempt does not
+                # count, or the job would pay for a look-up when it resumes. Should an earlier
+                # timed-out send of this call have landed after all, the next create is TAKEN and adopted.
+                self._compare_and_set(row, create_attempts=IssuedCode.create_attempts - 1)
+                raise
             except UserErrors as exc:
                 if "TAKEN" in exc.codes:
                     continue  # ours from an earlier attempt, or someone else's: the look-up decides
@@ -384,21 +393,20 @@ class Issuer:
     # -- attach --
 
     def attach(self, rows: list[IssuedCode]) -> None:
-        """Metafields for all ``rows`` in as few ``metafieldsSet`` calls as fit, then each customer's tags."""
+        """Metafields for the rows still without them (one ``metafieldsSet`` per ``BATCH``), then each customer's tags.
+
+        Each step is recorded as soon as the store has accepted it (``metafields_at``, then ``attached``),
+        so a job deferred half-way does not spend the metafields' points again when it resumes.
+        """
         customers = self._shopify_customer_ids(rows)
         rows = [row for row in rows if row.customer_id in customers]
-        inputs: list[tuple[IssuedCode, dict[str, Any]]] = []
-        for row in rows:
-            url = discount_url(self.settings, self.shop.domain, row.code, row.terms.get("redirect_path"))
-            owner = attachment.customer_gid(customers[row.customer_id])  # type: ignore[index]
-            for item in attachment.metafield_inputs(row.terms["kind"], owner, row.code, _iso(row.expires_at), url):
-                inputs.append((row, item))
-        failed: set[int] = set()
-        for start in range(0, len(inputs), attachment.MAX_METAFIELDS_PER_CALL):
-            failed |= self._set_metafields(inputs[start:start + attachment.MAX_METAFIELDS_PER_CALL])
+        missing = [row for row in rows if row.metafields_at is None]
+        done = {row.id for row in rows if row.metafields_at is not None}
+        for start in range(0, len(missing), BATCH):
+            done |= self._set_metafields(missing[start:start + BATCH], customers)
         by_customer: dict[int, list[IssuedCode]] = {}
         for row in rows:
-            if row.id not in failed:
+            if row.id in done:
                 by_customer.setdefault(customers[row.customer_id], []).append(row)  # type: ignore[index]
         for shopify_id, own in by_customer.items():
             tags = sorted({attachment.customer_tag(row.terms["kind"]) for row in own})
@@ -411,21 +419,33 @@ class Issuer:
             for row in own:
                 self._compare_and_set(row, status="attached", attached_at=utcnow(), last_error=None)
 
-    def _set_metafields(self, inputs: list[tuple[IssuedCode, dict[str, Any]]]) -> set[int]:
-        """Set ``inputs`` (one call); rows the store refuses are failed and left out. Returns their ids."""
-        failed: set[int] = set()
+    def _set_metafields(self, rows: list[IssuedCode], customers: dict[int, int]) -> set[int]:
+        """Write the rows' metafields in one call (all or nothing on Shopify's side); the ids it wrote.
+
+        Rows the store refuses (their customer was deleted, say) are failed and the others set again.
+        """
+        inputs: list[tuple[IssuedCode, dict[str, Any]]] = []
+        for row in rows:
+            url = discount_url(self.settings, self.shop.domain, row.code, row.terms.get("redirect_path"))
+            owner = attachment.customer_gid(customers[row.customer_id])  # type: ignore[index]
+            inputs += [(row, item) for item in attachment.metafield_inputs(
+                row.terms["kind"], owner, row.code, _iso(row.expires_at), url)]
         while inputs:
             try:
                 self.client.mutate("metafieldsSet", {"metafields": [item for _, item in inputs]})
-                return failed
             except UserErrors as exc:
-                # All or nothing: find the refused rows, fail them, and set the others again.
                 culprits = {inputs[i][0].id for i in _element_indexes(exc, len(inputs))} or {r.id for r, _ in inputs}
                 for row in {row.id: row for row, _ in inputs if row.id in culprits}.values():
                     self.fail(row, f"the store refused the customer metafields: {_describe(exc)}")
-                failed |= culprits
                 inputs = [(row, item) for row, item in inputs if row.id not in culprits]
-        return failed
+                continue
+            written = {row.id for row, _ in inputs}
+            with self.db.session_scope() as session:
+                session.execute(update(IssuedCode).where(IssuedCode.shop_id == self.shop.id,
+                                                         IssuedCode.id.in_(written), IssuedCode.status == "created")
+                                .values(metafields_at=utcnow()))
+            return written
+        return set()
 
     def _shopify_customer_ids(self, rows: list[IssuedCode]) -> dict[int, int]:
         ids = {row.customer_id for row in rows if row.customer_id is not None}

@@ -129,6 +129,11 @@ class AdminClient:
             raise UserErrors(name, payload["userErrors"])
         return payload
 
+    def wait_for(self, points: float) -> float:
+        """Seconds until the shop's bucket will hold ``points`` (0 without a bucket mirror): for a job to
+        decide, before it starts on a batch of calls, whether to wait for them elsewhere."""
+        return self.bucket.wait_for(self.shop, points) if self.bucket is not None else 0.0
+
     def _paced(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST ``body`` within the shop's bucket: an answer that is not THROTTLED, or ``Throttled``."""
         cost = self._estimate(name)

@@ -62,6 +62,22 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
 return string.format('%.4f', wait)
 """
 
+# KEYS[1] bucket hash. ARGV: points, assumed maximum, assumed restore rate. Changes nothing.
+# Returns the seconds until ``points`` are available, as a string.
+WAIT_FOR = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'max', 'available', 'rate', 'at')
+local max = tonumber(state[1]) or tonumber(ARGV[2])
+local rate = tonumber(state[3]) or tonumber(ARGV[3])
+local available = tonumber(state[2]) or max
+local at = tonumber(state[4]) or now
+if rate <= 0 then rate = tonumber(ARGV[3]) end
+available = math.min(max, available + rate * math.max(0, now - at))
+local wanted = math.min(tonumber(ARGV[1]), max)
+return string.format('%.4f', math.max(0, wanted - available) / rate)
+"""
+
 # KEYS[1] bucket hash. ARGV: maximumAvailable, currentlyAvailable, restoreRate, ttl.
 OBSERVE = """
 local clock = redis.call('TIME')
@@ -82,6 +98,7 @@ class ShopBuckets:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._reserve = redis.register_script(RESERVE)
+        self._wait_for = redis.register_script(WAIT_FOR)
         self._observe = redis.register_script(OBSERVE)
 
     def reserve(self, shop: str, cost: float) -> float:
@@ -89,6 +106,11 @@ class ShopBuckets:
         wait = self._reserve(keys=[bucket_key(shop)],
                              args=[float(cost), ASSUMED_MAXIMUM, ASSUMED_RESTORE_RATE, IDLE_TTL])
         return float(wait)
+
+    def wait_for(self, shop: str, points: float) -> float:
+        """Seconds until ``points`` will be available (capped at the bucket's size), taking nothing."""
+        return float(self._wait_for(keys=[bucket_key(shop)], args=[float(points), ASSUMED_MAXIMUM,
+                                                                    ASSUMED_RESTORE_RATE]))
 
     def observe(self, shop: str, throttle_status: Mapping[str, Any]) -> None:
         """Record the ``extensions.cost.throttleStatus`` of an answer as the shop's bucket, as of now."""

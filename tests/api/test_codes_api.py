@@ -12,7 +12,7 @@ from app.shopify.client import AdminUnavailable
 from tests.conftest import run_worker
 from tests.e2e.harness import OTHER_SHOP, SHOP, World, installed_with_welcome
 from tests.helpers import session_token
-from workers.codes import issue_code
+from workers.codes import issue_codes
 
 
 def auth(shop: str = SHOP) -> dict[str, str]:
@@ -159,7 +159,7 @@ def test_a_code_that_failed_for_good_is_retried_once_the_cause_is_fixed(api, wor
     answered = issue(api, world, customer["id"])
     world.control("PUT", "/faults", json={"graphql_5xx": 3})  # the store is down for the job's last attempt
     with pytest.raises(AdminUnavailable):
-        issue_code(world.shop().id, answered.json["id"])  # outside rq: no retry left
+        issue_codes(world.shop().id, 0)  # outside rq: no retry left
     failed = api.get(f"/api/codes/{answered.json['id']}", headers=auth()).json
     assert failed["status"] == "failed" and "503" in failed["error"]
     assert api.get("/api/codes?status=failed", headers=auth()).json["codes"][0]["id"] == failed["id"]

@@ -165,22 +165,13 @@ class Workers:
                 start_new_session=True))
         return self
 
-    def horses(self) -> list[int]:
-        """The work horses the workers forked for the jobs they are running now.
-
-        A worker's children are its scheduler and, while a job runs, the horse; rq's horse makes
-        itself a process group leader (``os.setpgrp``), which tells the two apart.
-        """
-        found = []
+    def kill(self) -> None:
+        """SIGKILL every worker at once, mid-job if they are in one: what the OOM killer or a lost host does."""
         for process in self.processes:
-            children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
-            for pid in (int(p) for p in children.read_text().split()) if children.exists() else ():
-                try:
-                    if os.getpgid(pid) == pid:
-                        found.append(pid)
-                except ProcessLookupError:
-                    continue
-        return found
+            os.killpg(process.pid, signal.SIGKILL)
+        for process in self.processes:
+            process.wait(timeout=5)
+        self.processes.clear()
 
     def stop(self) -> None:
         for process in self.processes:

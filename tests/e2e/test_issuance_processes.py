@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,10 +9,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from rq.registry import FailedJobRegistry
+from rq.job import Job
+from rq.registry import FailedJobRegistry, StartedJobRegistry
 from sqlalchemy import func, select
 
 from app.models import IssuedCode, Shop, WebhookEvent
+from app.queues import ISSUE_TIMEOUT
 from tests.e2e.harness import OTHER_SHOP, SHOP, Workers, World, installed_with_welcome, wait_until
 from tests.helpers import webhook_headers
 
@@ -75,19 +75,26 @@ def _event_statuses(world: World) -> list[str]:
 
 def test_a_worker_killed_after_the_store_accepted_the_code_is_retried_without_a_duplicate(world: World, workers):
     installed_with_welcome(world)
-    # The store will accept the create and then sit on its answer for 30 s: long enough to kill the horse.
+    # The store will accept the create and then sit on its answer for 30 s: long enough to kill the worker.
     world.control("PUT", "/faults", json={"graphql_answer_lost": 1, "timeout_seconds": 30})
     pool = workers(1)
     world.control("POST", "/customers", json={"email": "killed@example.com"})
 
     wait_until(lambda: world.control("GET", "/discounts"), timeout=20, what="the store to accept the discount")
-    [horse] = wait_until(pool.horses, timeout=5, what="the work horse running the job")
-    os.kill(horse, signal.SIGKILL)  # after the store's commit, before ours
+    pool.kill()  # after the store's commit, before ours
     with world.rt.db.session_scope() as session:
         row = session.scalars(select(IssuedCode)).one()
         assert row.status == "reserved" and row.create_attempts == 1  # we never heard of the discount
 
-    # rq sees the horse die and schedules the job's retry (5 s); the retry finds the code on the store.
+    # Once the job's timeout and rq's grace have passed (3 minutes), rq's registry clean-up finds it
+    # abandoned and schedules its retry; here that clean-up is run as of then.
+    [job_id] = StartedJobRegistry("default", connection=world.rt.redis).get_job_ids()
+    StartedJobRegistry("default", connection=world.rt.redis).cleanup(timestamp=time.time() + ISSUE_TIMEOUT + 61)
+    assert Job.fetch(job_id, connection=world.rt.redis).get_status() == "scheduled"  # retried in 5 s
+    # The dead worker's scheduler lock lapses after 61 s too; a new worker then schedules the retry.
+    for lock in world.rt.redis.scan_iter("rq:scheduler-lock:*"):
+        world.rt.redis.delete(lock)
+    workers(1)
     final = wait_until(lambda: settled(world, 1), timeout=30, what="the retried job to attach the code")
     assert final == {"attached": 1}
     assert len(world.control("GET", "/discounts")) == 1

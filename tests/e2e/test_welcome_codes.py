@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from app.codes import attachment
 from app.codes.issuance import Issuer, ShopRef, reference_tag, reserve
 from app.models import Customer, IssuedCode, Program, WebhookEvent
-from app.queues import enqueue_issue
+from app.queues import enqueue_issuance
 from app.shopify import client
 from devstore.models import Discount, MetafieldDefinition
 from tests.conftest import run_worker
@@ -264,13 +264,13 @@ def test_a_code_taken_by_another_discount_is_drawn_again(world: World):
     with world.rt.db.session_scope() as session:
         program = session.scalars(select(Program).where(Program.kind == "welcome")).one()
         row, _ = reserve(session, program, session.scalars(select(Customer)).one(), "taken:1")
-        taken, code_id = row.code, row.id
+        taken = row.code
     # The merchant made a discount with that very code (in lower case) before the job ran.
     shop = world.shop()
     world.rt.admin_client(shop.id, shop.domain).mutate("discountCodeBasicCreate", {"basicCodeDiscount": {
         "title": "Merchant's own", "code": taken.lower(), "startsAt": "2026-01-01T00:00:00Z",
         "customerGets": {"value": {"percentage": 0.5}, "items": {"all": True}}, "context": {"all": "ALL"}}})
-    assert enqueue_issue(world.rt.redis, shop.id, code_id)
+    assert enqueue_issuance(world.rt.redis, shop.id)
     run_worker(world.rt.redis)
 
     [row] = codes(world)

@@ -15,13 +15,15 @@ from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.rate_limit import RateLimitRegistry
 from rq.registry import ScheduledJobRegistry
+from sqlalchemy import select
 
+from app.codes.issuance import BATCH_POINTS, reserve
 from app.db import utcnow
-from app.models import Shop
-from app.queues import QUEUES, SETUP_RETRY, enqueue_setup, setup_job_id
+from app.models import IssuedCode, Shop
+from app.queues import QUEUES, SETUP_RETRY, enqueue_issuance, enqueue_setup, issue_job_id, setup_job_id
 from app.shopify.throttle import ShopBuckets
 from tests.conftest import run_worker
-from tests.helpers import make_shop
+from tests.helpers import make_shop, make_shop_with_programs, program_of
 from workers import deferral
 
 SHOP = "demo.myshopify.com"
@@ -192,3 +194,37 @@ def test_racing_enqueuers_queue_one_job(rt, redis):
     assert results.count(True) == 1
     assert Queue("default", connection=redis).job_ids == [setup_job_id(7, installed_at)]
 
+
+
+# --- issuing jobs -------------------------------------------------------------------------------
+
+def test_a_shop_has_at_most_its_issuing_slots_and_one_waits_while_the_other_runs(rt, redis):
+    assert enqueue_issuance(redis, 1)  # slot 0 queued
+    assert not enqueue_issuance(redis, 1)  # slot 0 waits to run: it will see any code reserved now
+    Job.fetch(issue_job_id(1, 0), connection=redis).set_status("started")
+    assert enqueue_issuance(redis, 1)  # slot 0 runs and may be finishing: slot 1 is queued behind it
+    assert not enqueue_issuance(redis, 1)
+    assert Queue("default", connection=redis).job_ids == [issue_job_id(1, 0), issue_job_id(1, 1)]
+    Job.fetch(issue_job_id(1, 1), connection=redis).set_status("failed")
+    Job.fetch(issue_job_id(1, 0), connection=redis).set_status("started")
+    assert enqueue_issuance(redis, 1)  # a failed record does not hold its slot
+    assert Job.fetch(issue_job_id(1, 1), connection=redis).get_status() == "queued"
+
+
+def test_an_issuing_job_waits_for_a_whole_batchs_points_without_claiming_codes(rt, db, api):
+    shop = make_shop_with_programs(db, rt.cipher, domain="flood.myshopify.com")
+    reserve(db, program_of(db, shop), None, "manual:1")
+    db.commit()
+    # 50 points left of a bucket restoring 100/s: a batch (170 points) is 1.2 s away.
+    ShopBuckets(rt.redis).observe(shop.domain, {"maximumAvailable": 2000.0, "currentlyAvailable": 50,
+                                                "restoreRate": 100.0})
+    assert enqueue_issuance(rt.redis, shop.id)
+    run_worker(rt.redis)
+
+    job = Job.fetch(issue_job_id(shop.id, 0), connection=rt.redis)
+    assert job.get_status() == "scheduled" and job.retries_left == 8  # deferred, not failed
+    due = ScheduledJobRegistry("default", connection=rt.redis).get_scheduled_time(job)
+    assert timedelta(0) < due - datetime.now(UTC) <= timedelta(seconds=2.5)
+    assert len(api.calls) == 0 and BATCH_POINTS == 170
+    db.expire_all()
+    assert db.scalar(select(IssuedCode.claimed_by)) is None  # left for whichever slot has the points
