@@ -14,8 +14,10 @@ per kind:
 The code is a ``single_line_text_field``, the expiry a ``date_time`` (absent for a code that never
 expires) and the link a ``url``: typed values, so that customer segments can filter on them, which
 Shopify allows for text, date and number metafields with a definition. An app-owned namespace is
-private to the app until a definition grants access, so setup creates one definition per metafield
-readable by the merchant in the admin, by the theme and Liquid emails, and by the customer's account.
+private to the app until a definition grants access, so setup creates one definition per metafield:
+read-only for the merchant in the admin, public to the Storefront API, readable in customer
+accounts. (Shopify documents Liquid access to app-owned metafields as limited to the owning app's
+templates and blocks; the tag is what a merchant's Flow or email can always rely on.)
 
 Metafields of several customers go in one ``metafieldsSet`` (up to 25 per call), which is how a
 batch of codes spends one mutation on them instead of one each; tags cannot be batched
