@@ -36,8 +36,9 @@ ASSUMED_RESTORE_RATE = 100.0
 IDLE_TTL = 900  # seconds; a bucket refills completely long before an idle shop's mirror expires
 COSTS_KEY = "oncecode:query-cost"
 
-# KEYS[1] bucket hash. ARGV: cost, assumed maximum, assumed restore rate, ttl.
-# Returns the seconds to wait as a string (a Lua number would be truncated to an integer).
+# KEYS[1] bucket hash. ARGV: cost, assumed maximum, assumed restore rate, ttl, take (1) or only look (0).
+# Takes the cost when it is there (if asked to), and returns the seconds to wait for it otherwise,
+# as a string (a Lua number would be truncated to an integer).
 RESERVE = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
@@ -50,32 +51,15 @@ if rate <= 0 then rate = tonumber(ARGV[3]) end
 available = math.min(max, available + rate * math.max(0, now - at))
 -- No call can need more than the whole bucket (Shopify refuses queries over 1,000 points anyway).
 local cost = math.min(tonumber(ARGV[1]), max)
-local wait = 0
-if available >= cost then
-    available = available - cost
-else
-    wait = (cost - available) / rate
+if available < cost then
+    return string.format('%.4f', (cost - available) / rate)
 end
-redis.call('HSET', KEYS[1], 'max', max, 'available', string.format('%.4f', available), 'rate', rate,
-           'at', string.format('%.6f', now))
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
-return string.format('%.4f', wait)
-"""
-
-# KEYS[1] bucket hash. ARGV: points, assumed maximum, assumed restore rate. Changes nothing.
-# Returns the seconds until ``points`` are available, as a string.
-WAIT_FOR = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'max', 'available', 'rate', 'at')
-local max = tonumber(state[1]) or tonumber(ARGV[2])
-local rate = tonumber(state[3]) or tonumber(ARGV[3])
-local available = tonumber(state[2]) or max
-local at = tonumber(state[4]) or now
-if rate <= 0 then rate = tonumber(ARGV[3]) end
-available = math.min(max, available + rate * math.max(0, now - at))
-local wanted = math.min(tonumber(ARGV[1]), max)
-return string.format('%.4f', math.max(0, wanted - available) / rate)
+if ARGV[5] == '1' then
+    redis.call('HSET', KEYS[1], 'max', max, 'available', string.format('%.4f', available - cost), 'rate', rate,
+               'at', string.format('%.6f', now))
+    redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+end
+return '0'
 """
 
 # KEYS[1] bucket hash. ARGV: maximumAvailable, currentlyAvailable, restoreRate, ttl.
@@ -98,19 +82,19 @@ class ShopBuckets:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._reserve = redis.register_script(RESERVE)
-        self._wait_for = redis.register_script(WAIT_FOR)
         self._observe = redis.register_script(OBSERVE)
 
     def reserve(self, shop: str, cost: float) -> float:
         """Take ``cost`` points and return 0, or take nothing and return the seconds until they are there."""
-        wait = self._reserve(keys=[bucket_key(shop)],
-                             args=[float(cost), ASSUMED_MAXIMUM, ASSUMED_RESTORE_RATE, IDLE_TTL])
-        return float(wait)
+        return self._run_reserve(shop, cost, take=True)
 
     def wait_for(self, shop: str, points: float) -> float:
         """Seconds until ``points`` will be available (capped at the bucket's size), taking nothing."""
-        return float(self._wait_for(keys=[bucket_key(shop)], args=[float(points), ASSUMED_MAXIMUM,
-                                                                    ASSUMED_RESTORE_RATE]))
+        return self._run_reserve(shop, points, take=False)
+
+    def _run_reserve(self, shop: str, points: float, take: bool) -> float:
+        return float(self._reserve(keys=[bucket_key(shop)], args=[
+            float(points), ASSUMED_MAXIMUM, ASSUMED_RESTORE_RATE, IDLE_TTL, "1" if take else "0"]))
 
     def observe(self, shop: str, throttle_status: Mapping[str, Any]) -> None:
         """Record the ``extensions.cost.throttleStatus`` of an answer as the shop's bucket, as of now."""

@@ -122,3 +122,12 @@ def test_many_threads_reserving_never_overdraw(buckets):
     assert points <= 1000 + elapsed * 1  # never more than the bucket plus its refill
     assert points > 1000 - 7  # and nothing lost: every point that fitted was handed out
     assert buckets.state(SHOP)["available"] >= 0
+
+
+def test_wait_for_tells_how_long_without_taking_anything(buckets):
+    buckets.observe("a.myshopify.com", status(2000.0, 100, 100.0))
+    assert buckets.wait_for("a.myshopify.com", 50) == 0
+    assert buckets.wait_for("a.myshopify.com", 170) == pytest.approx(0.7, abs=0.02)
+    assert buckets.wait_for("a.myshopify.com", 5000) == pytest.approx(19.0, abs=0.02)  # capped at a full bucket
+    assert buckets.state("a.myshopify.com")["available"] == 100  # nothing was taken
+    assert buckets.reserve("a.myshopify.com", 100) == 0
