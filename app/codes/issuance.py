@@ -72,7 +72,9 @@ def on_its_way() -> ColumnElement[bool]:
 
 
 class IssuanceFailed(OnceCodeError):
-    """A code that cannot be issued, for a reason a person must read (recorded on the row)."""
+    """A code that cannot be issued, for a reason a person must read (the program needs changing)."""
+
+    status = 409
 
 
 def reference_tag(code_id: int) -> str:
