@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import IO
@@ -88,6 +90,50 @@ def migrate(database_url: str) -> None:
     config.attributes["database_url"] = database_url
     config.attributes["configure_logger"] = False
     command.upgrade(config, "head")
+
+
+def empty_database(db: Database) -> None:
+    """Every table emptied, ids restarted: the benchmark's database is its own."""
+    from app.db import Base
+
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with db.session_scope() as session:
+        session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@contextmanager
+def services(args: argparse.Namespace) -> Iterator[tuple[Database, Redis, dict[str, object]]]:
+    """The benchmark's database (created if missing, migrated, emptied) and Redis database (flushed),
+    with the machine's facts read before the run; Redis flushed and the pool closed afterwards.
+
+    Also makes SIGTERM clean up like Ctrl-C.
+    """
+    signal.signal(signal.SIGTERM, interrupt)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    create_database(args.database)
+    migrate(args.database_url)
+    db = Database(args.database_url)
+    redis = Redis.from_url(args.redis_url, socket_connect_timeout=2, socket_timeout=10)
+    try:
+        redis.flushdb()
+        empty_database(db)
+        machine = machine_info(db, redis)
+        print(f"load average before the run: {machine['loadavg_before']} on {machine['nproc']} CPUs", flush=True)
+        yield db, redis, machine
+    finally:
+        redis.flushdb()
+        db.dispose()
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Let a clean-up finish once started: a second Ctrl-C must not leave a process behind."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
 
 
 # --- processes ----------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ import json
 import math
 import os
 import secrets
-import signal
 import sys
 from datetime import UTC, datetime, timedelta
 
@@ -27,7 +26,7 @@ from rq.rate_limit import RateLimitRegistry
 from sqlalchemy import func, select, text
 
 from app.config import DEFAULT_SCOPES, ROOT
-from app.db import Base, Database, utcnow
+from app.db import Database, utcnow
 from app.models import Shop, WebhookEvent
 from app.queues import webhook_rate_limit
 from app.shopify.oauth import TokenGrant
@@ -37,10 +36,8 @@ from bench.common import (
     Server,
     add_service_options,
     check_service_options,
-    create_database,
-    interrupt,
-    machine_info,
-    migrate,
+    services,
+    uninterrupted,
 )
 from bench.intake.load import API_VERSION, SHOP, LoadResult, WebhookRequests, figure, run_load
 
@@ -70,11 +67,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 # --- database and Redis -------------------------------------------------------------------------
 
 
-def reset_database(db: Database, token_key: str) -> None:
-    """Empty every table, then install the one shop the requests come from (so events are queued)."""
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-    with db.session_scope() as session:
-        session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+def install_shop(db: Database, token_key: str) -> None:
+    """Install the one shop the requests come from (so events are queued, not ignored)."""
     now = utcnow()
     with db.session_scope() as session:
         shop = Shop(domain=SHOP, api_version=API_VERSION, settings={},
@@ -153,26 +147,13 @@ def ratio(a: float, b: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, interrupt)  # a SIGTERM cleans up like Ctrl-C
     api_secret = "bench-secret-" + secrets.token_hex(16)
     token_key = Fernet.generate_key().decode()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-
-    create_database(args.database)
-    migrate(args.database_url)
-    db = Database(args.database_url)
-    redis = Redis.from_url(args.redis_url, socket_connect_timeout=2, socket_timeout=10)
-    try:
-        redis.flushdb()
-        reset_database(db, token_key)
-        machine = machine_info(db, redis)
-        print(f"load average before the run: {machine['loadavg_before']} on {machine['nproc']} CPUs", flush=True)
+    with services(args) as (db, redis, machine):
+        install_shop(db, token_key)
         requests = WebhookRequests(api_secret)
         results, counts = measure(args, requests, app_environment(args, api_secret, token_key), stamp, db, redis)
-    finally:
-        redis.flushdb()
-        db.dispose()
     return report(args, requests, machine, results, counts, stamp)
 
 
@@ -204,12 +185,9 @@ def measure(args: argparse.Namespace, requests: WebhookRequests, env: dict[str, 
             results.append(result)
         return results, intake_counts(db, redis)
     finally:
-        # Let the clean-up finish once started: a second Ctrl-C must not leave a server behind.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for server in servers:
-            server.stop()
-        signal.signal(signal.SIGINT, previous[0])
-        signal.signal(signal.SIGTERM, previous[1])
+        with uninterrupted():
+            for server in servers:
+                server.stop()
 
 
 def report(args: argparse.Namespace, requests: WebhookRequests, machine: dict[str, object],

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import secrets
-import signal
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,11 +29,11 @@ import requests
 from cryptography.fernet import Fernet
 from redis import Redis
 from rq.registry import FailedJobRegistry
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from app.codes.programs import update_program
 from app.config import DEFAULT_SCOPES, ROOT
-from app.db import Base, Database
+from app.db import Database
 from app.models import Customer, IssuedCode, Program, Shop
 from bench.common import (
     RESULTS_DIR,
@@ -42,11 +41,9 @@ from bench.common import (
     Server,
     add_service_options,
     check_service_options,
-    create_database,
     free_port,
-    interrupt,
-    machine_info,
-    migrate,
+    services,
+    uninterrupted,
 )
 
 SHOP = "demo.myshopify.com"
@@ -95,12 +92,6 @@ def environment(args: argparse.Namespace, app_url: str, store_url: str) -> dict[
         "DEVSTORE_RETRY_BASE_SECONDS": "1",
     })
     return env
-
-
-def empty_database(db: Database) -> None:
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-    with db.session_scope() as session:
-        session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
 # --- the world ----------------------------------------------------------------------------------
@@ -350,29 +341,14 @@ def report(results: dict[str, object], machine: dict[str, object], args: argpars
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, interrupt)  # a SIGTERM cleans up like Ctrl-C
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    create_database(args.database)
-    migrate(args.database_url)
-    db = Database(args.database_url)
-    redis = Redis.from_url(args.redis_url, socket_connect_timeout=2, socket_timeout=10)
-    world = None
-    try:
-        redis.flushdb()
-        empty_database(db)
-        machine = machine_info(db, redis)
-        print(f"load average before the run: {machine['loadavg_before']} on {machine['nproc']} CPUs", flush=True)
+    with services(args) as (db, redis, machine):
         world = start(args, stamp)
-        results = measure(args, world, db, redis)
-    finally:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if world is not None:
-            world.stop()
-        signal.signal(signal.SIGINT, previous[0])
-        signal.signal(signal.SIGTERM, previous[1])
-        redis.flushdb()
-        db.dispose()
+        try:
+            results = measure(args, world, db, redis)
+        finally:
+            with uninterrupted():
+                world.stop()
     return report(results, machine, args, stamp)
 
 
