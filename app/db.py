@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
-from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -104,8 +104,8 @@ def make_engine(url: str, **options: object) -> Engine:
 def _insert_statement(dialect: str, model: type, index_elements: tuple[str, ...]):  # type: ignore[no-untyped-def]
     """Built once per (dialect, table): building SQL expressions costs more than running them."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (insert(model).on_conflict_do_nothing(index_elements=list(index_elements))
-            .returning(model.id))  # type: ignore[attr-defined]
+    key = inspect(model).primary_key[0]
+    return insert(model).on_conflict_do_nothing(index_elements=list(index_elements)).returning(key)
 
 
 def insert_ignoring_conflict(session: Session | Connection, model: type, index_elements: list[str],

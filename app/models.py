@@ -34,6 +34,9 @@ PROGRAM_KINDS = ("welcome", "referral_friend", "referral_reward", "manual")
 VALUE_TYPES = ("percentage", "fixed_amount", "free_shipping")
 CODE_STATUSES = ("reserved", "created", "attached", "redeemed", "expired", "revoked", "failed")
 EVENT_STATUSES = ("pending", "processed", "failed", "ignored")
+ORDER_SOURCES = ("webhook", "catch_up")
+# A code is "open" while it can still be used: on its way or on the store, not yet used or ended.
+OPEN_STATUSES = ("reserved", "created", "attached")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -155,6 +158,18 @@ class IssuedCode(Timestamped, Base):
         UniqueConstraint("shop_id", "idempotency_key"),
         Index("ix_issued_codes_customer", "customer_id"),
         Index("ix_issued_codes_shop_status", "shop_id", "status", "id"),
+        # Metrics over a date range read these indexes only (PostgreSQL: index-only scans with the
+        # included columns), so their cost follows the codes in the range, not all the shop's codes.
+        Index("ix_issued_codes_shop_issued", "shop_id", "issued_at",
+              postgresql_include=["status", "program_id", "redeemed_at"]),
+        Index("ix_issued_codes_shop_redeemed", "shop_id", "redeemed_at",
+              postgresql_where=text("redeemed_at IS NOT NULL"), sqlite_where=text("redeemed_at IS NOT NULL"),
+              postgresql_include=["issued_at", "program_id", "order_id", "order_total", "discount_amount",
+                                  "currency"]),
+        # The expiry sweep finds a shop's open codes past their end without reading the others.
+        Index("ix_issued_codes_shop_open_expiry", "shop_id", "expires_at",
+              postgresql_where=text("status IN ('created', 'attached') AND expires_at IS NOT NULL"),
+              sqlite_where=text("status IN ('created', 'attached') AND expires_at IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -177,15 +192,95 @@ class IssuedCode(Timestamped, Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When the store confirmed the deactivation of a revoked code (None: still to do).
     deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The redemption, recorded once (``app.codes.reconciliation``): the paid order that used the code.
+    # Money is in the shop's currency (``currency``); ``redeemed_at`` is the order's processed time.
     redeemed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     order_id: Mapped[int | None] = mapped_column(BigInteger)
+    order_name: Mapped[str | None] = mapped_column(String(64))
     order_total: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    order_subtotal: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    # What this code took off the order; None when Shopify did not say (see reconciliation).
     discount_amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
     currency: Mapped[str | None] = mapped_column(String(3))
     last_error: Mapped[str | None] = mapped_column(Text)
 
     program: Mapped[Program] = relationship()
     customer: Mapped[Customer | None] = relationship()
+
+
+class PaidOrder(Base):
+    """A paid order of the shop, as reconciled once: the figures metrics need, nothing personal.
+
+    Every paid order seen is kept, with or without our codes, so that the average order value with
+    and without them compares like with like. Money is in the shop's currency (``currency``);
+    ``paid_at`` is Shopify's ``processed_at`` (neither the webhook nor the orders query gives a
+    payment time), the same for an order whichever way it reached us.
+    """
+
+    __tablename__ = "paid_orders"
+    __table_args__ = (
+        CheckConstraint(_in("source", ORDER_SOURCES), name="source"),
+        UniqueConstraint("shop_id", "shopify_order_id"),
+        Index("ix_paid_orders_shop_paid", "shop_id", "paid_at",
+              postgresql_include=["currency", "our_codes", "total_price"]),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    shopify_order_id: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
+    total_price: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    subtotal_price: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    total_discounts: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    paid_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    our_codes: Mapped[int] = mapped_column(Integer)  # entries of discount_codes that are codes we issued
+    other_codes: Mapped[int] = mapped_column(Integer)  # the rest (the merchant's own codes)
+    source: Mapped[str] = mapped_column(String(16))  # which path recorded it first
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RedemptionAnomaly(Base):
+    """A code of ours on a second paid order. Shopify's usage limit should make it impossible; when
+    it happens anyway the first redemption stands and this row says what else was seen."""
+
+    __tablename__ = "redemption_anomalies"
+    __table_args__ = (UniqueConstraint("shop_id", "code_id", "shopify_order_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    code_id: Mapped[int] = mapped_column(ForeignKey("issued_codes.id", ondelete="CASCADE"), index=True)
+    shopify_order_id: Mapped[int] = mapped_column(BigInteger)
+    order_name: Mapped[str] = mapped_column(String(64))
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReconcileCursor(Base):
+    """How far catch-up reconciliation has read a shop's orders (see ``app.codes.catch_up``).
+
+    ``updated_since``: every order updated before it has been read. A walk in progress reads the
+    orders updated since ``walk_since`` page by page; ``walk_after`` is the page cursor it resumes
+    from, saved in the same transaction as the page's orders, so a crash mid-page redoes that page only.
+    """
+
+    __tablename__ = "reconcile_cursors"
+    __table_args__ = (CheckConstraint("interval_minutes BETWEEN 1 AND 1440", name="interval"),)
+
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True)
+    updated_since: Mapped[datetime] = mapped_column(UTCDateTime)
+    interval_minutes: Mapped[int] = mapped_column(Integer, default=15)
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    walk_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    walk_after: Mapped[str | None] = mapped_column(String(2000))
+    walk_newest: Mapped[datetime | None] = mapped_column(UTCDateTime)  # latest updatedAt read in this walk
+    walk_pages: Mapped[int] = mapped_column(Integer, default=0)
+    walk_orders: Mapped[int] = mapped_column(Integer, default=0)
+    walk_recovered: Mapped[int] = mapped_column(Integer, default=0)  # orders first recorded by this walk
+    walk_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_orders: Mapped[int] = mapped_column(Integer, default=0)  # orders read by the last whole walk
+    last_recovered: Mapped[int] = mapped_column(Integer, default=0)  # of them, first recorded by catch-up
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 class WebhookEvent(Base):
