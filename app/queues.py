@@ -35,6 +35,7 @@ WEBHOOK_JOBS = {
     "customers/create": "workers.webhooks.handle_customers_create",
     "customers/data_request": "workers.webhooks.handle_customers_data_request",
     "customers/redact": "workers.webhooks.handle_customers_redact",
+    "orders/paid": "workers.webhooks.handle_orders_paid",
     "shop/redact": "workers.webhooks.handle_shop_redact",
 }
 # These can only be subscribed in shopify.app.toml; the rest we register per shop at install.
@@ -156,6 +157,20 @@ def enqueue_revoke(redis: Redis, shop_id: int, code_id: int) -> bool:
         log.warning("revocation not enqueued, Redis unavailable; the sweep will retry",
                     extra={"shop_id": shop_id, "code_id": code_id, "reason": type(exc).__name__})
         return False
+
+
+def catch_up_job_id(shop_id: int) -> str:
+    return f"catch-up-{shop_id}"
+
+
+def enqueue_catch_up(redis: Redis, shop_id: int) -> bool:
+    """Queue catch-up reconciliation for the shop unless it is queued or running; True if queued now.
+
+    Raises ``RedisError`` for the caller to report: the schedule simply tries again next minute.
+    """
+    return requeue(redis, catch_up_job_id(shop_id), lambda: enqueue_for_shop(
+        redis, "default", "workers.reconcile.reconcile_orders", shop_id, job_id=catch_up_job_id(shop_id),
+        retry=ISSUE_RETRY, job_timeout=ISSUE_TIMEOUT, result_ttl=KEEP_RESULT, failure_ttl=KEEP_FAILURE))
 
 
 def shop_rate_limit(shop_id: int) -> RateLimit:

@@ -105,3 +105,60 @@ def program_of(session: Session, shop: Shop, kind: str = "welcome") -> Program:
 
     session.expire_all()
     return session.scalars(select(Program).where(Program.shop_id == shop.id, Program.kind == kind)).one()
+
+
+def order_payload(order_id: int, codes: list[tuple[str, str]] = (), total: str = "100.00",  # type: ignore[assignment]
+                  subtotal: str | None = None, currency: str = "USD", presentment: str | None = None,
+                  rate: str = "1", processed_at: str = "2026-11-20T10:00:00-05:00", customer_id: int | None = 42,
+                  financial_status: str = "paid") -> dict[str, Any]:
+    """An ``orders/paid`` body shaped like Shopify's (the Order resource), with ``codes`` as
+    ``(code, amount in shop currency)``. ``presentment``/``rate``: the buyer paid in another currency."""
+    from decimal import Decimal
+
+    shown = presentment or currency
+
+    def money(amount: str | Decimal) -> dict[str, Any]:
+        value = Decimal(amount)
+        return {"shop_money": {"amount": f"{value:.2f}", "currency_code": currency},
+                "presentment_money": {"amount": f"{value * Decimal(rate):.2f}", "currency_code": shown}}
+
+    discounts = sum((Decimal(amount) for _, amount in codes), Decimal(0))
+    subtotal = subtotal or f"{Decimal(total) - Decimal('5.00'):.2f}"
+    return {
+        "id": order_id, "admin_graphql_api_id": f"gid://shopify/Order/{order_id}", "name": f"#{order_id % 100000}",
+        "currency": currency, "presentment_currency": shown, "financial_status": financial_status,
+        "processed_at": processed_at, "created_at": processed_at, "updated_at": processed_at,
+        # Top-level amounts are in the presentment currency here, as Shopify renders them for the buyer:
+        # the app must read the shop_money side.
+        "total_price": f"{Decimal(total) * Decimal(rate):.2f}", "total_price_set": money(total),
+        "subtotal_price": f"{Decimal(subtotal) * Decimal(rate):.2f}", "subtotal_price_set": money(subtotal),
+        "total_discounts": f"{discounts * Decimal(rate):.2f}", "total_discounts_set": money(discounts),
+        "discount_codes": [{"code": code, "amount": f"{Decimal(amount) * Decimal(rate):.2f}", "type": "percentage"}
+                           for code, amount in codes],
+        "discount_applications": [{"target_type": "line_item", "type": "discount_code", "value": "10.0",
+                                   "value_type": "percentage", "allocation_method": "across",
+                                   "target_selection": "all", "code": code} for code, _ in codes],
+        "line_items": [{"id": order_id * 10 + 1, "title": "Item", "price": total, "quantity": 1,
+                        "discount_allocations": [
+                            {"amount": f"{Decimal(amount) * Decimal(rate):.2f}", "amount_set": money(amount),
+                             "discount_application_index": index} for index, (_, amount) in enumerate(codes)]}],
+        "shipping_lines": [],
+        "customer": {"id": customer_id, "admin_graphql_api_id": f"gid://shopify/Customer/{customer_id}"}
+        if customer_id else None,
+    }
+
+
+def issued_code(session: Session, shop: Shop, code: str, kind: str = "welcome", status: str = "attached",
+                issued_at: Any = None, expires_at: Any = None, customer_id: int | None = None) -> Any:
+    """A code as issuance leaves it (created on the store, attached), written directly for reconciliation tests."""
+    from app.codes.issuance import terms_of
+    from app.models import IssuedCode
+
+    program = program_of(session, shop, kind)
+    row = IssuedCode(shop_id=shop.id, program_id=program.id, customer_id=customer_id, code=code.upper(),
+                     idempotency_key=f"test:{shop.id}:{code.upper()}", status=status, terms=terms_of(program),
+                     discount_gid=f"gid://shopify/DiscountCodeNode/{abs(hash(code)) % 10**9}",
+                     issued_at=issued_at or utcnow() - timedelta(days=1), expires_at=expires_at)
+    session.add(row)
+    session.commit()
+    return row

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app import lifecycle
-from app.codes import welcome
+from app.codes import reconciliation, welcome
 from app.db import after_commit
 from app.models import WebhookEvent
 from app.queues import enqueue_issuance
@@ -38,6 +38,23 @@ def handle_customers_create(event_id: str) -> str:
             shop_id = shop.id
             after_commit(session, lambda: enqueue_issuance(rt.redis, shop_id))
         return f"{'new' if signup.new_customer else 'known'} customer; {signup.reason}"
+
+    return run_event(event_id, handle)
+
+
+def handle_orders_paid(event_id: str) -> str:
+    """Record the paid order and redeem the codes of ours it used (``app.codes.reconciliation``)."""
+    def handle(session: Session, rt: Runtime, event: WebhookEvent, payload: dict[str, Any]) -> str:
+        shop = lifecycle.shop_by_domain(session, event.shop_domain)
+        if shop is None or not shop.is_installed:
+            # Nothing is lost: after a reinstall, catch-up reads the orders from where it stopped.
+            event.status = "ignored"
+            return "shop not installed"
+        order = reconciliation.PaidOrderFacts.from_webhook(payload)
+        if not order.paid:
+            event.status = "ignored"
+            return "order not paid"
+        return reconciliation.reconcile(session, shop.id, order, "webhook").summary()
 
     return run_event(event_id, handle)
 
