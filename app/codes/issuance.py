@@ -43,13 +43,13 @@ from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.codes import attachment
+from app.codes import attachment, reconciliation
 from app.codes.generator import CodeFormat
 from app.codes.programs import code_format, get_program
 from app.config import Settings
 from app.db import Database, insert_ignoring_conflict, utcnow
 from app.errors import Conflict, NotFound, OnceCodeError
-from app.models import Customer, IssuedCode, Program
+from app.models import OPEN_STATUSES, Customer, IssuedCode, Program
 from app.shopify.client import AdminClient, Throttled, UserErrors
 from app.shopify.storefront import discount_url
 
@@ -187,8 +187,23 @@ def code_json(row: IssuedCode, settings: Settings, shop_domain: str, shopify_cus
         "attached_at": at(row.attached_at),
         "redeemed_at": at(row.redeemed_at),
         "revoked_at": at(row.revoked_at),
+        "open": is_open(row),
+        "redemption": None if row.order_id is None else {
+            "order_id": row.order_id, "order_name": row.order_name, "paid_at": at(row.redeemed_at),
+            "order_total": _text(row.order_total), "order_subtotal": _text(row.order_subtotal),
+            "discount_amount": _text(row.discount_amount), "currency": row.currency},
         "error": row.last_error,
     }
+
+
+def _text(amount: Decimal | None) -> str | None:
+    return None if amount is None else str(amount)
+
+
+def is_open(row: IssuedCode, now: datetime | None = None) -> bool:
+    """Whether the code can still be used: on its way or on the store, unused, not past its end
+    (even before the expiry sweep has caught up with it)."""
+    return row.status in OPEN_STATUSES and (row.expires_at is None or row.expires_at > (now or utcnow()))
 
 
 # --- the store's side ----------------------------------------------------------------------------
@@ -548,7 +563,10 @@ def list_codes(session: Session, shop_id: int, *, status: str | None = None, pro
              .join(Program, Program.id == IssuedCode.program_id)
              .outerjoin(Customer, Customer.id == IssuedCode.customer_id)
              .where(IssuedCode.shop_id == shop_id).order_by(IssuedCode.id.desc()).limit(limit))
-    if status is not None:
+    if status == "open":
+        query = query.where(IssuedCode.status.in_(OPEN_STATUSES),
+                            or_(IssuedCode.expires_at.is_(None), IssuedCode.expires_at > utcnow()))
+    elif status is not None:
         query = query.where(IssuedCode.status == status)
     if program_id is not None:
         query = query.where(IssuedCode.program_id == program_id)
@@ -567,4 +585,6 @@ def describe_code(session: Session, settings: Settings, shop_id: int, shop_domai
     if row.customer_id is not None:
         shopify_id = session.scalar(select(Customer.shopify_customer_id).where(
             Customer.shop_id == shop_id, Customer.id == row.customer_id))
-    return code_json(row, settings, shop_domain, shopify_id, program)
+    shown = code_json(row, settings, shop_domain, shopify_id, program)
+    shown["anomalies"] = reconciliation.anomalies_of(session, shop_id, row.id)
+    return shown

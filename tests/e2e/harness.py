@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ import devstore
 from app import runtime
 from app.codes import programs
 from app.config import ROOT
-from app.models import Program, Shop
+from app.models import IssuedCode, Program, Shop
 from app.runtime import Runtime
 from devstore.state import DevstoreConfig
 from tests.conftest import API_KEY, API_SECRET, TOKEN_KEY, run_worker
@@ -190,3 +191,17 @@ class Workers:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def signup(world: World, email: str | None = None, shop: str = SHOP) -> dict:
+    """A customer signs up on the store; devstore delivers customers/create to the app."""
+    before = len([d for d in world.control("GET", "/deliveries", shop=shop) if d["topic"] == "customers/create"])
+    email = email or f"{uuid.uuid4().hex}@example.com"
+    customer = world.control("POST", "/customers", shop=shop, json={"email": email})
+    world.wait_delivered("customers/create", count=before + 1, shop=shop)
+    return customer
+
+
+def codes(world: World) -> list[IssuedCode]:
+    with world.rt.db.session_scope() as session:
+        return list(session.scalars(select(IssuedCode).order_by(IssuedCode.id)))

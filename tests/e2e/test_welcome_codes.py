@@ -22,23 +22,9 @@ from app.queues import enqueue_issuance
 from app.shopify import client
 from devstore.models import Discount, MetafieldDefinition
 from tests.conftest import run_worker
-from tests.e2e.harness import SHOP, World, installed_with_welcome, set_program
+from tests.e2e.harness import SHOP, World, codes, installed_with_welcome, set_program, signup
 from tests.helpers import webhook_headers
 from workers.maintenance import requeue_stranded_codes
-
-
-def signup(world: World, email: str | None = None, shop: str = SHOP) -> dict:
-    """A customer signs up on the store; devstore delivers customers/create to the app."""
-    before = len([d for d in world.control("GET", "/deliveries", shop=shop) if d["topic"] == "customers/create"])
-    email = email or f"{uuid.uuid4().hex}@example.com"
-    customer = world.control("POST", "/customers", shop=shop, json={"email": email})
-    world.wait_delivered("customers/create", count=before + 1, shop=shop)
-    return customer
-
-
-def codes(world: World) -> list[IssuedCode]:
-    with world.rt.db.session_scope() as session:
-        return list(session.scalars(select(IssuedCode).order_by(IssuedCode.id)))
 
 
 def store_discounts(world: World, shop: str = SHOP) -> list[dict]:
