@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, g, jsonify, request
+from redis.exceptions import RedisError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -85,6 +86,11 @@ def _register_error_handlers(app: Flask) -> None:
     def _database(exc: OperationalError | InterfaceError):  # type: ignore[no-untyped-def]
         log.error("database unavailable", extra={"path": request.path, "reason": type(exc.orig).__name__})
         return _error(503, "database unavailable; try again shortly")
+
+    @app.errorhandler(RedisError)
+    def _queue(exc: RedisError):  # type: ignore[no-untyped-def]
+        log.error("Redis unavailable", extra={"path": request.path, "reason": type(exc).__name__})
+        return _error(503, "the job queue is unavailable; try again shortly")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]

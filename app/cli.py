@@ -14,19 +14,32 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import inbox, lifecycle
-from app.codes import issuance
+from app.codes import catch_up, issuance, metrics
 from app.codes import programs as program_rules
 from app.errors import BadRequest, Conflict, NotFound
-from app.models import CODE_STATUSES, PROGRAM_KINDS, DataRequest, IssuedCode, Program, Shop, WebhookEvent
+from app.models import (
+    CODE_STATUSES,
+    PROGRAM_KINDS,
+    DataRequest,
+    IssuedCode,
+    Program,
+    ReconcileCursor,
+    Shop,
+    WebhookEvent,
+)
 from app.queues import (
+    catch_up_job_id,
     delete_job,
+    enqueue_catch_up,
     enqueue_event,
     enqueue_issuance,
     enqueue_revoke,
     enqueue_setup,
     job_id_for_event,
+    job_status,
     setup_job_id,
 )
+from app.shopify.client import Throttled
 from app.web import rt
 
 
@@ -262,7 +275,7 @@ def register_cli(app: Flask) -> None:
 
     @codes.command("list")
     @click.argument("domain")
-    @click.option("--status", type=click.Choice(CODE_STATUSES))
+    @click.option("--status", type=click.Choice((*CODE_STATUSES, "open")), help="open: usable now")
     @click.option("--program", "which", metavar="KIND|ID", help="only this program's codes")
     @click.option("--customer", type=int, metavar="SHOPIFY_ID", help="only this customer's codes")
     @click.option("--limit", default=50, show_default=True)
@@ -347,8 +360,147 @@ def register_cli(app: Flask) -> None:
         enqueue_issuance(rt().redis, shop_id)
         click.echo(f"code {code_id} is on its way again")
 
-    for group in (shops, events, data_requests, tokens, programs, codes):
+    @app.cli.command("metrics")
+    @click.argument("domain")
+    @click.option("--from", "first", metavar="YYYY-MM-DD", help="first day (UTC); default 29 days before --to")
+    @click.option("--to", "last", metavar="YYYY-MM-DD", help="last day (UTC), included; default today")
+    @click.option("--program", "which", metavar="KIND|ID", help="only this program's codes")
+    @click.option("--daily", is_flag=True, help="also print the figures day by day")
+    @click.option("--json", "as_json", is_flag=True, help="print the API's JSON instead of tables")
+    def metrics_report(domain: str, first: str | None, last: str | None, which: str | None, daily: bool,
+                       as_json: bool) -> None:
+        """What a shop's codes earned: issued, redeemed, rate, revenue, discount, order values."""
+        with rt().db.session_scope() as session:
+            shop = _shop_or_fail(session, domain)
+            program_id = _program_or_fail(session, shop, which).id if which else None
+            try:
+                report = metrics.shop_metrics(session, shop.id, metrics.Period.parse(first, last),
+                                              program_id=program_id, daily=daily or as_json)
+            except BadRequest as exc:
+                raise click.ClickException(str(exc)) from exc
+        if as_json:
+            click.echo(json.dumps(report, indent=2))
+            return
+        _echo_metrics(domain, report, daily)
+
+    reconcile = AppGroup("reconcile", help="Catch-up reconciliation of paid orders the webhooks missed.")
+
+    @reconcile.command("status")
+    @click.argument("domain")
+    def reconcile_status(domain: str) -> None:
+        """How far catch-up has read the shop's orders, and when it runs next."""
+        with rt().db.session_scope() as session:
+            shop = _shop_or_fail(session, domain)
+            cursor = session.get(ReconcileCursor, shop.id)
+            state = job_status(rt().redis, catch_up_job_id(shop.id))
+            shown = catch_up.status_json(cursor, state.value if state is not None else None)
+        _echo_table([["", ""]] + [[key, _cell(value)] for key, value in shown.items()])
+
+    @reconcile.command("now")
+    @click.argument("domain")
+    @click.option("--here", is_flag=True, help="run it in this process, page by page, instead of queueing it")
+    def reconcile_now(domain: str, here: bool) -> None:
+        """Read the shop's orders updated since the cursor now (queued for a worker, or --here)."""
+        with rt().db.session_scope() as session:
+            shop = _shop_or_fail(session, domain)
+            if not shop.is_installed:
+                raise click.ClickException(f"{domain} is not installed; its orders cannot be read")
+            catch_up.cursor_for(session, shop)
+            shop_id = shop.id
+        if not here:
+            queued = enqueue_catch_up(rt().redis, shop_id)
+            click.echo("catch-up queued" if queued else "catch-up is already queued or running",
+                       nl=False)
+            click.echo(f"; `flask reconcile status {domain}` shows its progress")
+            return
+        _catch_up_here(shop_id, domain)
+
+    @reconcile.command("interval")
+    @click.argument("domain")
+    @click.argument("minutes", type=click.IntRange(1, catch_up.MAX_INTERVAL_MINUTES))
+    def reconcile_interval(domain: str, minutes: int) -> None:
+        """How often catch-up runs for the shop (default 15 minutes)."""
+        with rt().db.session_scope() as session:
+            cursor = catch_up.set_interval(session, _shop_or_fail(session, domain), minutes)
+            next_run = cursor.next_run_at
+        click.echo(f"catch-up for {domain} runs every {minutes} min; next by {next_run:%Y-%m-%d %H:%M} UTC")
+
+    for group in (shops, events, data_requests, tokens, programs, codes, reconcile):
         app.cli.add_command(group)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {_cell(item)}" for key, item in value.items()) or "-"
+    return str(value)
+
+
+def _money(amounts: dict[str, str]) -> str:
+    return ", ".join(f"{amount} {currency}" for currency, amount in amounts.items()) or "0"
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f} %"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    hours = seconds / 3600
+    return f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} h"
+
+
+def _echo_metrics(domain: str, report: dict[str, Any], daily: bool) -> None:
+    totals = report["totals"]
+    click.echo(f"{domain}, {report['from']} to {report['to']} (UTC days)\n")
+    aov = totals["average_order_value"]
+    _echo_table([
+        ["METRIC", "VALUE"],
+        ["codes issued", str(totals["codes_issued"])],
+        ["codes redeemed", str(totals["codes_redeemed"])],
+        ["redemption rate", f"{_rate(totals['redemption_rate'])} ({totals['redeemed_of_issued']} of the issued)"],
+        ["median time to redemption", _duration(totals["median_seconds_to_redemption"])],
+        ["orders with our codes", str(totals["orders_with_codes"])],
+        ["revenue of those orders", _money(totals["revenue"])],
+        ["discount given", _money(totals["discount_given"])],
+        ["average order, with codes", _money(aov["with_codes"])],
+        ["average order, without", f"{_money(aov['without_codes'])} ({totals['orders_without_codes']} orders)"],
+        ["referral conversions", str(totals["referral_conversions"])],
+        ["anomalies (code used twice)", str(totals["anomalies"])],
+    ])
+    click.echo("")
+    _echo_table([["PROGRAM", "ISSUED", "REDEEMED", "RATE", "MEDIAN", "ORDERS", "REVENUE", "DISCOUNT"]] + [
+        [p["name"], str(p["codes_issued"]), str(p["codes_redeemed"]), _rate(p["redemption_rate"]),
+         _duration(p["median_seconds_to_redemption"]), str(p["orders_with_codes"]), _money(p["revenue"]),
+         _money(p["discount_given"])] for p in report["programs"]])
+    if daily:
+        click.echo("")
+        _echo_table([["DAY", "ISSUED", "REDEEMED", "ORDERS", "REVENUE", "DISCOUNT"]] + [
+            [d["date"], str(d["codes_issued"]), str(d["codes_redeemed"]), str(d["orders_with_codes"]),
+             _money(d["revenue"]), _money(d["discount_given"])] for d in report["daily"]])
+
+
+def _catch_up_here(shop_id: int, domain: str) -> None:
+    """Catch-up in this process, a line per page; waits out the bucket instead of deferring."""
+    walk = catch_up.CatchUp(rt().db, rt().admin_client(shop_id, domain), shop_id)
+    pages = orders = recovered = 0
+    while True:
+        try:
+            page = walk.page()
+        except Throttled as exc:
+            click.echo(f"  the store's API bucket is empty; waiting {exc.retry_after:.1f} s")
+            time.sleep(exc.retry_after)
+            # A client may sleep only so long in all (its wait budget); a fresh one goes on from the cursor.
+            walk = catch_up.CatchUp(rt().db, rt().admin_client(shop_id, domain), shop_id)
+            continue
+        pages, orders, recovered = pages + 1, orders + page.orders, recovered + page.recovered
+        click.echo(f"  page {pages}: {page.orders} orders read, {page.reconciled} paid, "
+                   f"{page.recovered} missed by webhooks, {page.redeemed} codes redeemed")
+        if page.finished:
+            break
+    click.echo(f"done: {orders} orders read in {pages} pages; {recovered} had not reached us by webhook")
 
 
 def _code_or_fail(session: Session, shop: Shop, which: str) -> IssuedCode:

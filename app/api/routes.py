@@ -9,10 +9,10 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
 from app import lifecycle
-from app.codes import issuance, programs
+from app.codes import catch_up, issuance, metrics, programs
 from app.errors import BadRequest, NotFound
-from app.models import CODE_STATUSES, DataRequest
-from app.queues import enqueue_issuance, enqueue_revoke
+from app.models import CODE_STATUSES, DataRequest, ReconcileCursor
+from app.queues import catch_up_job_id, enqueue_catch_up, enqueue_issuance, enqueue_revoke, job_status
 from app.web import db_session, rt, session_token_shop
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -81,7 +81,8 @@ def program_update(program_id: int):  # type: ignore[no-untyped-def]
 
 # --- codes ----------------------------------------------------------------------------------------
 
-CODE_STATUSES_HELP = ", ".join(CODE_STATUSES)
+CODE_FILTERS = (*CODE_STATUSES, "open")
+CODE_STATUSES_HELP = ", ".join(CODE_FILTERS)
 MAX_PAGE = 200
 CUSTOMER_GID_RE = re.compile(r"gid://shopify/Customer/(\d+)")
 
@@ -115,10 +116,11 @@ def _code(shop, row) -> dict[str, object]:  # type: ignore[no-untyped-def]
 
 @bp.get("/codes")
 def code_list():  # type: ignore[no-untyped-def]
-    """The shop's codes, newest first. Filters: status, program_id, customer_id; pages: limit, before."""
+    """The shop's codes, newest first. Filters: status (or ``open``: usable now), program_id,
+    customer_id; pages: limit, before."""
     shop = _shop()
     status = request.args.get("status") or None
-    if status is not None and status not in CODE_STATUSES:
+    if status is not None and status not in CODE_FILTERS:
         raise BadRequest(f"status must be one of {CODE_STATUSES_HELP}, not {status!r}")
     customer = request.args.get("customer_id")
     limit = _int_arg("limit", high=MAX_PAGE) or 50
@@ -197,3 +199,57 @@ def code_retry(code_id: int):  # type: ignore[no-untyped-def]
     response = jsonify(_code(shop, row))
     response.status_code = 202
     return response
+
+
+# --- metrics and reconciliation -------------------------------------------------------------------
+
+@bp.get("/metrics")
+def metrics_report():  # type: ignore[no-untyped-def]
+    """What the codes earned: ``from``/``to`` (dates, UTC days, default the last 30), ``program_id``,
+    ``daily=0`` to leave out the day-by-day series. See ``app.codes.metrics`` for the definitions."""
+    shop = _shop()
+    period = metrics.Period.parse(request.args.get("from") or None, request.args.get("to") or None)
+    daily = request.args.get("daily", "1")
+    if daily not in ("0", "1"):
+        raise BadRequest(f"daily must be 0 or 1, not {daily!r}")
+    return jsonify(metrics.shop_metrics(db_session(), shop.id, period, program_id=_int_arg("program_id"),
+                                        daily=daily == "1"))
+
+
+def _reconcile_status(shop) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    cursor = db_session().get(ReconcileCursor, shop.id)
+    state = job_status(rt().redis, catch_up_job_id(shop.id))
+    return catch_up.status_json(cursor, state.value if state is not None else None)
+
+
+@bp.get("/reconcile")
+def reconcile_status():  # type: ignore[no-untyped-def]
+    """How far catch-up reconciliation has read the store's orders, and what it is doing now."""
+    return jsonify(_reconcile_status(_shop()))
+
+
+@bp.post("/reconcile")
+def reconcile_now():  # type: ignore[no-untyped-def]
+    """Run catch-up now: 202 when queued, 200 when a run is already queued or running."""
+    shop = _shop()
+    session = db_session()
+    catch_up.cursor_for(session, shop)
+    session.commit()
+    queued = enqueue_catch_up(rt().redis, shop.id)
+    response = jsonify(queued=queued, **_reconcile_status(shop))
+    response.status_code = 202 if queued else 200
+    response.headers["Location"] = "/api/reconcile"
+    return response
+
+
+@bp.patch("/reconcile")
+def reconcile_settings():  # type: ignore[no-untyped-def]
+    """Change how often catch-up runs: ``{"interval_minutes": 30}`` (1 to 1440)."""
+    shop = _shop()
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict) or set(body) != {"interval_minutes"}:
+        raise BadRequest('the body must be a JSON object such as {"interval_minutes": 30}')
+    session = db_session()
+    catch_up.set_interval(session, shop, body["interval_minutes"])
+    session.commit()
+    return jsonify(_reconcile_status(shop))

@@ -12,7 +12,9 @@ import secrets
 from flask import Blueprint, redirect, render_template, request, session, url_for
 
 from app import lifecycle
+from app.codes import catch_up, metrics
 from app.errors import BadRequest, Forbidden
+from app.models import ReconcileCursor
 from app.queues import enqueue_setup
 from app.shopify import oauth
 from app.shopify.verify import fresh_timestamp, valid_shop_domain, verify_query_hmac
@@ -49,7 +51,10 @@ def launch():  # type: ignore[no-untyped-def]
             # OAuth cannot run inside the admin's iframe: leave it first.
             return render_template("exit_iframe.html", target=target)
         return redirect(target)
-    return render_template("status.html", shop=shop, settings=settings, programs=shop.programs)
+    report = metrics.shop_metrics(db_session(), shop.id, metrics.Period.parse(None, None), daily=False)
+    catching_up = catch_up.status_json(db_session().get(ReconcileCursor, shop.id))
+    return render_template("status.html", shop=shop, settings=settings, programs=shop.programs,
+                           totals=report["totals"], period=report, catch_up=catching_up)
 
 
 @bp.get("/auth")

@@ -333,3 +333,20 @@ def test_reinstall_reuses_the_shop_row_with_a_new_token(client, db, rt, redis, t
     assert rt.cipher.decrypt(shop.access_token) == "shpat_second_install"
     assert rt.cipher.decrypt(shop.refresh_token) == "shprt_second"
     assert setup_job_id(shop.id, shop.installed_at) in setup_jobs(redis)
+
+
+def test_launch_for_an_installed_shop_shows_the_last_30_days(client, db, rt):
+    from app.codes.reconciliation import PaidOrderFacts, reconcile
+    from tests.helpers import issued_code, make_shop_with_programs, order_payload
+
+    shop = make_shop_with_programs(db, rt.cipher, domain=SHOP)
+    issued_code(db, shop, "WELCOME-PAGE01")
+    issued_code(db, shop, "WELCOME-PAGE02")
+    paid = utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
+    reconcile(db, shop.id, PaidOrderFacts.from_webhook(order_payload(
+        1001, [("WELCOME-PAGE01", "10.00")], total="90.00", processed_at=paid)), "webhook")
+    db.commit()
+    page = client.get("/", query_string=launch_params())
+    assert page.status_code == 200
+    assert "Last 30 days" in page.text and "50.0 %" in page.text
+    assert "90.00 USD" in page.text and "10.00 USD" in page.text and "(1 order)" in page.text

@@ -1,0 +1,258 @@
+"""What the codes earned: per shop and per program, over a date range and day by day.
+
+Definitions (the README repeats them for merchants):
+
+- **codes issued**: codes reserved for a customer in the range, except those that failed to reach
+  the store (revoked codes count: they were issued, then withdrawn).
+- **codes redeemed**: codes whose order was paid in the range.
+- **redemption rate**: of the codes issued in the range, the share redeemed by now.
+- **median time to redemption**: over the codes redeemed in the range, issue to payment.
+- **revenue** and **orders with codes**: the paid orders in the range that used at least one of our
+  codes (an order with two codes counts once); **discount given**: what our codes took off them.
+- **average order value** with and without our codes: over every paid order seen in the range.
+- **referral conversions**: referred friends' codes redeemed in the range.
+
+Money is in the shop's currency, per currency code: a shop that changed its currency sees both.
+Days are UTC days.
+
+Every query reads one shop's rows in the range through an index that starts with the shop and the
+date (``ix_issued_codes_shop_issued``, ``ix_issued_codes_shop_redeemed``, ``ix_paid_orders_shop_paid``),
+and groups by day and program in the database: the cost follows the rows in the range, never the
+shop's whole history, and the totals and the per-program breakdown are sums of those few groups.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, Date, case, cast, func, select
+from sqlalchemy.orm import Session
+
+from app.errors import BadRequest
+from app.models import IssuedCode, PaidOrder, Program, RedemptionAnomaly
+
+MAX_DAYS = 366
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class Period:
+    """Whole UTC days from ``first`` to ``last``, both included."""
+
+    first: date
+    last: date
+
+    @classmethod
+    def parse(cls, first: str | None, last: str | None, today: date | None = None) -> Period:
+        """From ``YYYY-MM-DD`` texts; the last 30 days (today included) when neither is given."""
+        today = today or datetime.now(UTC).date()
+        end = _date(last, "to") if last else today
+        start = _date(first, "from") if first else end - timedelta(days=29)
+        if start > end:
+            raise BadRequest(f"from ({start.isoformat()}) must not be after to ({end.isoformat()})")
+        if (end - start).days + 1 > MAX_DAYS:
+            raise BadRequest(f"a range covers at most {MAX_DAYS} days; {start} to {end} is "
+                             f"{(end - start).days + 1}")
+        return cls(start, end)
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.first, time(0), UTC)
+
+    @property
+    def end(self) -> datetime:  # exclusive
+        return datetime.combine(self.last + timedelta(days=1), time(0), UTC)
+
+    def days(self) -> list[date]:
+        return [self.first + timedelta(days=n) for n in range((self.last - self.first).days + 1)]
+
+
+def _date(text: str, name: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(f"{name} must be a date like 2026-11-30, not {text!r}") from None
+
+
+class Tally:
+    """The figures of one group (a day, a program, the whole range) before they become JSON."""
+
+    def __init__(self) -> None:
+        self.issued = 0
+        self.redeemed_of_issued = 0
+        self.redeemed = 0
+        self.unknown_discount = 0
+        self.orders: dict[str, int] = defaultdict(int)  # per currency
+        self.revenue: dict[str, Decimal] = defaultdict(Decimal)
+        self.discount: dict[str, Decimal] = defaultdict(Decimal)
+        self.conversions = 0
+        self.durations: list[float] = []
+
+    def json(self, median: float | None = None) -> dict[str, Any]:
+        return {
+            "codes_issued": self.issued,
+            "codes_redeemed": self.redeemed,
+            "redemption_rate": _ratio(self.redeemed_of_issued, self.issued),
+            "redeemed_of_issued": self.redeemed_of_issued,
+            "median_seconds_to_redemption": median,
+            "orders_with_codes": sum(self.orders.values()),
+            "revenue": _money(self.revenue),
+            "discount_given": _money(self.discount),
+            "codes_with_unknown_discount": self.unknown_discount,
+            "referral_conversions": self.conversions,
+        }
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _money(amounts: dict[str, Decimal]) -> dict[str, str]:
+    return {currency: str(amount.quantize(CENT)) for currency, amount in sorted(amounts.items())}
+
+
+def _average(totals: dict[str, Decimal], counts: dict[str, int]) -> dict[str, str]:
+    return {currency: str((totals[currency] / counts[currency]).quantize(CENT))
+            for currency in sorted(counts) if counts[currency]}
+
+
+def _day(column: Any, dialect: str) -> ColumnElement[Any]:
+    """The UTC day of a timestamp column, as the database can group by it."""
+    if dialect == "postgresql":
+        return cast(func.timezone("UTC", column), Date)
+    return func.date(column)  # SQLite keeps UTC text
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+def _seconds(dialect: str) -> ColumnElement[float]:
+    if dialect == "postgresql":
+        return func.extract("epoch", IssuedCode.redeemed_at - IssuedCode.issued_at)
+    return (func.julianday(IssuedCode.redeemed_at) - func.julianday(IssuedCode.issued_at)) * 86400.0
+
+
+def shop_metrics(session: Session, shop_id: int, period: Period, program_id: int | None = None,
+                 daily: bool = True) -> dict[str, Any]:
+    """The shop's metrics over ``period`` (optionally one program's), with a per-program breakdown
+    and, when ``daily``, one entry per day of the range."""
+    dialect = session.get_bind().dialect.name
+    programs = {p.id: p for p in session.scalars(select(Program).where(Program.shop_id == shop_id))}
+    if program_id is not None and program_id not in programs:
+        raise BadRequest(f"this store has no program {program_id}")
+    days: dict[date, Tally] = defaultdict(Tally)
+    by_program: dict[int, Tally] = defaultdict(Tally)
+    total = Tally()
+
+    def groups(day: Any, program: int) -> Iterable[Tally]:
+        return (days[_as_date(day)], by_program[program], total)
+
+    of_program = [IssuedCode.program_id == program_id] if program_id is not None else []
+    referral = {pid for pid, p in programs.items() if p.kind == "referral_friend"}
+
+    issued_day = _day(IssuedCode.issued_at, dialect)
+    for day, program, issued, redeemed in session.execute(
+            select(issued_day, IssuedCode.program_id, func.count(), func.count(IssuedCode.redeemed_at))
+            .where(IssuedCode.shop_id == shop_id, IssuedCode.issued_at >= period.start,
+                   IssuedCode.issued_at < period.end, IssuedCode.status != "failed", *of_program)
+            .group_by(issued_day, IssuedCode.program_id)):
+        for tally in groups(day, program):
+            tally.issued += issued
+            tally.redeemed_of_issued += redeemed
+
+    redeemed_day = _day(IssuedCode.redeemed_at, dialect)
+    in_range = (IssuedCode.shop_id == shop_id, IssuedCode.redeemed_at.is_not(None),
+                IssuedCode.redeemed_at >= period.start, IssuedCode.redeemed_at < period.end, *of_program)
+    for day, program, currency, redeemed, known, discount in session.execute(
+            select(redeemed_day, IssuedCode.program_id, IssuedCode.currency, func.count(),
+                   func.count(IssuedCode.discount_amount), func.sum(IssuedCode.discount_amount))
+            .where(*in_range).group_by(redeemed_day, IssuedCode.program_id, IssuedCode.currency)):
+        for tally in groups(day, program):
+            tally.redeemed += redeemed
+            tally.unknown_discount += redeemed - known
+            tally.conversions += redeemed if program in referral else 0
+            if discount is not None:
+                tally.discount[currency] += Decimal(discount)
+
+    # Revenue per program: each (program, order) once, with the order total kept on the code.
+    used = (select(IssuedCode.program_id, IssuedCode.order_id, IssuedCode.currency, IssuedCode.order_total,
+                   redeemed_day.label("day")).where(*in_range).distinct().subquery())
+    for day, program, currency, orders, revenue in session.execute(
+            select(used.c.day, used.c.program_id, used.c.currency, func.count(), func.sum(used.c.order_total))
+            .group_by(used.c.day, used.c.program_id, used.c.currency)):
+        # One program's days come from its codes; the whole shop's from its orders (below).
+        for tally in (days[_as_date(day)], by_program[program]) if program_id is not None else (by_program[program],):
+            tally.orders[currency] += orders
+            tally.revenue[currency] += Decimal(revenue or 0)
+
+    # The whole shop's orders: revenue without double counting an order that used several programs'
+    # codes, and the orders without our codes for the average order value.
+    paid_day = _day(PaidOrder.paid_at, dialect)
+    with_codes = case((PaidOrder.our_codes > 0, True), else_=False)
+    sums: dict[bool, dict[str, Decimal]] = {True: defaultdict(Decimal), False: defaultdict(Decimal)}
+    counts: dict[bool, dict[str, int]] = {True: defaultdict(int), False: defaultdict(int)}
+    for day, has_codes, currency, orders, revenue in session.execute(
+            select(paid_day, with_codes, PaidOrder.currency, func.count(), func.sum(PaidOrder.total_price))
+            .where(PaidOrder.shop_id == shop_id, PaidOrder.paid_at >= period.start, PaidOrder.paid_at < period.end)
+            .group_by(paid_day, with_codes, PaidOrder.currency)):
+        sums[bool(has_codes)][currency] += Decimal(revenue or 0)
+        counts[bool(has_codes)][currency] += orders
+        if program_id is None and has_codes:
+            for tally in (days[_as_date(day)], total):
+                tally.orders[currency] += orders
+                tally.revenue[currency] += Decimal(revenue or 0)
+    if program_id is not None:  # the program's own orders (and their average) come from its codes
+        total.orders, total.revenue = by_program[program_id].orders, by_program[program_id].revenue
+        sums[True], counts[True] = total.revenue, total.orders
+
+    medians = _medians(session, dialect, in_range)
+    anomalies = session.scalar(select(func.count()).select_from(RedemptionAnomaly).where(
+        RedemptionAnomaly.shop_id == shop_id, RedemptionAnomaly.detected_at >= period.start,
+        RedemptionAnomaly.detected_at < period.end)) or 0
+
+    result: dict[str, Any] = {
+        "from": period.first.isoformat(), "to": period.last.isoformat(), "program_id": program_id,
+        "totals": {**total.json(medians.get(None)),
+                   "average_order_value": {"with_codes": _average(sums[True], counts[True]),
+                                           "without_codes": _average(sums[False], counts[False])},
+                   "orders_without_codes": sum(counts[False].values()),
+                   "anomalies": anomalies},
+        "programs": [{"program_id": pid, "name": programs[pid].name, "kind": programs[pid].kind,
+                      **by_program[pid].json(medians.get(pid))}
+                     for pid in sorted(programs) if program_id is None or pid == program_id],
+    }
+    if daily:
+        result["daily"] = [{"date": day.isoformat(), **_daily(days[day])} for day in period.days()]
+    return result
+
+
+def _daily(tally: Tally) -> dict[str, Any]:
+    figures = tally.json()
+    figures.pop("median_seconds_to_redemption")
+    return figures
+
+
+def _medians(session: Session, dialect: str, in_range: tuple[Any, ...]) -> dict[int | None, float]:
+    """Median seconds from issue to redemption, overall (key None) and per program."""
+    seconds = _seconds(dialect)
+    if dialect == "postgresql":
+        median = func.percentile_cont(0.5).within_group(seconds)
+        found: dict[int | None, float] = {
+            program: round(float(value), 1) for program, value in session.execute(
+                select(IssuedCode.program_id, median).where(*in_range).group_by(IssuedCode.program_id))}
+        overall = session.scalar(select(median).where(*in_range))
+        if overall is not None:
+            found[None] = round(float(overall), 1)
+        return found
+    values: dict[int | None, list[float]] = defaultdict(list)
+    for program, value in session.execute(select(IssuedCode.program_id, seconds).where(*in_range)):
+        values[program].append(max(0.0, float(value)))
+        values[None].append(max(0.0, float(value)))
+    return {key: round(statistics.median(found), 1) for key, found in values.items()}
