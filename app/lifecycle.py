@@ -126,7 +126,7 @@ def customer_data(session: Session, shop: Shop, shopify_customer_id: int) -> dic
             {"code": c.code, "status": c.status, "issued_at": c.issued_at.isoformat(),
              "expires_at": c.expires_at.isoformat() if c.expires_at else None,
              "redeemed_at": c.redeemed_at.isoformat() if c.redeemed_at else None,
-             "order_id": c.order_id,
+             "order_id": c.order_id, "order_name": c.order_name,
              "order_total": str(c.order_total) if c.order_total is not None else None,
              "discount_amount": str(c.discount_amount) if c.discount_amount is not None else None,
              "currency": c.currency}

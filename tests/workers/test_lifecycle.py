@@ -39,7 +39,8 @@ def add_customer_with_code(db, shop: Shop, shopify_id: int, code: str) -> Custom
     db.flush()
     db.add(IssuedCode(shop_id=shop.id, program_id=program.id, customer_id=customer.id, code=code,
                       idempotency_key=f"welcome:{shop.id}:{shopify_id}", status="redeemed", order_id=1001,
-                      order_total=Decimal("80.00"), discount_amount=Decimal("8.00"), currency="EUR"))
+                      order_name="#1001", order_total=Decimal("80.00"), discount_amount=Decimal("8.00"),
+                      currency="EUR"))
     db.commit()
     return customer
 
@@ -132,7 +133,7 @@ def test_data_request_stores_what_we_hold_for_the_merchant(client, db, rt, redis
     assert request.shopify_request_id == 9999 and request.shopify_customer_id == 111
     assert request.data["customer"]["shopify_customer_id"] == 111
     assert [c["code"] for c in request.data["codes"]] == ["W-AAAA"]  # not the other customer's
-    assert request.data["codes"][0]["order_total"] == "80.00"
+    assert (request.data["codes"][0]["order_total"], request.data["codes"][0]["order_name"]) == ("80.00", "#1001")
     assert request.data["orders_requested"] == [299938, 280263]
     assert "john@example.com" not in json.dumps(request.data)
 
