@@ -29,7 +29,8 @@ def _claimant(name: str) -> str:
     return job.id if job is not None else f"{name}-inline"
 
 
-def _shop(rt: Runtime, shop_id: int) -> ShopRef | None:
+def installed_shop(rt: Runtime, shop_id: int) -> ShopRef | None:
+    """The shop's id and domain, or None when it is gone or not installed (its work has stopped)."""
     with rt.db.session_scope() as session:
         shop = session.get(Shop, shop_id)
         return ShopRef(shop.id, shop.domain) if shop is not None and shop.is_installed else None
@@ -49,7 +50,7 @@ def issue_codes(shop_id: int, slot: int) -> str | Retry:
     looked up first; metafields and tags are set, not added).
     """
     rt = runtime.current()
-    shop = _shop(rt, shop_id)
+    shop = installed_shop(rt, shop_id)
     if shop is None:
         return "shop not installed"  # uninstall already stopped the shop's pending codes
     claimed: list[int] = []
@@ -109,7 +110,7 @@ def _log_progress(shop: ShopRef, outcome: Counter[str], status: str) -> str:
 def revoke_code(shop_id: int, code_id: int) -> str | Retry:
     """Deactivate a revoked code on the store. Safe to run twice: deactivating twice changes nothing."""
     rt = runtime.current()
-    shop = _shop(rt, shop_id)
+    shop = installed_shop(rt, shop_id)
     if shop is None:
         return "shop not installed"
     with rt.db.session_scope() as session:

@@ -15,7 +15,7 @@ from app.models import Shop
 from app.queues import enqueue_catch_up
 from app.shopify.client import AccessDenied, Throttled
 from app.shopify.tokens import ShopNotInstalled
-from workers.codes import MAX_RETURNS, TURN_SECONDS
+from workers.codes import MAX_RETURNS, TURN_SECONDS, installed_shop
 from workers.deferral import defer
 
 log = logging.getLogger(__name__)
@@ -30,11 +30,10 @@ def reconcile_orders(shop_id: int) -> str | Retry:
     order again changes nothing.
     """
     rt = runtime.current()
-    with rt.db.session_scope() as session:
-        shop = session.get(Shop, shop_id)
-        if shop is None or not shop.is_installed:
-            return "shop not installed"
-        domain = shop.domain
+    shop = installed_shop(rt, shop_id)
+    if shop is None:
+        return "shop not installed"
+    domain = shop.domain
     done: Counter[str] = Counter()
     started = time.monotonic()
     try:

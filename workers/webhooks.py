@@ -13,10 +13,19 @@ from sqlalchemy.orm import Session
 from app import lifecycle
 from app.codes import reconciliation, welcome
 from app.db import after_commit
-from app.models import WebhookEvent
+from app.models import Shop, WebhookEvent
 from app.queues import enqueue_issuance
 from app.runtime import Runtime
 from workers.events import run_event
+
+
+def _installed_shop(session: Session, event: WebhookEvent) -> Shop | None:
+    """The event's shop if it has the app installed; otherwise None, and the event is ``ignored``."""
+    shop = lifecycle.shop_by_domain(session, event.shop_domain)
+    if shop is None or not shop.is_installed:
+        event.status = "ignored"
+        return None
+    return shop
 
 
 def handle_app_uninstalled(event_id: str) -> str:
@@ -28,9 +37,8 @@ def handle_app_uninstalled(event_id: str) -> str:
 
 def handle_customers_create(event_id: str) -> str:
     def handle(session: Session, rt: Runtime, event: WebhookEvent, payload: dict[str, Any]) -> str:
-        shop = lifecycle.shop_by_domain(session, event.shop_domain)
-        if shop is None or not shop.is_installed:
-            event.status = "ignored"
+        shop = _installed_shop(session, event)
+        if shop is None:
             return "shop not installed"
         signup = welcome.customer_signed_up(session, shop, int(payload["id"]))
         code = signup.code
@@ -45,10 +53,8 @@ def handle_customers_create(event_id: str) -> str:
 def handle_orders_paid(event_id: str) -> str:
     """Record the paid order and redeem the codes of ours it used (``app.codes.reconciliation``)."""
     def handle(session: Session, rt: Runtime, event: WebhookEvent, payload: dict[str, Any]) -> str:
-        shop = lifecycle.shop_by_domain(session, event.shop_domain)
-        if shop is None or not shop.is_installed:
-            # Nothing is lost: after a reinstall, catch-up reads the orders from where it stopped.
-            event.status = "ignored"
+        shop = _installed_shop(session, event)
+        if shop is None:  # nothing is lost: after a reinstall, catch-up reads the orders from where it stopped
             return "shop not installed"
         order = reconciliation.PaidOrderFacts.from_webhook(payload)
         if not order.paid:

@@ -187,3 +187,19 @@ def test_a_bad_interval_is_refused(db, rt, minutes):
     shop = make_shop(db, rt.cipher)
     with pytest.raises(catch_up.BadRequest, match="whole number of minutes from 1 to 1440"):
         catch_up.set_interval(db, shop, minutes)
+
+
+def test_scheduling_and_expiry_work_on_sqlite_too(sqlite_app):
+    from app.codes import expiry
+
+    rt = sqlite_app.extensions["oncecode"]
+    with rt.db.session_scope() as session:
+        shop = make_shop_with_programs(session, rt.cipher)
+        issued_code(session, shop, "OLD-SQLITE", expires_at=utcnow() - timedelta(minutes=1))
+        assert catch_up.due_shops(session, utcnow()) == [shop.id]
+        catch_up.mark_scheduled(session, shop, utcnow())
+    with rt.db.session_scope() as session:
+        assert catch_up.due_shops(session, utcnow()) == []
+        assert expiry.expire_due(session, shop.id, utcnow()) == 1
+    with rt.db.session_scope() as session:
+        assert session.scalars(select(IssuedCode.status)).all() == ["expired"]
