@@ -180,6 +180,20 @@ def test_a_dropped_orders_paid_is_recovered_by_catch_up_once(world: World):
     assert after_second.updated_since == after_first.updated_since
 
 
+def test_the_cli_catches_up_here_showing_each_page(world: World):
+    [(customer, issued)] = welcome_codes(world)
+    drop_orders_paid(world)
+    place_order(world, [issued.code], customer["id"])
+    place_order(world, [])
+    result = world.app.test_cli_runner().invoke(args=["reconcile", "now", SHOP, "--here"])
+    assert result.exit_code == 0, result.output
+    assert "page 1: 2 orders read, 2 paid, 2 missed by webhooks, 1 codes redeemed" in result.output
+    assert "done: 2 orders read in 1 pages; 2 had not reached us by webhook" in result.output
+    assert code(world, issued.id).status == "redeemed"
+    status = world.app.test_cli_runner().invoke(args=["reconcile", "status", SHOP])
+    assert "last_recovered" in status.output and "2" in status.output
+
+
 def test_a_crash_mid_page_redoes_that_page_only_and_records_each_order_once(world: World, monkeypatch):
     pairs = welcome_codes(world, customers=7)
     drop_orders_paid(world)
