@@ -1,0 +1,1 @@
+"""Reconciliation benchmark: metrics queries and orders reconciled per second as a shop's codes grow."""
