@@ -205,3 +205,18 @@ def signup(world: World, email: str | None = None, shop: str = SHOP) -> dict:
 def codes(world: World) -> list[IssuedCode]:
     with world.rt.db.session_scope() as session:
         return list(session.scalars(select(IssuedCode).order_by(IssuedCode.id)))
+
+
+@pytest.fixture
+def workers(world: World, tmp_path: Path) -> Iterator[Callable[[int], Workers]]:
+    """Start pools of worker processes (``workers(4)``); all are stopped after the test."""
+    started: list[Workers] = []
+
+    def start(count: int) -> Workers:
+        pool = Workers(world, count=count, log_dir=tmp_path).start()
+        started.append(pool)
+        return pool
+
+    yield start
+    for pool in started:
+        pool.stop()

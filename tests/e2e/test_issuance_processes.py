@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import requests
 from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
@@ -15,22 +12,8 @@ from sqlalchemy import func, select
 
 from app.models import IssuedCode, Shop, WebhookEvent
 from app.queues import ISSUE_TIMEOUT
-from tests.e2e.harness import OTHER_SHOP, SHOP, Workers, World, installed_with_welcome, wait_until
+from tests.e2e.harness import OTHER_SHOP, SHOP, World, installed_with_welcome, wait_until
 from tests.helpers import webhook_headers
-
-
-@pytest.fixture
-def workers(world: World, tmp_path: Path) -> Iterator[callable]:
-    started: list[Workers] = []
-
-    def start(count: int) -> Workers:
-        pool = Workers(world, count=count, log_dir=tmp_path).start()
-        started.append(pool)
-        return pool
-
-    yield start
-    for pool in started:
-        pool.stop()
 
 
 def statuses(world: World, shop: str | None = None) -> dict[str, int]:

@@ -4,6 +4,9 @@ and whether or not catch-up crashes in the middle of a page."""
 
 from __future__ import annotations
 
+import json
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -17,7 +20,8 @@ from app.codes.catch_up import CatchUp, search_query
 from app.models import Customer, IssuedCode, PaidOrder, ReconcileCursor, RedemptionAnomaly, WebhookEvent
 from app.queues import enqueue_catch_up
 from tests.conftest import run_worker
-from tests.e2e.harness import SHOP, World, codes, installed_with_welcome, signup
+from tests.e2e.harness import SHOP, World, codes, installed_with_welcome, signup, wait_until
+from tests.helpers import webhook_headers
 from workers.reconcile import reconcile_orders
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -266,5 +270,34 @@ def test_an_order_seen_by_the_webhook_and_by_catch_up_is_recorded_once(world: Wo
         "redeemed", order["id"], by_webhook.redeemed_at, by_webhook.discount_amount, by_webhook.updated_at)
     done = cursor(world)
     assert (done.walk_since, done.last_orders, done.last_recovered) == (None, 1, 0)
+    with world.rt.db.session_scope() as session:
+        assert session.scalars(select(RedemptionAnomaly)).all() == []
+
+
+def test_duplicate_and_concurrent_deliveries_to_four_worker_processes_redeem_once(world: World, workers):
+    pairs = welcome_codes(world, customers=3)
+    world.control("PUT", "/faults", json={"duplicate": True})  # devstore delivers every orders/paid twice
+    orders = [place_order(world, [row.code], customer["id"]) for customer, row in pairs]
+    deliveries = world.wait_delivered("orders/paid", count=6)
+    pool = workers(4)
+    # Meanwhile each order arrives again and again under new event ids, from eight senders at once
+    # (a second subscription, Shopify's retries, a replay): every copy is a job of its own.
+    bodies = [d["payload"].encode() if isinstance(d["payload"], str) else json.dumps(d["payload"]).encode()
+              for d in deliveries]
+
+    def send(body: bytes) -> int:
+        headers = webhook_headers("orders/paid", SHOP, body, event_id=str(uuid.uuid4()))
+        return requests.post(f"{world.app_url}/webhooks", data=body, headers=headers, timeout=10).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as senders:
+        assert set(senders.map(send, bodies * 4)) == {200}
+    wait_until(lambda: all(e.status == "processed" for e in order_webhook_events(world))
+               and len(order_webhook_events(world)) == 3 + 24, timeout=30, what="every delivery handled")
+    pool.stop()
+
+    assert sorted(o.shopify_order_id for o in paid_orders(world)) == sorted(o["id"] for o in orders)
+    for (_, row), order in zip(pairs, orders, strict=True):
+        redeemed = code(world, row.id)
+        assert (redeemed.status, redeemed.order_id) == ("redeemed", order["id"])
     with world.rt.db.session_scope() as session:
         assert session.scalars(select(RedemptionAnomaly)).all() == []
