@@ -39,7 +39,8 @@ from app.queues import (
     job_status,
     setup_job_id,
 )
-from app.shopify.client import Throttled
+from app.shopify.client import AdminAPIError, Throttled
+from app.shopify.tokens import ShopNotInstalled
 from app.web import rt
 
 
@@ -441,6 +442,10 @@ def _money(amounts: dict[str, str]) -> str:
     return ", ".join(f"{amount} {currency}" for currency, amount in amounts.items()) or "0"
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f} %"
 
@@ -448,6 +453,10 @@ def _rate(value: float | None) -> str:
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
     hours = seconds / 3600
     return f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} h"
 
@@ -466,7 +475,8 @@ def _echo_metrics(domain: str, report: dict[str, Any], daily: bool) -> None:
         ["revenue of those orders", _money(totals["revenue"])],
         ["discount given", _money(totals["discount_given"])],
         ["average order, with codes", _money(aov["with_codes"])],
-        ["average order, without", f"{_money(aov['without_codes'])} ({totals['orders_without_codes']} orders)"],
+        ["average order, without",
+         f"{_money(aov['without_codes'])} ({_count(totals['orders_without_codes'], 'order')})"],
         ["referral conversions", str(totals["referral_conversions"])],
         ["anomalies (code used twice)", str(totals["anomalies"])],
     ])
@@ -495,6 +505,11 @@ def _catch_up_here(shop_id: int, domain: str) -> None:
             # A client may sleep only so long in all (its wait budget); a fresh one goes on from the cursor.
             walk = catch_up.CatchUp(rt().db, rt().admin_client(shop_id, domain), shop_id)
             continue
+        except (AdminAPIError, ShopNotInstalled) as exc:
+            catch_up.record_error(rt().db, shop_id, f"{type(exc).__name__}: {exc}")
+            raise click.ClickException(
+                f"{domain}'s orders could not be read ({exc}). The pages done so far are kept: run it again "
+                "to go on, or leave it to the schedule") from exc
         pages, orders, recovered = pages + 1, orders + page.orders, recovered + page.recovered
         click.echo(f"  page {pages}: {page.orders} orders read, {page.reconciled} paid, "
                    f"{page.recovered} missed by webhooks, {page.redeemed} codes redeemed")

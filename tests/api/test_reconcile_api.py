@@ -92,3 +92,26 @@ def test_the_cli_queues_shows_and_sets_catch_up(runner, redis, shop):
 def test_the_cli_refuses_an_unknown_shop(runner):
     result = runner.invoke(args=["reconcile", "now", "nobody.myshopify.com"])
     assert result.exit_code != 0 and "nobody.myshopify.com" in result.output
+
+
+def test_the_cli_catching_up_here_explains_an_unreachable_store(runner, db, shop, monkeypatch):
+    import responses
+
+    from app.models import ReconcileCursor
+    from app.shopify import client
+
+    monkeypatch.setattr(client, "RETRY_DELAYS", (0, 0))
+    with responses.RequestsMock():  # nothing registered: every request fails to connect
+        result = runner.invoke(args=["reconcile", "now", shop.domain, "--here"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "orders could not be read" in result.output and "run it again" in result.output
+    db.expire_all()
+    assert "AdminUnavailable" in db.get(ReconcileCursor, shop.id).last_error
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(None, "-"), (42, "42 s"), (600, "10 min"), (7200, "2.0 h"),
+                                                 (3 * 86400, "3.0 days")])
+def test_durations_read_naturally(seconds, shown):
+    from app.cli import _duration
+
+    assert _duration(seconds) == shown

@@ -210,6 +210,7 @@ def test_the_cli_prints_a_table(runner, shop):
     result = runner.invoke(args=["metrics", shop.domain, "--from", "2026-11-01", "--to", "2026-11-30"])
     assert result.exit_code == 0, result.output
     assert "85.7 % (6 of the issued)" in result.output and "390.00 USD" in result.output
+    assert "99.00 CAD, 50.00 USD (3 orders)" in result.output
     assert "1.0 days" not in result.output and "24.0 h" in result.output  # the median: one day
     assert "Referred friend" in result.output
     daily = runner.invoke(args=["metrics", shop.domain, "--from", "2026-11-01", "--to", "2026-11-30", "--daily",
