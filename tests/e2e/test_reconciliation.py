@@ -301,3 +301,14 @@ def test_duplicate_and_concurrent_deliveries_to_four_worker_processes_redeem_onc
         assert (redeemed.status, redeemed.order_id) == ("redeemed", order["id"])
     with world.rt.db.session_scope() as session:
         assert session.scalars(select(RedemptionAnomaly)).all() == []
+
+
+def test_a_page_of_fifty_orders_asks_for_352_points(world: World):
+    # What the README promises an operator: 2 + 50 × (the order, its three money bags and their shopMoney).
+    installed_with_welcome(world)
+    place_order(world, [])
+    shop = world.shop()
+    walk = CatchUp(world.rt.db, world.rt.admin_client(shop.id, shop.domain), shop.id)
+    assert walk.page().finished
+    assert walk.client.last_cost["requestedQueryCost"] == 352
+    assert walk.client.last_cost["actualQueryCost"] == 2 + 7  # one order came back
