@@ -141,7 +141,8 @@ class CatchUp:
             if cursor.walk_since != since or cursor.walk_after != after:
                 return Page(0, 0, 0, 0, finished=cursor.walk_since is None)  # another run took this page
             page = self._apply(session, nodes)
-            newest = max((reconciliation.moment(node.get("updatedAt"), "updatedAt") for node in nodes), default=None)
+            newest = max((reconciliation.moment(node["updatedAt"], "updatedAt") for node in nodes
+                          if node.get("updatedAt")), default=None)
             if newest is not None and (cursor.walk_newest is None or newest > cursor.walk_newest):
                 cursor.walk_newest = newest
             cursor.walk_pages += 1
@@ -157,7 +158,13 @@ class CatchUp:
     def _apply(self, session: Session, nodes: list[dict[str, Any]]) -> Page:
         page = Page(orders=len(nodes), reconciled=0, recovered=0, redeemed=0, finished=False)
         for node in nodes:
-            order = reconciliation.PaidOrderFacts.from_graphql(node)
+            try:
+                order = reconciliation.PaidOrderFacts.from_graphql(node)
+            except reconciliation.InvalidOrder as exc:
+                # One order we cannot read must not hold up every order after it, run after run.
+                log.warning("catch-up skipped an order it cannot read", extra={
+                    "shop_id": self.shop_id, "reason": f"{node.get('id')}: {exc}"})
+                continue
             if not order.paid:
                 continue  # paid later, it is updated then, and a later walk reads it again
             outcome = reconciliation.reconcile(session, self.shop_id, order, "catch_up")

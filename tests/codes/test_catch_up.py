@@ -203,3 +203,12 @@ def test_scheduling_and_expiry_work_on_sqlite_too(sqlite_app):
         assert expiry.expire_due(session, shop.id, utcnow()) == 1
     with rt.db.session_scope() as session:
         assert session.scalars(select(IssuedCode.status)).all() == ["expired"]
+
+
+def test_an_order_that_cannot_be_read_is_skipped_not_blocking_the_walk(db, rt, shop, store):
+    broken = {**node(2, 2), "totalPriceSet": {"shopMoney": {"amount": "lots", "currencyCode": "USD"}}}
+    store.orders = [node(1, 1), broken, node(3, 3)]
+    pages = walk_all(walker(rt, shop))
+    assert sum(p.orders for p in pages) == 3 and sum(p.reconciled for p in pages) == 2
+    assert sorted(o.shopify_order_id for o in db.scalars(select(PaidOrder))) == [1, 3]
+    assert cursor(db, shop).updated_since == BASE + timedelta(minutes=3)
