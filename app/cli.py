@@ -363,8 +363,8 @@ def register_cli(app: Flask) -> None:
 
     @app.cli.command("metrics")
     @click.argument("domain")
-    @click.option("--from", "first", metavar="YYYY-MM-DD", help="first day (UTC); default 29 days before --to")
-    @click.option("--to", "last", metavar="YYYY-MM-DD", help="last day (UTC), included; default today")
+    @click.option("--from", "first", metavar="YYYY-MM-DD", help="first day (the store's); default 29 days before --to")
+    @click.option("--to", "last", metavar="YYYY-MM-DD", help="last day, included; default today")
     @click.option("--program", "which", metavar="KIND|ID", help="only this program's codes")
     @click.option("--daily", is_flag=True, help="also print the figures day by day")
     @click.option("--json", "as_json", is_flag=True, help="print the API's JSON instead of tables")
@@ -375,7 +375,7 @@ def register_cli(app: Flask) -> None:
             shop = _shop_or_fail(session, domain)
             program_id = _program_or_fail(session, shop, which).id if which else None
             try:
-                report = metrics.shop_metrics(session, shop.id, metrics.Period.parse(first, last),
+                report = metrics.shop_metrics(session, shop.id, metrics.Period.of_shop(shop, first, last),
                                               program_id=program_id, daily=daily or as_json)
             except BadRequest as exc:
                 raise click.ClickException(str(exc)) from exc
@@ -463,7 +463,7 @@ def _duration(seconds: float | None) -> str:
 
 def _echo_metrics(domain: str, report: dict[str, Any], daily: bool) -> None:
     totals = report["totals"]
-    click.echo(f"{domain}, {report['from']} to {report['to']} (UTC days)\n")
+    click.echo(f"{domain}, {report['from']} to {report['to']} ({report['time_zone']})\n")
     aov = totals["average_order_value"]
     _echo_table([
         ["METRIC", "VALUE"],

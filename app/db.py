@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
@@ -93,11 +94,21 @@ def make_engine(url: str, **options: object) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=15000")
             cursor.close()
+            dbapi_connection.create_function("oncecode_local_date", 2, sqlite_local_date, deterministic=True)
 
         return engine
     options.setdefault("pool_pre_ping", True)
     options.setdefault("connect_args", {"connect_timeout": 5})
     return create_engine(url, **options)
+
+
+def sqlite_local_date(stored: str | None, zone: str) -> str | None:
+    """SQL ``oncecode_local_date(timestamp, zone)`` on SQLite, which has no time zones: the calendar
+    date, in ``zone``, of a timestamp stored as UTC text (PostgreSQL does this with ``timezone()``)."""
+    if stored is None:
+        return None
+    moment = datetime.fromisoformat(stored)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(ZoneInfo(zone)).date().isoformat()
 
 
 @cache

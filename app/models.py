@@ -67,6 +67,8 @@ class Shop(Timestamped, Base):
     setup_completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     setup_error: Mapped[str | None] = mapped_column(Text)
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The store's time zone (Shopify's ``shop.ianaTimezone``, read by catch-up): the metrics' days.
+    iana_timezone: Mapped[str | None] = mapped_column(String(64))
 
     programs: Mapped[list[Program]] = relationship(back_populates="shop", cascade="all, delete-orphan",
                                                    passive_deletes=True)

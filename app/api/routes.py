@@ -205,10 +205,10 @@ def code_retry(code_id: int):  # type: ignore[no-untyped-def]
 
 @bp.get("/metrics")
 def metrics_report():  # type: ignore[no-untyped-def]
-    """What the codes earned: ``from``/``to`` (dates, UTC days, default the last 30), ``program_id``,
+    """What the codes earned: ``from``/``to`` (the store's days, default the last 30), ``program_id``,
     ``daily=0`` to leave out the day-by-day series. See ``app.codes.metrics`` for the definitions."""
     shop = _shop()
-    period = metrics.Period.parse(request.args.get("from") or None, request.args.get("to") or None)
+    period = metrics.Period.of_shop(shop, request.args.get("from") or None, request.args.get("to") or None)
     daily = request.args.get("daily", "1")
     if daily not in ("0", "1"):
         raise BadRequest(f"daily must be 0 or 1, not {daily!r}")

@@ -51,7 +51,7 @@ def launch():  # type: ignore[no-untyped-def]
             # OAuth cannot run inside the admin's iframe: leave it first.
             return render_template("exit_iframe.html", target=target)
         return redirect(target)
-    report = metrics.shop_metrics(db_session(), shop.id, metrics.Period.parse(None, None), daily=False)
+    report = metrics.shop_metrics(db_session(), shop.id, metrics.Period.of_shop(shop, None, None), daily=False)
     catching_up = catch_up.status_json(db_session().get(ReconcileCursor, shop.id))
     return render_template("status.html", shop=shop, settings=settings, programs=shop.programs,
                            totals=report["totals"], period=report, catch_up=catching_up)

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.codes import reconciliation
+from app.codes.metrics import zone_or_none
 from app.db import Database, insert_ignoring_conflict, utcnow
 from app.errors import BadRequest
 from app.models import ReconcileCursor, Shop
@@ -132,10 +133,11 @@ class CatchUp:
     def page(self) -> Page:
         """Read and reconcile the walk's next page; ``finished`` when it was the last."""
         since, after = self._walk()
-        answer = self.client.query("orders", {"first": self.page_size, "after": after,
-                                              "query": search_query(since)})["orders"]
+        data = self.client.query("orders", {"first": self.page_size, "after": after, "query": search_query(since)})
+        answer = data["orders"]
         nodes, info = answer.get("nodes") or [], answer.get("pageInfo") or {}
         with self.db.session_scope() as session:
+            _remember_time_zone(session, self.shop_id, (data.get("shop") or {}).get("ianaTimezone"))
             cursor = session.scalars(select(ReconcileCursor).where(ReconcileCursor.shop_id == self.shop_id)
                                      .with_for_update()).one()
             if cursor.walk_since != since or cursor.walk_after != after:
@@ -185,6 +187,14 @@ class CatchUp:
         cursor.last_error = None
         cursor.walk_since = cursor.walk_after = cursor.walk_newest = cursor.walk_started_at = None
         cursor.walk_pages = cursor.walk_orders = cursor.walk_recovered = 0
+
+
+def _remember_time_zone(session: Session, shop_id: int, name: str | None) -> None:
+    """Keep the store's time zone when Shopify names one we know (the merchant may change it)."""
+    if not name or zone_or_none(name) is None:
+        return
+    session.execute(update(Shop).where(Shop.id == shop_id, Shop.iana_timezone.is_distinct_from(name))
+                    .values(iana_timezone=name))
 
 
 def record_error(db: Database, shop_id: int, reason: str) -> None:

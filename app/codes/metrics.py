@@ -13,7 +13,7 @@ Definitions (the README repeats them for merchants):
 - **referral conversions**: referred friends' codes redeemed in the range.
 
 Money is in the shop's currency, per currency code: a shop that changed its currency sees both.
-Days are UTC days.
+Days are the store's own, in its time zone (``Shop.iana_timezone``; UTC until catch-up has read it).
 
 Every query reads one shop's rows in the range through an index that starts with the shop and the
 date (``ix_issued_codes_shop_issued``, ``ix_issued_codes_shop_redeemed``, ``ix_paid_orders_shop_paid``),
@@ -30,29 +30,44 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import ColumnElement, Date, case, cast, func, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from app.errors import BadRequest
-from app.models import IssuedCode, PaidOrder, Program, RedemptionAnomaly
+from app.models import IssuedCode, PaidOrder, Program, RedemptionAnomaly, Shop
 
 MAX_DAYS = 366
 WORK_MEM = "32MB"
 CENT = Decimal("0.01")
 
 
+def zone_or_none(name: str) -> ZoneInfo | None:
+    """The IANA time zone of that name, or None when this machine does not know it."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def time_zone_of(shop: Shop) -> str:
+    """The store's time zone for its metrics: Shopify's, once catch-up has read it; UTC until then."""
+    return shop.iana_timezone if shop.iana_timezone and zone_or_none(shop.iana_timezone) else "UTC"
+
+
 @dataclass(frozen=True)
 class Period:
-    """Whole UTC days from ``first`` to ``last``, both included."""
+    """Whole days of the store's time zone (``zone``) from ``first`` to ``last``, both included."""
 
     first: date
     last: date
+    zone: str = "UTC"
 
     @classmethod
-    def parse(cls, first: str | None, last: str | None, today: date | None = None) -> Period:
+    def parse(cls, first: str | None, last: str | None, today: date | None = None, zone: str = "UTC") -> Period:
         """From ``YYYY-MM-DD`` texts; the last 30 days (today included) when neither is given."""
-        today = today or datetime.now(UTC).date()
+        today = today or datetime.now(ZoneInfo(zone)).date()
         end = _date(last, "to") if last else today
         start = _date(first, "from") if first else end - timedelta(days=29)
         if start > end:
@@ -60,15 +75,19 @@ class Period:
         if (end - start).days + 1 > MAX_DAYS:
             raise BadRequest(f"a range covers at most {MAX_DAYS} days; {start} to {end} is "
                              f"{(end - start).days + 1}")
-        return cls(start, end)
+        return cls(start, end, zone)
+
+    @classmethod
+    def of_shop(cls, shop: Shop, first: str | None, last: str | None) -> Period:
+        return cls.parse(first, last, zone=time_zone_of(shop))
 
     @property
     def start(self) -> datetime:
-        return datetime.combine(self.first, time(0), UTC)
+        return datetime.combine(self.first, time(0), ZoneInfo(self.zone)).astimezone(UTC)
 
     @property
     def end(self) -> datetime:  # exclusive
-        return datetime.combine(self.last + timedelta(days=1), time(0), UTC)
+        return datetime.combine(self.last + timedelta(days=1), time(0), ZoneInfo(self.zone)).astimezone(UTC)
 
     def days(self) -> list[date]:
         return [self.first + timedelta(days=n) for n in range((self.last - self.first).days + 1)]
@@ -123,11 +142,11 @@ def _average(totals: dict[str, Decimal], counts: dict[str, int]) -> dict[str, st
             for currency in sorted(counts) if counts[currency]}
 
 
-def _day(column: Any, dialect: str) -> ColumnElement[Any]:
-    """The UTC day of a timestamp column, as the database can group by it."""
+def _day(column: Any, dialect: str, zone: str) -> ColumnElement[Any]:
+    """The calendar day in ``zone`` of a timestamp column, as the database can group by it."""
     if dialect == "postgresql":
-        return cast(func.timezone("UTC", column), Date)
-    return func.date(column)  # SQLite keeps UTC text
+        return cast(func.timezone(zone, column), Date)
+    return func.oncecode_local_date(column, zone)  # SQLite has no time zones: see app.db
 
 
 def _as_date(value: Any) -> date:
@@ -162,7 +181,7 @@ def shop_metrics(session: Session, shop_id: int, period: Period, program_id: int
     of_program = [IssuedCode.program_id == program_id] if program_id is not None else []
     referral = {pid for pid, p in programs.items() if p.kind == "referral_friend"}
 
-    issued_day = _day(IssuedCode.issued_at, dialect)
+    issued_day = _day(IssuedCode.issued_at, dialect, period.zone)
     for day, program, issued, redeemed in session.execute(
             select(issued_day, IssuedCode.program_id, func.count(), func.count(IssuedCode.redeemed_at))
             .where(IssuedCode.shop_id == shop_id, IssuedCode.issued_at >= period.start,
@@ -172,7 +191,7 @@ def shop_metrics(session: Session, shop_id: int, period: Period, program_id: int
             tally.issued += issued
             tally.redeemed_of_issued += redeemed
 
-    redeemed_day = _day(IssuedCode.redeemed_at, dialect)
+    redeemed_day = _day(IssuedCode.redeemed_at, dialect, period.zone)
     in_range = (IssuedCode.shop_id == shop_id, IssuedCode.redeemed_at.is_not(None),
                 IssuedCode.redeemed_at >= period.start, IssuedCode.redeemed_at < period.end, *of_program)
     for day, program, currency, redeemed, known, discount in session.execute(
@@ -199,7 +218,7 @@ def shop_metrics(session: Session, shop_id: int, period: Period, program_id: int
 
     # The whole shop's orders: revenue without double counting an order that used several programs'
     # codes, and the orders without our codes for the average order value.
-    paid_day = _day(PaidOrder.paid_at, dialect)
+    paid_day = _day(PaidOrder.paid_at, dialect, period.zone)
     with_codes = case((PaidOrder.our_codes > 0, True), else_=False)
     sums: dict[bool, dict[str, Decimal]] = {True: defaultdict(Decimal), False: defaultdict(Decimal)}
     counts: dict[bool, dict[str, int]] = {True: defaultdict(int), False: defaultdict(int)}
@@ -223,7 +242,8 @@ def shop_metrics(session: Session, shop_id: int, period: Period, program_id: int
         RedemptionAnomaly.detected_at < period.end)) or 0
 
     result: dict[str, Any] = {
-        "from": period.first.isoformat(), "to": period.last.isoformat(), "program_id": program_id,
+        "from": period.first.isoformat(), "to": period.last.isoformat(), "time_zone": period.zone,
+        "program_id": program_id,
         "totals": {**total.json(medians.get(None)),
                    "average_order_value": {"with_codes": _average(sums[True], counts[True]),
                                            "without_codes": _average(sums[False], counts[False])},

@@ -365,6 +365,9 @@ class ShopView(HasMetafields, View):
     def enabledPresentmentCurrencies(self, info: Info) -> list[str]:
         return [self._ctx.store.currency]
 
+    def ianaTimezone(self, info: Info) -> str:
+        return str(payloads.STORE_ADDRESS["iana_timezone"])  # every pretend store is in Berlin
+
     def orderNumberFormatPrefix(self, info: Info) -> str:
         return "#"  # orders are named #1001, #1002, …
 

@@ -47,6 +47,7 @@ class Orders:
         self.sent: list[dict] = []
         self.fail_after: str | None = None  # answer 503 to the page after this cursor
         self.during: Callable[[], None] | None = None  # run once while a request is being answered
+        self.shop: dict | None = None  # the query's ``shop`` field
 
     def __call__(self, request) -> tuple[int, dict, str]:  # type: ignore[no-untyped-def]
         variables = json.loads(request.body)["variables"]
@@ -59,7 +60,7 @@ class Orders:
         start = int(variables["after"] or 0)
         page = self.orders[start:start + variables["first"]]
         end = start + len(page)
-        return 200, {}, json.dumps({"data": {"orders": {
+        return 200, {}, json.dumps({"data": {"shop": self.shop, "orders": {
             "nodes": page, "pageInfo": {"hasNextPage": end < len(self.orders), "endCursor": str(end)}}},
             "extensions": {"cost": COST}})
 
@@ -212,3 +213,13 @@ def test_an_order_that_cannot_be_read_is_skipped_not_blocking_the_walk(db, rt, s
     assert sum(p.orders for p in pages) == 3 and sum(p.reconciled for p in pages) == 2
     assert sorted(o.shopify_order_id for o in db.scalars(select(PaidOrder))) == [1, 3]
     assert cursor(db, shop).updated_since == BASE + timedelta(minutes=3)
+
+
+@pytest.mark.parametrize(("answered", "kept"), [("America/Toronto", "America/Toronto"), ("Nowhere/Special", None),
+                                                (None, None)])
+def test_catch_up_keeps_the_stores_time_zone(db, rt, shop, store, answered, kept):
+    store.orders = [node(1, 1)]
+    store.shop = {"ianaTimezone": answered} if answered else None
+    walk_all(walker(rt, shop))
+    db.expire_all()
+    assert db.get(Shop, shop.id).iana_timezone == kept

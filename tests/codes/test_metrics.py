@@ -221,3 +221,57 @@ def test_the_cli_prints_a_table(runner, shop):
 def test_the_cli_explains_a_bad_range(runner, shop):
     result = runner.invoke(args=["metrics", shop.domain, "--from", "2026-12-01", "--to", "2026-11-01"])
     assert result.exit_code != 0 and "must not be after" in result.output
+
+
+# --- the store's days ---------------------------------------------------------------------------
+
+def test_a_day_of_a_store_in_new_york_is_its_own_even_across_the_dst_change():
+    # DST ends on 1 November 2026 in New York: that day has 25 hours, from 04:00 to 05:00 UTC the next day.
+    day = Period(date(2026, 11, 1), date(2026, 11, 1), "America/New_York")
+    assert (day.start, day.end) == (at("2026-11-01T04:00"), at("2026-11-02T05:00"))
+
+
+def new_york_shop(session, cipher):  # type: ignore[no-untyped-def]
+    shop = make_shop_with_programs(session, cipher, domain="ny.myshopify.com")
+    shop.iana_timezone = "America/New_York"
+    session.commit()
+    # 21:30 on 1 November in New York is 02:30 UTC on the 2nd; 23:30 on 31 October is 03:30 UTC on 1 November.
+    issued_code(session, shop, "NY1", issued_at=at("2026-11-02T02:30"))
+    issued_code(session, shop, "NY2", issued_at=at("2026-11-01T03:30"))
+    reconcile(session, shop.id, PaidOrderFacts.from_webhook(order_payload(
+        901, [("NY1", "3.00")], total="30.00", processed_at="2026-11-02T04:30:00Z")), "webhook")  # 23:30 local
+    session.commit()
+    return shop
+
+
+def test_metrics_follow_the_stores_time_zone(db, rt):
+    shop = new_york_shop(db, rt.cipher)
+    period = Period.of_shop(shop, "2026-11-01", "2026-11-01")
+    assert period.zone == "America/New_York"
+    report = shop_metrics(db, shop.id, period)
+    assert report["time_zone"] == "America/New_York"
+    # NY2 was issued on 31 October there, though it was already 1 November in UTC.
+    assert (report["totals"]["codes_issued"], report["totals"]["codes_redeemed"]) == (1, 1)
+    assert report["daily"] == [{**report["daily"][0], "date": "2026-11-01", "codes_issued": 1,
+                                "codes_redeemed": 1, "revenue": {"USD": "30.00"}}]
+    in_utc = shop_metrics(db, shop.id, Period(date(2026, 11, 1), date(2026, 11, 1)))
+    assert (in_utc["totals"]["codes_issued"], in_utc["totals"]["codes_redeemed"]) == (1, 0)
+
+
+def test_the_stores_days_are_the_same_on_sqlite(db, rt, sqlite_app):
+    lite_rt = sqlite_app.extensions["oncecode"]
+    with lite_rt.db.session_scope() as session:
+        lite = new_york_shop(session, lite_rt.cipher)
+        on_sqlite = shop_metrics(session, lite.id, Period.of_shop(lite, "2026-10-31", "2026-11-02"))
+    shop = new_york_shop(db, rt.cipher)
+    on_postgres = shop_metrics(db, shop.id, Period.of_shop(shop, "2026-10-31", "2026-11-02"))
+    assert [d["codes_issued"] for d in on_sqlite["daily"]] == [1, 1, 0]
+    assert on_sqlite["daily"] == on_postgres["daily"] and on_sqlite["totals"] == on_postgres["totals"]
+
+
+@pytest.mark.parametrize(("stored", "zone"), [(None, "UTC"), ("Mars/Olympus_Mons", "UTC"),
+                                              ("Asia/Kolkata", "Asia/Kolkata")])
+def test_an_unknown_or_unread_time_zone_means_utc(db, rt, stored, zone):
+    shop = make_shop_with_programs(db, rt.cipher)
+    shop.iana_timezone = stored
+    assert Period.of_shop(shop, "2026-11-01", "2026-11-30").zone == zone
