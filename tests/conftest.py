@@ -25,13 +25,16 @@ from app import create_app, runtime
 from app.config import DEFAULT_SCOPES, ROOT, Settings
 from app.db import Base
 from app.queues import QUEUES
+from tests import isolation
 
 # The end-to-end world (the app and devstore over HTTP) is a fixture for any test that needs a store.
 pytest_plugins = ["tests.e2e.harness"]
 
-TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL",
-                                   "postgresql+psycopg://postgres@127.0.0.1:5432/oncecode_test")
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+# Each run gets a database and a Redis db of its own (see tests/isolation.py), so two runs on one
+# machine (two worktrees, a developer beside CI) never empty each other's tables or queues.
+# TEST_DATABASE_URL / TEST_REDIS_URL pin them instead.
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or isolation.run_database_url()
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL") or isolation.run_redis_url()
 API_KEY = "test-client-id"
 API_SECRET = "test-client-secret-0123456789abcdef"
 TOKEN_KEY = Fernet.generate_key().decode()
@@ -63,15 +66,21 @@ def migrate(database_url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def migrated_database() -> str:
-    """The PostgreSQL test database, emptied and brought to head by Alembic once per run."""
-    engine = create_engine(TEST_DATABASE_URL)
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA public CASCADE"))
-        connection.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
+def migrated_database() -> Iterator[str]:
+    """This run's PostgreSQL database, created empty and brought to head by Alembic; dropped at the end."""
+    owned = "TEST_DATABASE_URL" not in os.environ
+    if owned:
+        isolation.create_database(TEST_DATABASE_URL)
+    else:  # a pinned database is reused: empty it
+        engine = create_engine(TEST_DATABASE_URL)
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
     migrate(TEST_DATABASE_URL)
-    return TEST_DATABASE_URL
+    yield TEST_DATABASE_URL
+    if owned:
+        isolation.drop_database(TEST_DATABASE_URL)
 
 
 def _truncate(database_url: str) -> None:
@@ -157,3 +166,8 @@ def sqlite_app(tmp_path: Path) -> Iterator:
 def run_worker(redis: Redis) -> None:
     """Run every queued job with a real rq worker in this process, then return (burst mode)."""
     SimpleWorker(list(QUEUES), connection=redis).work(burst=True, with_scheduler=False)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Give this run's Redis db back (its database is dropped by ``migrated_database``)."""
+    isolation.release_redis()
