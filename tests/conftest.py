@@ -18,7 +18,6 @@ from cryptography.fernet import Fernet
 from flask import Flask
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import SimpleWorker
 from sqlalchemy import create_engine, text
 
 from app import create_app, runtime
@@ -26,6 +25,7 @@ from app.config import DEFAULT_SCOPES, ROOT, Settings
 from app.db import Base
 from app.queues import QUEUES
 from tests import isolation
+from workers.worker import Worker
 
 # The end-to-end world (the app and devstore over HTTP) is a fixture for any test that needs a store.
 pytest_plugins = ["tests.e2e.harness"]
@@ -165,7 +165,7 @@ def sqlite_app(tmp_path: Path) -> Iterator:
 
 def run_worker(redis: Redis) -> None:
     """Run every queued job with a real rq worker in this process, then return (burst mode)."""
-    SimpleWorker(list(QUEUES), connection=redis).work(burst=True, with_scheduler=False)
+    Worker(list(QUEUES), connection=redis).work(burst=True, with_scheduler=False)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 
-from rq import SimpleWorker
 from rq.worker import DequeueStrategy
 
 from app import runtime
 from app.config import ROOT
 from app.queues import QUEUES
+from workers.worker import Worker
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
 
     load_dotenv(ROOT / ".env")
     rt = runtime.current()
-    worker = SimpleWorker(list(QUEUES), connection=rt.redis)
+    worker = Worker(list(QUEUES), connection=rt.redis)
     # Round robin, not priority: a flood of one queue (a shop importing customers floods webhooks)
     # must not starve the others, issuance above all. Every queue's jobs are short.
     worker.work(with_scheduler=True, burst=args.burst, logging_level=rt.settings.log_level,

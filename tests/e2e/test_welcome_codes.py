@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.registry import FailedJobRegistry
 from sqlalchemy import select, update
 
@@ -25,6 +25,7 @@ from tests.conftest import run_worker
 from tests.e2e.harness import SHOP, World, codes, installed_with_welcome, set_program, signup
 from tests.helpers import webhook_headers
 from workers.maintenance import requeue_stranded_codes
+from workers.worker import Worker
 
 
 def store_discounts(world: World, shop: str = SHOP) -> list[dict]:
@@ -296,7 +297,7 @@ def test_a_change_to_the_program_does_not_change_a_reserved_codes_terms(world: W
         session.execute(update(Program).values(active=True))
     signup(world)
     # The webhook job reserves the code; before its issue job runs the merchant changes the value.
-    SimpleWorker(["webhooks"], connection=world.rt.redis).work(burst=True)
+    Worker(["webhooks"], connection=world.rt.redis).work(burst=True)
     set_program(world, value=50)
     run_worker(world.rt.redis)
     [discount] = store_discounts(world)
@@ -308,7 +309,7 @@ def test_a_code_whose_job_was_lost_is_picked_up_by_the_sweep(world: World):
     """Redis was down when the code was reserved (or the job vanished): the scheduler's sweep finds it."""
     installed_with_welcome(world)
     signup(world)
-    SimpleWorker(["webhooks"], connection=world.rt.redis).work(burst=True)  # reserved and queued ...
+    Worker(["webhooks"], connection=world.rt.redis).work(burst=True)  # reserved and queued ...
     Queue("default", connection=world.rt.redis).empty()  # ... and the job lost
     assert requeue_stranded_codes() == {"issue": 0, "revoke": 0}  # too recent to call stranded
     with world.rt.db.session_scope() as session:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import responses
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import Job
 from rq.rate_limit import RateLimitRegistry
 from rq.registry import ScheduledJobRegistry
@@ -25,6 +25,7 @@ from app.shopify.throttle import ShopBuckets
 from tests.conftest import run_worker
 from tests.helpers import make_shop, make_shop_with_programs, program_of
 from workers import deferral
+from workers.worker import Worker
 
 SHOP = "demo.myshopify.com"
 GRAPHQL_URL = f"https://{SHOP}/admin/api/2026-10/graphql.json"
@@ -64,7 +65,7 @@ def bring_forward(redis, job: Job) -> None:  # type: ignore[no-untyped-def]
 
 
 def run_worker_with_scheduler(redis) -> None:  # type: ignore[no-untyped-def]
-    SimpleWorker(list(QUEUES), connection=redis).work(burst=True, with_scheduler=True)
+    Worker(list(QUEUES), connection=redis).work(burst=True, with_scheduler=True)
 
 
 def test_a_throttled_job_is_deferred_without_spending_its_retries_and_completes_later(rt, db, api, unset_shop):
