@@ -41,19 +41,31 @@ def _alive(pid: int) -> bool:
 
 
 def create_database(url: str) -> None:
-    """Create this run's database (replacing a stale one of the same name) and drop dead runs' ones."""
+    """Create this run's database, replacing a stale one of the same name, after dropping dead runs' ones."""
     name = make_url(url).database
+    drop_dead_databases()
     engine = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
-        existing = connection.execute(
-            text("SELECT datname FROM pg_database WHERE datname LIKE :prefix"), {"prefix": f"{DATABASE_PREFIX}%"}
-        ).scalars()
-        for other in existing:
-            pid = re.fullmatch(rf"{DATABASE_PREFIX}(\d+)", other)
-            if other == name or (pid and not _alive(int(pid.group(1)))):
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{other}" WITH (FORCE)'))
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     engine.dispose()
+
+
+def drop_dead_databases() -> list[str]:
+    """Drop the databases of runs whose process is gone (killed before they could drop their own)."""
+    engine = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
+    dropped = []
+    with engine.connect() as connection:
+        names = connection.execute(
+            text("SELECT datname FROM pg_database WHERE datname LIKE :prefix"), {"prefix": f"{DATABASE_PREFIX}%"}
+        ).scalars().all()
+        for name in names:
+            pid = re.fullmatch(rf"{DATABASE_PREFIX}(\d+)", name)
+            if pid and not _alive(int(pid.group(1))):
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                dropped.append(name)
+    engine.dispose()
+    return dropped
 
 
 def drop_database(url: str) -> None:
