@@ -54,18 +54,21 @@ def create_database(url: str) -> None:
 def drop_dead_databases() -> list[str]:
     """Drop the databases of runs whose process is gone (killed before they could drop their own)."""
     engine = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
-    dropped = []
     with engine.connect() as connection:
         names = connection.execute(
             text("SELECT datname FROM pg_database WHERE datname LIKE :prefix"), {"prefix": f"{DATABASE_PREFIX}%"}
         ).scalars().all()
-        for name in names:
-            pid = re.fullmatch(rf"{DATABASE_PREFIX}(\d+)", name)
-            if pid and not _alive(int(pid.group(1))):
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                dropped.append(name)
+        dead = dead_runs_databases(names)
+        for name in dead:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     engine.dispose()
-    return dropped
+    return dead
+
+
+def dead_runs_databases(names: list[str]) -> list[str]:
+    """The names among ``names`` that belong to runs whose process is gone."""
+    runs = ((name, re.fullmatch(rf"{DATABASE_PREFIX}(\d+)", name)) for name in names)
+    return [name for name, pid in runs if pid and not _alive(int(pid.group(1)))]
 
 
 def drop_database(url: str) -> None:
