@@ -126,3 +126,25 @@ def test_alembic_needs_only_the_database_url():
     assert database_url_from_env({"DATABASE_URL": "postgresql://x/y"}) == "postgresql+psycopg://x/y"
     with pytest.raises(ConfigError, match="DATABASE_URL is required"):
         database_url_from_env({})
+
+
+def test_env_example_describes_production_with_development_commented_out():
+    import re
+
+    from dotenv import dotenv_values
+
+    from app.config import ROOT
+
+    path = ROOT / ".env.example"
+    active = dotenv_values(path)
+    assert active["ONCECODE_ENV"] == "production"
+    blanks = sorted(name for name, value in active.items() if not value)
+    assert blanks == ["SECRET_KEY", "SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "SHOPIFY_API_SECRET_PREVIOUS",
+                      "TOKEN_ENCRYPTION_KEY"]  # the secrets, which only the operator can fill in
+    filled = {**active, "SHOPIFY_API_KEY": "abc123", "SHOPIFY_API_SECRET": "shh", "SECRET_KEY": "s" * 40,
+              "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode()}
+    settings = load_settings(filled)  # every active value is a valid production value
+    assert settings.is_production and settings.store_url("x.myshopify.com") == "https://x.myshopify.com"
+    commented = dict(re.findall(r"^# ([A-Z_]+)=(.*)$", path.read_text(), re.MULTILINE))
+    assert commented["ONCECODE_ENV"] == "development"
+    assert commented["SHOPIFY_STORE_BASE_URL"].startswith("http://127.0.0.1")
