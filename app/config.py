@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
+from limits import parse_many
 
 from app.errors import ConfigError
 
@@ -193,8 +194,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 def rate_limit_problem(value: str) -> str | None:
     """What is wrong with a rate limit string (``"60 per minute"``, ``"10/second;300/hour"``), or None."""
-    from limits import parse_many
-
     example = "must be a rate like '60 per minute' or '10/second;300/hour'"
     try:
         items = parse_many(value)

@@ -2,8 +2,8 @@
 
     .venv/bin/python -m bench.intake.run [--seconds 10] [--connections 16] [--workers 2]
 
-Starts two gunicorn servers on free loopback ports with the Procfile's settings (``app/gunicorn_conf.py``) — the real app
-(``app:create_app()``, on PostgreSQL and Redis) and ``bench.intake.bare`` — warms both up, then drives
+Starts two gunicorn servers on free loopback ports with the Procfile's settings (``app/gunicorn_conf.py``) —
+the real app (``app:create_app()``, on PostgreSQL and Redis) and ``bench.intake.bare`` — warms both up, then drives
 each in turn with the same signed requests and prints requests per second, p50/p99 latency and the
 app/bare ratios. Afterwards it checks that every 200 the app returned left one ``webhook_events`` row
 and one job in the ``webhooks`` queue, and writes the figures to ``bench/results/``. See bench/README.md.
