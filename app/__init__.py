@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 from app import runtime
 from app.config import INSTANCE_DIR, ROOT, Settings, load_settings
 from app.errors import OnceCodeError
+from app.ratelimit import init_rate_limits
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     for blueprint in (auth_bp, webhooks_bp, api_bp, health_bp):
         app.register_blueprint(blueprint)
+    init_rate_limits(app, settings, rt.redis)  # after the blueprints: it exempts some by name
     register_cli(app)
     _register_error_handlers(app)
 

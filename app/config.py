@@ -13,11 +13,13 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
+from limits import parse_many
 
 from app.errors import ConfigError
 
@@ -28,6 +30,8 @@ ENVIRONMENTS = ("production", "development", "test")
 API_VERSION_RE = re.compile(r"^\d{4}-(01|04|07|10)$")
 DEFAULT_SCOPES = "read_customers,write_customers,read_orders,read_discounts,write_discounts"
 DEV_API_KEY = "oncecode-dev-client-id"
+DEFAULT_PUBLIC_RATE_LIMIT = "60 per minute"
+MAX_PROXY_HOPS = 5
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,11 @@ class Settings:
     log_level: str = "INFO"
     # How many of one shop's Admin API jobs may be queued or running at once (rq's RateLimit).
     shop_job_concurrency: int = 2
+    # Requests one client address may make to the public pages (/, /auth, /auth/callback, …), all
+    # together, in Flask-Limiter's notation; see app/ratelimit.py.
+    public_rate_limit: str = DEFAULT_PUBLIC_RATE_LIMIT
+    # Proxies in front of the app that append to X-Forwarded-For; 0 trusts none (the peer address counts).
+    trusted_proxy_hops: int = 0
 
     @property
     def is_production(self) -> bool:
@@ -145,6 +154,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not concurrency.isdigit() or not 1 <= int(concurrency) <= 100:
         problems.append(f"SHOP_JOB_CONCURRENCY must be a whole number from 1 to 100, not {concurrency!r}")
 
+    public_rate_limit = get("PUBLIC_RATE_LIMIT", DEFAULT_PUBLIC_RATE_LIMIT) or ""
+    problem = rate_limit_problem(public_rate_limit)
+    if problem:
+        problems.append(f"PUBLIC_RATE_LIMIT {problem}")
+
+    proxy_hops = get("TRUSTED_PROXY_HOPS", "0") or ""
+    if not (proxy_hops.isascii() and proxy_hops.isdigit()) or int(proxy_hops) > MAX_PROXY_HOPS:
+        problems.append(f"TRUSTED_PROXY_HOPS must be a whole number from 0 to {MAX_PROXY_HOPS} (the proxies in front "
+                        f"of the app that add to X-Forwarded-For), not {proxy_hops!r}")
+
     log_level = (get("LOG_LEVEL", "INFO") or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}")
@@ -168,7 +187,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         webhook_max_bytes=int(max_bytes),
         log_level=log_level,
         shop_job_concurrency=int(concurrency),
+        public_rate_limit=public_rate_limit,
+        trusted_proxy_hops=int(proxy_hops),
     )
+
+
+def rate_limit_problem(value: str) -> str | None:
+    """What is wrong with a rate limit string (``"60 per minute"``, ``"10/second;300/hour"``), or None."""
+    example = "must be a rate like '60 per minute' or '10/second;300/hour'"
+    try:
+        items = parse_many(value)
+    except ValueError:
+        return f"{example}, not {value!r}"
+    if not items or any(item.amount < 1 for item in items):
+        return f"{example} with at least 1 request, not {value!r}"
+    return None
 
 
 def normalise_database_url(url: str) -> str:
@@ -186,17 +219,27 @@ def _dev_secrets() -> dict[str, str]:
     path = INSTANCE_DIR / "dev-secrets.json"
     if path.exists():
         return json.loads(path.read_text())
-    INSTANCE_DIR.mkdir(exist_ok=True)
+    INSTANCE_DIR.mkdir(mode=0o700, exist_ok=True)  # a new instance/ is the owner's alone, too
     values = {
         "SHOPIFY_API_SECRET": secrets.token_hex(16),
         "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
         "SECRET_KEY": secrets.token_urlsafe(48),
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(values, indent=2))
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    write_private_file(path, json.dumps(values, indent=2))
     return values
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only — from the first byte: the file is created
+    with mode 0600 (a chmod after writing leaves a moment, and a crash, with the secret world-readable),
+    under a temporary name, then renamed into place so a reader never sees half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    with suppress(FileNotFoundError):
+        tmp.unlink()  # left by a crash, perhaps with other permissions: never reuse it
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+    tmp.replace(path)
 
 
 def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:

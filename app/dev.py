@@ -25,6 +25,7 @@ COLOURS = {"web": "\033[36m", "worker": "\033[33m", "scheduler": "\033[35m", "de
 RESET = "\033[0m"
 DEVSTORE_PORT = "8001"
 DEMO_SHOP = "demo.myshopify.com"
+GUNICORN_CONF = ROOT / "app" / "gunicorn_conf.py"
 
 
 def migrate(database_url: str) -> None:
@@ -79,8 +80,9 @@ def main() -> int:
     envs = {"devstore": devstore_env(env, settings)}
     python = sys.executable
     processes = {
-        "web": [python, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                "--access-logfile", "-", "app:create_app()"],
+        # The Procfile's settings (app/gunicorn_conf.py), on loopback only.
+        "web": [python, "-m", "gunicorn", "--config", str(GUNICORN_CONF), "--bind", f"127.0.0.1:{port}",
+                "app:create_app()"],
         "worker": [python, "-m", "workers"],
         "scheduler": [python, "-m", "rq.cli", "cron", "workers.cron", "--url", env["REDIS_URL"]]
         if "REDIS_URL" in env else [python, "-m", "rq.cli", "cron", "workers.cron"],

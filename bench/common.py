@@ -34,6 +34,7 @@ from app.db import Database
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/oncecode_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/10"
 RESULTS_DIR = ROOT / "bench" / "results"
+GUNICORN_CONF = ROOT / "app" / "gunicorn_conf.py"
 READY_TIMEOUT = 30.0  # seconds for a server to answer its first request
 STOP_TIMEOUT = 15.0  # seconds for a server to shut down after SIGTERM before it is killed
 
@@ -193,10 +194,13 @@ class Server(Process):
     def __init__(self, name: str, target: str, args: argparse.Namespace, env: dict[str, str], log_path: Path,
                  port: int | None = None) -> None:
         self.port = port or free_port()
-        super().__init__(name, [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
-                                "--workers", str(args.workers), "--worker-class", args.worker_class,
-                                "--threads", str(args.threads), "--timeout", "30", "--log-level", "warning",
-                                *_without_control_socket(), target], env, log_path)
+        # The Procfile's settings (app/gunicorn_conf.py: worker class, timeouts, access log), on loopback,
+        # with the benchmark's number of workers and, when it asks for one, another worker class.
+        argv = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF), "--bind", f"127.0.0.1:{self.port}",
+                "--workers", str(args.workers)]
+        if getattr(args, "worker_class", None):
+            argv += ["--worker-class", args.worker_class, "--threads", str(args.threads)]
+        super().__init__(name, [*argv, "--log-level", "warning", *_without_control_socket(), target], env, log_path)
 
     def wait_ready(self, path: str = "/healthz") -> None:
         """Until ``GET path`` answers (any status: the bare app has no such route), or fail."""
@@ -212,6 +216,13 @@ class Server(Process):
                 raise RuntimeError(f"app {path} answered {status}: {body!r}; see {self.log_path}")
             return
         raise RuntimeError(f"{self.name} server did not answer within {READY_TIMEOUT:.0f} s; see {self.log_path}")
+
+
+def configured_worker_class() -> str:
+    """The worker class the Procfile's gunicorn runs (app/gunicorn_conf.py)."""
+    from app import gunicorn_conf
+
+    return gunicorn_conf.worker_class
 
 
 def _without_control_socket() -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from cryptography.fernet import Fernet
 
@@ -54,6 +56,13 @@ def test_production_names_each_missing_variable(name):
     ("SHOP_JOB_CONCURRENCY", "0", "SHOP_JOB_CONCURRENCY must be"),
     ("SHOP_JOB_CONCURRENCY", "two", "SHOP_JOB_CONCURRENCY must be"),
     ("ONCECODE_ENV", "staging", "ONCECODE_ENV must be one of"),
+    ("PUBLIC_RATE_LIMIT", "lots", "PUBLIC_RATE_LIMIT must be a rate like '60 per minute'"),
+    ("PUBLIC_RATE_LIMIT", "60 per fortnight", "PUBLIC_RATE_LIMIT must be a rate like"),
+    ("PUBLIC_RATE_LIMIT", "0 per minute", "PUBLIC_RATE_LIMIT must be a rate .* with at least 1 request"),
+    ("TRUSTED_PROXY_HOPS", "-1", "TRUSTED_PROXY_HOPS must be a whole number from 0 to 5"),
+    ("TRUSTED_PROXY_HOPS", "one", "TRUSTED_PROXY_HOPS must be a whole number"),
+    ("TRUSTED_PROXY_HOPS", "6", "TRUSTED_PROXY_HOPS must be a whole number"),
+    ("TRUSTED_PROXY_HOPS", "\u00b2", "TRUSTED_PROXY_HOPS must be a whole number"),
 ])
 def test_production_rejects_malformed_values_by_name(name, value, message):
     with pytest.raises(ConfigError, match=message):
@@ -78,6 +87,36 @@ def test_development_needs_nothing_and_points_at_the_embedded_services(monkeypat
     assert (tmp_path / "dev-secrets.json").stat().st_mode & 0o077 == 0
 
 
+def test_rate_limit_and_proxy_settings_have_safe_defaults_and_can_be_set():
+    settings = load_settings(PRODUCTION)
+    assert settings.public_rate_limit == "60 per minute" and settings.trusted_proxy_hops == 0
+    tuned = load_settings({**PRODUCTION, "PUBLIC_RATE_LIMIT": "10/second;300/hour", "TRUSTED_PROXY_HOPS": "2"})
+    assert tuned.public_rate_limit == "10/second;300/hour" and tuned.trusted_proxy_hops == 2
+
+
+def test_development_secrets_are_created_owner_only_from_the_first_byte(monkeypatch, tmp_path):
+    """Created with mode 0600 by os.open itself: a chmod after writing would leave the file readable
+    by others for a moment (and for good after a crash). Checked with umask 0, which hides nothing."""
+    opened: list[tuple[str, int, int]] = []
+    real_open = os.open
+
+    def recording_open(path, flags, mode=0o777, *args, **kwargs):  # type: ignore[no-untyped-def]
+        opened.append((str(path), flags, mode))
+        return real_open(path, flags, mode, *args, **kwargs)
+
+    monkeypatch.setattr("app.config.INSTANCE_DIR", tmp_path)
+    monkeypatch.setattr(os, "open", recording_open)
+    previous = os.umask(0)
+    try:
+        load_settings({"ONCECODE_ENV": "development"})
+    finally:
+        os.umask(previous)
+    created = [(path, mode) for path, flags, mode in opened if flags & os.O_CREAT and "dev-secrets" in path]
+    assert created and all(mode == 0o600 for _, mode in created)
+    assert (tmp_path / "dev-secrets.json").stat().st_mode & 0o777 == 0o600
+    assert not list(tmp_path.glob("*.tmp"))
+
+
 def test_store_base_url_points_the_app_at_a_local_store():
     settings = load_settings({**PRODUCTION, "SHOPIFY_STORE_BASE_URL": "http://127.0.0.1:8001/stores/{shop}"})
     assert settings.store_url("demo.myshopify.com") == "http://127.0.0.1:8001/stores/demo.myshopify.com"
@@ -87,3 +126,25 @@ def test_alembic_needs_only_the_database_url():
     assert database_url_from_env({"DATABASE_URL": "postgresql://x/y"}) == "postgresql+psycopg://x/y"
     with pytest.raises(ConfigError, match="DATABASE_URL is required"):
         database_url_from_env({})
+
+
+def test_env_example_describes_production_with_development_commented_out():
+    import re
+
+    from dotenv import dotenv_values
+
+    from app.config import ROOT
+
+    path = ROOT / ".env.example"
+    active = dotenv_values(path)
+    assert active["ONCECODE_ENV"] == "production"
+    blanks = sorted(name for name, value in active.items() if not value)
+    assert blanks == ["SECRET_KEY", "SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "SHOPIFY_API_SECRET_PREVIOUS",
+                      "TOKEN_ENCRYPTION_KEY"]  # the secrets, which only the operator can fill in
+    filled = {**active, "SHOPIFY_API_KEY": "abc123", "SHOPIFY_API_SECRET": "shh", "SECRET_KEY": "s" * 40,
+              "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode()}
+    settings = load_settings(filled)  # every active value is a valid production value
+    assert settings.is_production and settings.store_url("x.myshopify.com") == "https://x.myshopify.com"
+    commented = dict(re.findall(r"^# ([A-Z_]+)=(.*)$", path.read_text(), re.MULTILINE))
+    assert commented["ONCECODE_ENV"] == "development"
+    assert commented["SHOPIFY_STORE_BASE_URL"].startswith("http://127.0.0.1")

@@ -2,8 +2,8 @@
 
     .venv/bin/python -m bench.intake.run [--seconds 10] [--connections 16] [--workers 2]
 
-Starts two gunicorn servers on free loopback ports with identical settings — the real app
-(``app:create_app()``, on PostgreSQL and Redis) and ``bench.intake.bare`` — warms both up, then drives
+Starts two gunicorn servers on free loopback ports with the Procfile's settings (``app/gunicorn_conf.py``) —
+the real app (``app:create_app()``, on PostgreSQL and Redis) and ``bench.intake.bare`` — warms both up, then drives
 each in turn with the same signed requests and prints requests per second, p50/p99 latency and the
 app/bare ratios. Afterwards it checks that every 200 the app returned left one ``webhook_events`` row
 and one job in the ``webhooks`` queue, and writes the figures to ``bench/results/``. See bench/README.md.
@@ -36,6 +36,7 @@ from bench.common import (
     Server,
     add_service_options,
     check_service_options,
+    configured_worker_class,
     services,
     uninterrupted,
 )
@@ -48,9 +49,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per target (default 2)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent client connections (default 16)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per server (default 2)")
+    parser.add_argument("--worker-class", choices=("gevent", "gthread", "sync"), default=None,
+                        help="gunicorn worker class for both servers (default: the Procfile's, from "
+                             "app/gunicorn_conf.py)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="threads per worker: 1 runs gunicorn's sync workers, as the Procfile does (default); "
-                             "more runs gthread workers. Both servers get the same.")
+                        help="threads per worker, with --worker-class gthread (default 1)")
     parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="the app's LOG_LEVEL (default WARNING: no per-request log line)")
     add_service_options(parser)
@@ -59,7 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--seconds must be in (0, 600] and --warmup in [0, 60]")
     if not (1 <= args.connections <= 256 and 1 <= args.workers <= 32 and 1 <= args.threads <= 64):
         parser.error("--connections must be in [1, 256], --workers in [1, 32] and --threads in [1, 64]")
-    args.worker_class = "sync" if args.threads == 1 else "gthread"
+    if args.threads > 1 and args.worker_class != "gthread":
+        parser.error("--threads needs --worker-class gthread")
     check_service_options(parser, args)
     return args
 
@@ -126,6 +130,11 @@ def app_environment(args: argparse.Namespace, api_secret: str, token_key: str) -
     return env
 
 
+def worker_class(args: argparse.Namespace) -> str:
+    """The worker class both servers run: the one asked for, else the Procfile's."""
+    return args.worker_class or configured_worker_class()
+
+
 # --- report -------------------------------------------------------------------------------------
 
 
@@ -166,8 +175,9 @@ def measure(args: argparse.Namespace, requests: WebhookRequests, env: dict[str, 
             servers.append(Server(name, target, args, env, RESULTS_DIR / f"intake-{stamp}-{name}.log"))
         for server in servers:
             server.wait_ready()
-        print(f"servers: {', '.join(f'{s.name} on :{s.port}' for s in servers)} (gunicorn --workers {args.workers} "
-              f"--worker-class {args.worker_class} --threads {args.threads}); {args.connections} connections, "
+        print(f"servers: {', '.join(f'{s.name} on :{s.port}' for s in servers)} (gunicorn --config "
+              f"app/gunicorn_conf.py --workers {args.workers} --worker-class {worker_class(args)} "
+              f"--threads {args.threads}); {args.connections} connections, "
               f"{args.warmup:g} s warm-up + {args.seconds:g} s each", flush=True)
 
         for server in servers:
@@ -207,7 +217,7 @@ def report(args: argparse.Namespace, requests: WebhookRequests, machine: dict[st
     out.write_text(json.dumps({
         "benchmark": "intake", "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "settings": {"seconds": args.seconds, "warmup": args.warmup, "connections": args.connections,
-                     "workers": args.workers, "worker_class": args.worker_class,
+                     "workers": args.workers, "worker_class": worker_class(args),
                      "threads": args.threads, "log_level": args.log_level,
                      "body_bytes": len(requests.body), "database": args.database.render_as_string(),
                      "redis": args.redis_url},

@@ -131,7 +131,7 @@ class World:
 def start(args: argparse.Namespace, stamp: str) -> World:
     store_port = free_port()
     store_url = f"http://127.0.0.1:{store_port}"
-    web_args = argparse.Namespace(workers=args.web_workers, worker_class="sync", threads=1)
+    web_args = argparse.Namespace(workers=args.web_workers, worker_class=None, threads=1)  # the Procfile's class
     log = RESULTS_DIR / f"issuance-{stamp}"
     processes: list[Process] = []
     try:
