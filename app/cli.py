@@ -326,7 +326,14 @@ def register_cli(app: Flask) -> None:
             enqueue_issuance(rt().redis, shop_id)
         click.echo(f"code {code_id} {'reserved' if new else 'exists already'}: {row.code} ({status})")
         if wait > 0:
-            _wait_for_code(shop_id, code_id, status, wait)
+            status = _wait_for_code(shop_id, code_id, status, wait)
+            if status == "failed":
+                # A script waiting for the code must not take a failure for success.
+                raise click.ClickException(f"code {code_id} was not issued; `flask codes retry {domain} {code_id}` "
+                                           "issues it again once the cause is fixed")
+            if status in ("reserved", "created"):
+                raise click.ClickException(f"code {code_id} is still {status} after {wait:g} s: is a worker "
+                                           f"running? (`flask codes show {domain} {code_id}` tells later)")
 
     @codes.command("revoke")
     @click.argument("domain")
@@ -389,13 +396,22 @@ def register_cli(app: Flask) -> None:
     @reconcile.command("status")
     @click.argument("domain")
     def reconcile_status(domain: str) -> None:
-        """How far catch-up has read the shop's orders, and when it runs next."""
+        """How far catch-up has read the shop's orders, when it runs next, and its recent runs."""
         with rt().db.session_scope() as session:
             shop = _shop_or_fail(session, domain)
             cursor = session.get(ReconcileCursor, shop.id)
             state = job_status(rt().redis, catch_up_job_id(shop.id))
             shown = catch_up.status_json(cursor, state.value if state is not None else None)
+        runs = shown.pop("recent_runs")
         _echo_table([["", ""]] + [[key, _cell(value)] for key, value in shown.items()])
+        click.echo("")
+        if not runs:
+            click.echo("no catch-up run has finished yet")
+            return
+        # Every recent run, not only the last: an order the scheduler recovered stays in sight.
+        _echo_table([["RUN FINISHED (UTC)", "PAGES", "ORDERS READ", "RECOVERED"]] + [
+            [_moment(run["completed_at"]), str(run["pages"]), str(run["orders"]), str(run["recovered"])]
+            for run in runs])
 
     @reconcile.command("now")
     @click.argument("domain")
@@ -436,6 +452,10 @@ def _cell(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{key} {_cell(item)}" for key, item in value.items()) or "-"
     return str(value)
+
+
+def _moment(iso: str | None) -> str:
+    return "-" if iso is None else iso[:19].replace("T", " ")
 
 
 def _money(amounts: dict[str, str]) -> str:
@@ -531,8 +551,8 @@ def _code_or_fail(session: Session, shop: Shop, which: str) -> IssuedCode:
     raise click.ClickException(f"{shop.domain} has no code {which!r}; `flask codes list {shop.domain}` shows them")
 
 
-def _wait_for_code(shop_id: int, code_id: int, status: str, seconds: float) -> None:
-    """Print each status the code goes through until it settles or ``seconds`` pass."""
+def _wait_for_code(shop_id: int, code_id: int, status: str, seconds: float) -> str:
+    """Print each status the code goes through until it settles or ``seconds`` pass; the last one seen."""
     deadline = time.monotonic() + seconds
     while status in ("reserved", "created") and time.monotonic() < deadline:
         time.sleep(0.25)
@@ -541,5 +561,4 @@ def _wait_for_code(shop_id: int, code_id: int, status: str, seconds: float) -> N
             if row.status != status:
                 status = row.status
                 click.echo(f"  {status}" + (f": {row.last_error}" if row.last_error else ""))
-    if status in ("reserved", "created"):
-        click.echo(f"  still {status} after {seconds:g} s: is a worker running? (`flask codes show` tells later)")
+    return status
