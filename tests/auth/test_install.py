@@ -261,6 +261,14 @@ def test_callback_stores_the_encrypted_token_and_queues_setup(client, db, redis,
     assert job.args == (shop.id,)  # an id, never a token, goes through the queue
 
 
+def test_the_installed_page_opens_the_app_in_the_shopify_admin(client, db, token_endpoint):
+    state = begin(client)
+    response = client.get("/auth/callback", query_string=callback_params(state))
+    assert response.status_code == 200
+    assert (f'<a class="button" href="https://{SHOP}/admin/apps/{API_KEY}">Open OnceCode in your admin</a>'
+            in response.text)
+
+
 def test_callback_cannot_be_replayed(client, db, token_endpoint):
     state = begin(client)
     params = callback_params(state)
