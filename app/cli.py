@@ -458,8 +458,10 @@ def _moment(iso: str | None) -> str:
     return "-" if iso is None else iso[:19].replace("T", " ")
 
 
-def _money(amounts: dict[str, str]) -> str:
-    return ", ".join(f"{amount} {currency}" for currency, amount in amounts.items()) or "0"
+def _money(amounts: dict[str, str], currency: str | None) -> str:
+    """Amounts with their currency codes; nothing is zero in the store's currency (``-`` before any order)."""
+    shown = ", ".join(f"{amount} {code}" for code, amount in amounts.items())
+    return shown or (f"0.00 {currency}" if currency else "-")
 
 
 def _count(number: int, noun: str) -> str:
@@ -483,6 +485,10 @@ def _duration(seconds: float | None) -> str:
 
 def _echo_metrics(domain: str, report: dict[str, Any], daily: bool) -> None:
     totals = report["totals"]
+
+    def money(amounts: dict[str, str]) -> str:
+        return _money(amounts, report["currency"])
+
     click.echo(f"{domain}, {report['from']} to {report['to']} ({report['time_zone']})\n")
     aov = totals["average_order_value"]
     _echo_table([
@@ -492,24 +498,24 @@ def _echo_metrics(domain: str, report: dict[str, Any], daily: bool) -> None:
         ["redemption rate", f"{_rate(totals['redemption_rate'])} ({totals['redeemed_of_issued']} of the issued)"],
         ["median time to redemption", _duration(totals["median_seconds_to_redemption"])],
         ["orders with our codes", str(totals["orders_with_codes"])],
-        ["revenue of those orders", _money(totals["revenue"])],
-        ["discount given", _money(totals["discount_given"])],
-        ["average order, with codes", _money(aov["with_codes"])],
+        ["revenue of those orders", money(totals["revenue"])],
+        ["discount given", money(totals["discount_given"])],
+        ["average order, with codes", money(aov["with_codes"])],
         ["average order, without",
-         f"{_money(aov['without_codes'])} ({_count(totals['orders_without_codes'], 'order')})"],
+         f"{money(aov['without_codes'])} ({_count(totals['orders_without_codes'], 'order')})"],
         ["referral conversions", str(totals["referral_conversions"])],
         ["anomalies (code used twice)", str(totals["anomalies"])],
     ])
     click.echo("")
     _echo_table([["PROGRAM", "ISSUED", "REDEEMED", "RATE", "MEDIAN", "ORDERS", "REVENUE", "DISCOUNT"]] + [
         [p["name"], str(p["codes_issued"]), str(p["codes_redeemed"]), _rate(p["redemption_rate"]),
-         _duration(p["median_seconds_to_redemption"]), str(p["orders_with_codes"]), _money(p["revenue"]),
-         _money(p["discount_given"])] for p in report["programs"]])
+         _duration(p["median_seconds_to_redemption"]), str(p["orders_with_codes"]), money(p["revenue"]),
+         money(p["discount_given"])] for p in report["programs"]])
     if daily:
         click.echo("")
         _echo_table([["DAY", "ISSUED", "REDEEMED", "ORDERS", "REVENUE", "DISCOUNT"]] + [
             [d["date"], str(d["codes_issued"]), str(d["codes_redeemed"]), str(d["orders_with_codes"]),
-             _money(d["revenue"]), _money(d["discount_given"])] for d in report["daily"]])
+             money(d["revenue"]), money(d["discount_given"])] for d in report["daily"]])
 
 
 def _catch_up_here(shop_id: int, domain: str) -> None:

@@ -358,3 +358,4 @@ def test_launch_for_an_installed_shop_shows_the_last_30_days(client, db, rt):
     assert page.status_code == 200
     assert "Last 30 days" in page.text and "50.0 %" in page.text
     assert "90.00 USD" in page.text and "10.00 USD" in page.text and "(1 order)" in page.text
+    assert "0.00 USD without" in page.text  # nothing is still money in the store's currency
