@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from app import runtime
 from app.config import INSTANCE_DIR, ROOT, Settings, load_settings
-from app.errors import OnceCodeError
+from app.errors import ConfigError, OnceCodeError
 from app.ratelimit import init_rate_limits
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         from dotenv import load_dotenv
 
         load_dotenv(ROOT / ".env")  # never overrides variables already set
-        settings = load_settings()
+        settings = _cli_settings() if _loaded_by_flask_cli() else load_settings()
     rt = runtime.configure(settings)
 
     app = Flask(__name__, instance_path=str(INSTANCE_DIR))
@@ -58,6 +58,27 @@ def create_app(settings: Settings | None = None) -> Flask:
             session.close()
 
     return app
+
+
+def _loaded_by_flask_cli() -> bool:
+    """Whether ``flask --app app …`` is building this app (its ScriptInfo is on the click context)."""
+    import click
+    from flask.cli import ScriptInfo
+
+    context = click.get_current_context(silent=True)
+    return context is not None and context.find_object(ScriptInfo) is not None
+
+
+def _cli_settings() -> Settings:
+    """The CLI's settings: ``make run``'s in development (without exports), and a one-line error
+    naming what is missing instead of a traceback."""
+    import click
+
+    try:
+        return load_settings(prefer_development=True)
+    except ConfigError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(2) from None
 
 
 def _wants_json() -> bool:

@@ -326,7 +326,14 @@ def register_cli(app: Flask) -> None:
             enqueue_issuance(rt().redis, shop_id)
         click.echo(f"code {code_id} {'reserved' if new else 'exists already'}: {row.code} ({status})")
         if wait > 0:
-            _wait_for_code(shop_id, code_id, status, wait)
+            status = _wait_for_code(shop_id, code_id, status, wait)
+            if status == "failed":
+                # A script waiting for the code must not take a failure for success.
+                raise click.ClickException(f"code {code_id} was not issued; `flask codes retry {domain} {code_id}` "
+                                           "issues it again once the cause is fixed")
+            if status in ("reserved", "created"):
+                raise click.ClickException(f"code {code_id} is still {status} after {wait:g} s: is a worker "
+                                           f"running? (`flask codes show {domain} {code_id}` tells later)")
 
     @codes.command("revoke")
     @click.argument("domain")
@@ -389,13 +396,22 @@ def register_cli(app: Flask) -> None:
     @reconcile.command("status")
     @click.argument("domain")
     def reconcile_status(domain: str) -> None:
-        """How far catch-up has read the shop's orders, and when it runs next."""
+        """How far catch-up has read the shop's orders, when it runs next, and its recent runs."""
         with rt().db.session_scope() as session:
             shop = _shop_or_fail(session, domain)
             cursor = session.get(ReconcileCursor, shop.id)
             state = job_status(rt().redis, catch_up_job_id(shop.id))
             shown = catch_up.status_json(cursor, state.value if state is not None else None)
+        runs = shown.pop("recent_runs")
         _echo_table([["", ""]] + [[key, _cell(value)] for key, value in shown.items()])
+        click.echo("")
+        if not runs:
+            click.echo("no catch-up run has finished yet")
+            return
+        # Every recent run, not only the last: an order the scheduler recovered stays in sight.
+        _echo_table([["RUN FINISHED (UTC)", "PAGES", "ORDERS READ", "RECOVERED"]] + [
+            [_moment(run["completed_at"]), str(run["pages"]), str(run["orders"]), str(run["recovered"])]
+            for run in runs])
 
     @reconcile.command("now")
     @click.argument("domain")
@@ -438,8 +454,14 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _money(amounts: dict[str, str]) -> str:
-    return ", ".join(f"{amount} {currency}" for currency, amount in amounts.items()) or "0"
+def _moment(iso: str | None) -> str:
+    return "-" if iso is None else iso[:19].replace("T", " ")
+
+
+def _money(amounts: dict[str, str], currency: str | None) -> str:
+    """Amounts with their currency codes; nothing is zero in the store's currency (``-`` before any order)."""
+    shown = ", ".join(f"{amount} {code}" for code, amount in amounts.items())
+    return shown or (f"0.00 {currency}" if currency else "-")
 
 
 def _count(number: int, noun: str) -> str:
@@ -463,6 +485,10 @@ def _duration(seconds: float | None) -> str:
 
 def _echo_metrics(domain: str, report: dict[str, Any], daily: bool) -> None:
     totals = report["totals"]
+
+    def money(amounts: dict[str, str]) -> str:
+        return _money(amounts, report["currency"])
+
     click.echo(f"{domain}, {report['from']} to {report['to']} ({report['time_zone']})\n")
     aov = totals["average_order_value"]
     _echo_table([
@@ -472,24 +498,24 @@ def _echo_metrics(domain: str, report: dict[str, Any], daily: bool) -> None:
         ["redemption rate", f"{_rate(totals['redemption_rate'])} ({totals['redeemed_of_issued']} of the issued)"],
         ["median time to redemption", _duration(totals["median_seconds_to_redemption"])],
         ["orders with our codes", str(totals["orders_with_codes"])],
-        ["revenue of those orders", _money(totals["revenue"])],
-        ["discount given", _money(totals["discount_given"])],
-        ["average order, with codes", _money(aov["with_codes"])],
+        ["revenue of those orders", money(totals["revenue"])],
+        ["discount given", money(totals["discount_given"])],
+        ["average order, with codes", money(aov["with_codes"])],
         ["average order, without",
-         f"{_money(aov['without_codes'])} ({_count(totals['orders_without_codes'], 'order')})"],
+         f"{money(aov['without_codes'])} ({_count(totals['orders_without_codes'], 'order')})"],
         ["referral conversions", str(totals["referral_conversions"])],
         ["anomalies (code used twice)", str(totals["anomalies"])],
     ])
     click.echo("")
     _echo_table([["PROGRAM", "ISSUED", "REDEEMED", "RATE", "MEDIAN", "ORDERS", "REVENUE", "DISCOUNT"]] + [
         [p["name"], str(p["codes_issued"]), str(p["codes_redeemed"]), _rate(p["redemption_rate"]),
-         _duration(p["median_seconds_to_redemption"]), str(p["orders_with_codes"]), _money(p["revenue"]),
-         _money(p["discount_given"])] for p in report["programs"]])
+         _duration(p["median_seconds_to_redemption"]), str(p["orders_with_codes"]), money(p["revenue"]),
+         money(p["discount_given"])] for p in report["programs"]])
     if daily:
         click.echo("")
         _echo_table([["DAY", "ISSUED", "REDEEMED", "ORDERS", "REVENUE", "DISCOUNT"]] + [
             [d["date"], str(d["codes_issued"]), str(d["codes_redeemed"]), str(d["orders_with_codes"]),
-             _money(d["revenue"]), _money(d["discount_given"])] for d in report["daily"]])
+             money(d["revenue"]), money(d["discount_given"])] for d in report["daily"]])
 
 
 def _catch_up_here(shop_id: int, domain: str) -> None:
@@ -531,8 +557,8 @@ def _code_or_fail(session: Session, shop: Shop, which: str) -> IssuedCode:
     raise click.ClickException(f"{shop.domain} has no code {which!r}; `flask codes list {shop.domain}` shows them")
 
 
-def _wait_for_code(shop_id: int, code_id: int, status: str, seconds: float) -> None:
-    """Print each status the code goes through until it settles or ``seconds`` pass."""
+def _wait_for_code(shop_id: int, code_id: int, status: str, seconds: float) -> str:
+    """Print each status the code goes through until it settles or ``seconds`` pass; the last one seen."""
     deadline = time.monotonic() + seconds
     while status in ("reserved", "created") and time.monotonic() < deadline:
         time.sleep(0.25)
@@ -541,5 +567,4 @@ def _wait_for_code(shop_id: int, code_id: int, status: str, seconds: float) -> N
             if row.status != status:
                 status = row.status
                 click.echo(f"  {status}" + (f": {row.last_error}" if row.last_error else ""))
-    if status in ("reserved", "created"):
-        click.echo(f"  still {status} after {seconds:g} s: is a worker running? (`flask codes show` tells later)")
+    return status

@@ -32,6 +32,15 @@ DEFAULT_SCOPES = "read_customers,write_customers,read_orders,read_discounts,writ
 DEV_API_KEY = "oncecode-dev-client-id"
 DEFAULT_PUBLIC_RATE_LIMIT = "60 per minute"
 MAX_PROXY_HOPS = 5
+DEVSTORE_PORT = "8001"
+# What `make run` resolved for its processes, kept where the CLI finds it (see ``remember_development``).
+DEVELOPMENT_FILE = "development.env"
+# Every variable ``load_settings`` reads: the ones ``make run`` passes on to the CLI through that file.
+SETTING_NAMES = ("ONCECODE_ENV", "SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "SHOPIFY_API_SECRET_PREVIOUS",
+                 "SHOPIFY_SCOPES", "SHOPIFY_API_VERSION", "APP_URL", "DATABASE_URL", "REDIS_URL",
+                 "TOKEN_ENCRYPTION_KEY", "SECRET_KEY", "SHOPIFY_STORE_BASE_URL", "WEBHOOK_MAX_BYTES",
+                 "SHOP_JOB_CONCURRENCY", "LOG_LEVEL", "DEVSTORE_PORT", "PUBLIC_RATE_LIMIT",
+                 "TRUSTED_PROXY_HOPS")
 
 
 @dataclass(frozen=True)
@@ -74,19 +83,45 @@ class Settings:
         """The base URL of one store (``https://{shop}`` in production). The one place store URLs start."""
         return self.shopify_store_base_url.format(shop=shop).rstrip("/")
 
+    @property
+    def stores_are_shopify(self) -> bool:
+        """Whether store URLs lead to Shopify itself (not devstore or another local stand-in)."""
+        return self.shopify_store_base_url == "https://{shop}"
+
+    def admin_url(self, shop: str) -> str:
+        """Where a merchant opens the app: Shopify's admin page for it, or, for a local store (devstore has
+        no admin pages), the store's own page."""
+        if self.stores_are_shopify:
+            return f"{self.store_url(shop)}/admin/apps/{self.shopify_api_key}"
+        return self.store_url(shop)
+
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build and validate the settings from ``environ`` (default: the process environment)."""
-    env = dict(os.environ if environ is None else environ)
-    problems: list[str] = []
+def load_settings(environ: Mapping[str, str] | None = None, *, prefer_development: bool = False,
+                  read_development_file: bool = True) -> Settings:
+    """Build and validate the settings from ``environ`` (default: the process environment).
 
-    mode = env.get("ONCECODE_ENV", "production").strip().lower()
+    In development, what ``make run`` resolved (``instance/development.env``) fills in what ``environ``
+    leaves unset, so the CLI talks to the same database and stores as the running app. Without
+    ``ONCECODE_ENV`` the app is production (a server must never fall back to development), except that
+    ``prefer_development`` (the CLI's choice) picks development when ``make run`` has left that file.
+    ``make run`` itself passes ``read_development_file=False``: its settings come from its environment
+    alone, never from the last run's file.
+    """
+    env = {name: value for name, value in (os.environ if environ is None else environ).items() if value.strip()}
+    problems: list[str] = []
+    remembered = development_settings() if read_development_file else {}
+    chosen = env.get("ONCECODE_ENV", "").strip().lower()
+    if not chosen and prefer_development and remembered:
+        chosen = "development"
+    mode = chosen or "production"
     if mode not in ENVIRONMENTS:
         raise ConfigError(f"ONCECODE_ENV must be one of {', '.join(ENVIRONMENTS)}, not {mode!r}")
     production = mode == "production"
+    if mode == "development":
+        env = {**remembered, **env}
     dev_secrets = None if production else _dev_secrets()
 
     def get(name: str, default: str | None = None) -> str | None:
@@ -142,7 +177,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if production and secret_key and len(secret_key) < 32:
         problems.append("SECRET_KEY must be at least 32 characters")
 
-    store_base = get("SHOPIFY_STORE_BASE_URL", "https://{shop}") or ""
+    # Nothing in development reaches the real Shopify: its stores are devstore's unless told otherwise.
+    local_stores = f"http://127.0.0.1:{env.get('DEVSTORE_PORT', DEVSTORE_PORT)}/stores/{{shop}}"
+    store_base = get("SHOPIFY_STORE_BASE_URL", "https://{shop}" if production else local_stores) or ""
     if "{shop}" not in store_base or urlsplit(store_base.replace("{shop}", "x")).scheme not in ("http", "https"):
         problems.append(f"SHOPIFY_STORE_BASE_URL must be an http(s) URL containing {{shop}}, not {store_base!r}")
 
@@ -168,6 +205,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}")
 
+    if problems and production and not chosen:
+        raise ConfigError(_unchosen_production(problems))
     if problems:
         raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
 
@@ -202,6 +241,54 @@ def rate_limit_problem(value: str) -> str | None:
     if not items or any(item.amount < 1 for item in items):
         return f"{example} with at least 1 request, not {value!r}"
     return None
+
+
+def _unchosen_production(problems: list[str]) -> str:
+    """One line for the commonest first mistake: no ONCECODE_ENV at all, so production, half-configured."""
+    required = " is required in production"
+    missing = [p.removesuffix(required) for p in problems if p.endswith(required)]
+    others = [p for p in problems if not p.endswith(required)]
+    line = "ONCECODE_ENV is not set, so OnceCode runs as production"
+    if missing:
+        line += f", which needs {', '.join(missing)}"
+    if others:
+        line += f" ({'; '.join(others)})"
+    return (line + ": set ONCECODE_ENV=development for the local setup (what `make run` uses), or set those "
+            "for production (see .env.example)")
+
+
+def development_settings() -> dict[str, str]:
+    """What ``make run`` last resolved for its processes (empty when it never ran here)."""
+    from dotenv import dotenv_values
+
+    path = INSTANCE_DIR / DEVELOPMENT_FILE
+    if not path.exists():
+        return {}
+    values = dotenv_values(path, interpolate=False)
+    return {name: value for name, value in values.items() if name in SETTING_NAMES and value}
+
+
+def remember_development(settings: Settings, environ: Mapping[str, str]) -> Path:
+    """Keep ``make run``'s settings in ``instance/development.env`` for the CLI in another terminal.
+
+    The file holds what the processes were given (so a ``PORT``, ``DEVSTORE_PORT`` or ``DATABASE_URL``
+    chosen for ``make run`` holds for the CLI too) and the URLs they resolved; it is rewritten on every
+    start. Written with mode 0600 from the start: it may carry secrets set in the environment.
+    """
+    values = {name: environ[name].strip() for name in SETTING_NAMES if environ.get(name, "").strip()}
+    values.update(ONCECODE_ENV="development", APP_URL=settings.app_url,
+                  SHOPIFY_STORE_BASE_URL=settings.shopify_store_base_url)
+    INSTANCE_DIR.mkdir(mode=0o700, exist_ok=True)
+    path = INSTANCE_DIR / DEVELOPMENT_FILE
+    lines = [f"{name}={_quoted(value)}\n" for name, value in sorted(values.items())]
+    write_private_file(path, "# Written by `make run` (app/dev.py) on every start; `flask --app app` reads it "
+                       "in development.\n" + "".join(lines))
+    return path
+
+
+def _quoted(value: str) -> str:
+    """A dotenv value read back verbatim: single quotes, so no ``${...}`` expansion."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def normalise_database_url(url: str) -> str:

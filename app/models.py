@@ -283,6 +283,9 @@ class ReconcileCursor(Base):
     last_orders: Mapped[int] = mapped_column(Integer, default=0)  # orders read by the last whole walk
     last_recovered: Mapped[int] = mapped_column(Integer, default=0)  # of them, first recorded by catch-up
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The last few whole walks, newest first (``catch_up.RECENT_RUNS`` at most; None before the first):
+    # a scheduled run that recovered an order stays visible after a later run that found nothing.
+    recent_runs: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
 
 class WebhookEvent(Base):

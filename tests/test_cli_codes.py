@@ -56,6 +56,20 @@ def test_issue_by_hand_waits_and_shows_progress(cli, world: World):
     assert "reserved" in again.output and "exists already" in same.output
 
 
+def test_issue_by_hand_waiting_for_a_code_that_fails_exits_non_zero(cli, world: World):
+    with Workers(world):  # the store refuses a code locked to a customer it does not have
+        issued = cli.invoke(args=["codes", "issue", SHOP, "welcome", "987654321", "--wait", "20"])
+    assert issued.exit_code != 0, issued.output
+    assert "  failed: " in issued.output and "was not issued" in issued.output
+    assert f"flask codes retry {SHOP} 1" in issued.output
+
+
+def test_issue_by_hand_waiting_in_vain_exits_non_zero(cli, world: World):
+    customer = signed_up(world)
+    issued = cli.invoke(args=["codes", "issue", SHOP, "welcome", str(customer["id"]), "--wait", "0.5"])
+    assert issued.exit_code != 0 and "still reserved after 0.5 s: is a worker running?" in issued.output
+
+
 def test_revoke_and_retry(cli, world: World):
     signed_up(world)
     revoked = cli.invoke(args=["codes", "revoke", SHOP, "1"])

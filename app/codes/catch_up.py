@@ -36,6 +36,7 @@ PAGE_SIZE = 50
 OVERLAP = timedelta(minutes=5)
 DEFAULT_INTERVAL_MINUTES = 15
 MAX_INTERVAL_MINUTES = 1440
+RECENT_RUNS = 10  # whole walks kept on the cursor for `reconcile status` and the API
 
 
 @dataclass
@@ -92,13 +93,10 @@ def search_query(since: datetime) -> str:
 
 def status_json(cursor: ReconcileCursor | None, job_state: str | None = None) -> dict[str, Any]:
     """The cursor as the API and the CLI show it: how far catch-up has read, what it is doing now."""
-    def at(moment: datetime | None) -> str | None:
-        return moment.isoformat() if moment is not None else None
-
     if cursor is None:
         return {"interval_minutes": DEFAULT_INTERVAL_MINUTES, "read_up_to": None, "next_run_at": None,
                 "walk": None, "last_completed_at": None, "last_orders": 0, "last_recovered": 0,
-                "last_error": None, "job": job_state}
+                "last_error": None, "job": job_state, "recent_runs": []}
     walk = None
     if cursor.walk_since is not None:
         walk = {"since": at(cursor.walk_since), "started_at": at(cursor.walk_started_at),
@@ -106,7 +104,11 @@ def status_json(cursor: ReconcileCursor | None, job_state: str | None = None) ->
     return {"interval_minutes": cursor.interval_minutes, "read_up_to": at(cursor.updated_since),
             "next_run_at": at(cursor.next_run_at), "walk": walk, "last_completed_at": at(cursor.last_completed_at),
             "last_orders": cursor.last_orders, "last_recovered": cursor.last_recovered,
-            "last_error": cursor.last_error, "job": job_state}
+            "last_error": cursor.last_error, "job": job_state, "recent_runs": list(cursor.recent_runs or [])}
+
+
+def at(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 class CatchUp:
@@ -184,6 +186,10 @@ class CatchUp:
             cursor.updated_since = cursor.walk_newest
         cursor.last_completed_at = utcnow()
         cursor.last_orders, cursor.last_recovered = cursor.walk_orders, cursor.walk_recovered
+        run = {"started_at": at(cursor.walk_started_at), "completed_at": at(cursor.last_completed_at),
+               "pages": cursor.walk_pages, "orders": cursor.walk_orders, "recovered": cursor.walk_recovered}
+        # A new list, not an append: SQLAlchemy sees a JSON column change only when it is assigned.
+        cursor.recent_runs = [run, *(cursor.recent_runs or [])][:RECENT_RUNS]
         cursor.last_error = None
         cursor.walk_since = cursor.walk_after = cursor.walk_newest = cursor.walk_started_at = None
         cursor.walk_pages = cursor.walk_orders = cursor.walk_recovered = 0

@@ -154,9 +154,15 @@ def _as_date(value: Any) -> date:
 
 
 def _seconds(dialect: str) -> ColumnElement[float]:
+    """Seconds from issue to redemption, never below zero.
+
+    Shopify gives the time paid in whole seconds while the issue time has microseconds, so a code
+    used within the second it was issued would come out a fraction of a second "before" its issue.
+    """
     if dialect == "postgresql":
-        return func.extract("epoch", IssuedCode.redeemed_at - IssuedCode.issued_at)
-    return (func.julianday(IssuedCode.redeemed_at) - func.julianday(IssuedCode.issued_at)) * 86400.0
+        return func.greatest(0.0, func.extract("epoch", IssuedCode.redeemed_at - IssuedCode.issued_at))
+    # SQLite's max() with two arguments is the scalar maximum, like greatest().
+    return func.max(0.0, (func.julianday(IssuedCode.redeemed_at) - func.julianday(IssuedCode.issued_at)) * 86400.0)
 
 
 def shop_metrics(session: Session, shop_id: int, period: Period, program_id: int | None = None,
@@ -243,7 +249,7 @@ def shop_metrics(session: Session, shop_id: int, period: Period, program_id: int
 
     result: dict[str, Any] = {
         "from": period.first.isoformat(), "to": period.last.isoformat(), "time_zone": period.zone,
-        "program_id": program_id,
+        "program_id": program_id, "currency": shop_currency(session, shop_id),
         "totals": {**total.json(medians.get(None)),
                    "average_order_value": {"with_codes": _average(sums[True], counts[True]),
                                            "without_codes": _average(sums[False], counts[False])},
@@ -256,6 +262,13 @@ def shop_metrics(session: Session, shop_id: int, period: Period, program_id: int
     if daily:
         result["daily"] = [{"date": day.isoformat(), **_daily(days[day])} for day in period.days()]
     return result
+
+
+def shop_currency(session: Session, shop_id: int) -> str | None:
+    """The store's currency as its latest paid order gives it (None before the first order): what a
+    zero amount is shown in, where the range itself has no money to name one."""
+    return session.scalar(select(PaidOrder.currency).where(PaidOrder.shop_id == shop_id)
+                          .order_by(PaidOrder.paid_at.desc()).limit(1))
 
 
 def _daily(tally: Tally) -> dict[str, Any]:
@@ -277,6 +290,6 @@ def _medians(session: Session, dialect: str, in_range: tuple[Any, ...]) -> dict[
             if value is not None}
     values: dict[int | None, list[float]] = defaultdict(list)
     for program, value in session.execute(select(IssuedCode.program_id, seconds).where(*in_range)):
-        values[program].append(max(0.0, float(value)))
-        values[None].append(max(0.0, float(value)))
+        values[program].append(float(value))
+        values[None].append(float(value))
     return {key: round(statistics.median(found), 1) for key, found in values.items()}

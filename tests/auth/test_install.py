@@ -261,6 +261,14 @@ def test_callback_stores_the_encrypted_token_and_queues_setup(client, db, redis,
     assert job.args == (shop.id,)  # an id, never a token, goes through the queue
 
 
+def test_the_installed_page_opens_the_app_in_the_shopify_admin(client, db, token_endpoint):
+    state = begin(client)
+    response = client.get("/auth/callback", query_string=callback_params(state))
+    assert response.status_code == 200
+    assert (f'<a class="button" href="https://{SHOP}/admin/apps/{API_KEY}">Open OnceCode in your admin</a>'
+            in response.text)
+
+
 def test_callback_cannot_be_replayed(client, db, token_endpoint):
     state = begin(client)
     params = callback_params(state)
@@ -350,3 +358,4 @@ def test_launch_for_an_installed_shop_shows_the_last_30_days(client, db, rt):
     assert page.status_code == 200
     assert "Last 30 days" in page.text and "50.0 %" in page.text
     assert "90.00 USD" in page.text and "10.00 USD" in page.text and "(1 order)" in page.text
+    assert "0.00 USD without" in page.text  # nothing is still money in the store's currency

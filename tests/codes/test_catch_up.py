@@ -19,7 +19,7 @@ from app.queues import catch_up_job_id, job_status
 from app.shopify import client
 from app.shopify.client import AdminClient, AdminUnavailable
 from tests.conftest import make_settings
-from tests.helpers import issued_code, make_shop, make_shop_with_programs
+from tests.helpers import issued_code, make_shop, make_shop_with_programs, session_token
 from workers.reconcile import schedule_catch_up
 
 URL = "https://demo.myshopify.com/admin/api/2026-10/graphql.json"
@@ -223,3 +223,33 @@ def test_catch_up_keeps_the_stores_time_zone(db, rt, shop, store, answered, kept
     walk_all(walker(rt, shop))
     db.expire_all()
     assert db.get(Shop, shop.id).iana_timezone == kept
+
+
+# --- recent runs ----------------------------------------------------------------------------------
+
+def test_a_run_that_recovered_an_order_stays_in_sight_after_a_later_empty_one(db, rt, shop, store, runner, client):
+    store.orders = [node(1, 1)]
+    walk_all(walker(rt, shop))  # the scheduler's run: the order's webhook never came
+    walk_all(walker(rt, shop))  # the operator's own run a minute later: read again, nothing new
+    runs = catch_up.status_json(cursor(db, shop))["recent_runs"]
+    assert [(run["orders"], run["recovered"], run["pages"]) for run in runs] == [(1, 0, 1), (1, 1, 1)]
+    assert runs[0]["completed_at"] >= runs[1]["completed_at"] and runs[0]["started_at"] is not None
+
+    shown = runner.invoke(args=["reconcile", "status", shop.domain])
+    assert shown.exit_code == 0, shown.output
+    table = shown.output[shown.output.index("RUN FINISHED"):].splitlines()
+    assert [row.split()[-3:] for row in table[1:]] == [["1", "1", "0"], ["1", "1", "1"]]
+
+    body = client.get("/api/reconcile", headers={"Authorization": f"Bearer {session_token(shop.domain)}"}).get_json()
+    assert [run["recovered"] for run in body["recent_runs"]] == [0, 1] and body["last_recovered"] == 0
+
+
+def test_only_the_last_few_runs_are_kept(db, rt, shop, store):
+    for _ in range(catch_up.RECENT_RUNS + 2):
+        walk_all(walker(rt, shop))
+    assert len(cursor(db, shop).recent_runs) == catch_up.RECENT_RUNS
+
+
+def test_status_before_any_run_says_so(runner, shop):
+    shown = runner.invoke(args=["reconcile", "status", shop.domain])
+    assert shown.exit_code == 0 and "no catch-up run has finished yet" in shown.output

@@ -24,6 +24,7 @@ with codes 101 102 103 104 106 → 5, revenue 390.00, discount 42.00, average 78
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 
 import pytest
@@ -216,6 +217,41 @@ def test_the_cli_prints_a_table(runner, shop):
     daily = runner.invoke(args=["metrics", shop.domain, "--from", "2026-11-01", "--to", "2026-11-30", "--daily",
                                 "--program", "welcome"])
     assert daily.exit_code == 0 and "2026-11-07" in daily.output and "Referred friend" not in daily.output
+
+
+def test_the_cli_prints_every_amount_with_its_currency(runner, db, rt, shop):
+    result = runner.invoke(args=["metrics", shop.domain, "--from", "2026-11-01", "--to", "2026-11-30", "--daily"])
+    assert result.exit_code == 0, result.output
+    reward = next(line for line in result.output.splitlines() if line.startswith("Referral reward"))
+    assert reward.split()[-4:] == ["0.00", "USD", "0.00", "USD"]  # a program without orders
+    quiet_day = next(line for line in result.output.splitlines() if line.startswith("2026-11-30"))
+    assert quiet_day.split()[-4:] == ["0.00", "USD", "0.00", "USD"]
+    amounts = re.findall(r"\b\d+\.\d\d\b(?! [A-Z]{3}\b)", result.output)
+    assert amounts == []  # no amount without its currency code
+
+    fresh = make_shop_with_programs(db, rt.cipher, domain="fresh.myshopify.com")
+    before_any_order = runner.invoke(args=["metrics", fresh.domain])
+    assert before_any_order.exit_code == 0
+    assert [line.split()[-1] for line in before_any_order.output.splitlines()
+            if line.startswith("revenue of those orders")] == ["-"]
+
+
+@pytest.mark.parametrize("on_sqlite", [False, True])
+def test_a_code_used_within_its_issue_second_is_redeemed_after_zero_seconds_not_before(db, rt, sqlite_app, on_sqlite):
+    # Shopify's time paid has whole seconds; the issue time has microseconds.
+    if on_sqlite:
+        rt = sqlite_app.extensions["oncecode"]
+        db = rt.db.sessions()
+    shop = make_shop_with_programs(db, rt.cipher, domain="quick.myshopify.com")
+    issued_code(db, shop, "QUICK1", issued_at=datetime(2026, 11, 10, 12, 0, 0, 700000, tzinfo=UTC))
+    reconcile(db, shop.id, PaidOrderFacts.from_webhook(
+        order_payload(301, [("QUICK1", "1.00")], total="20.00", processed_at="2026-11-10T12:00:00Z")), "webhook")
+    db.commit()
+    report = shop_metrics(db, shop.id, NOVEMBER)
+    assert report["totals"]["median_seconds_to_redemption"] == 0.0
+    assert report["programs"][0]["median_seconds_to_redemption"] == 0.0
+    if on_sqlite:
+        db.close()
 
 
 def test_the_cli_explains_a_bad_range(runner, shop):

@@ -6,6 +6,9 @@ Both servers listen on loopback ports; the app reaches devstore only through its
 
 from __future__ import annotations
 
+import re
+
+import requests
 from rq.job import Job
 from sqlalchemy import select
 
@@ -84,3 +87,15 @@ def test_setup_points_an_existing_subscription_at_our_address(world: World):
         ("APP_UNINSTALLED", f"{world.app_url}/webhooks"), ("CUSTOMERS_CREATE", f"{world.app_url}/webhooks"),
         ("ORDERS_PAID", f"{world.app_url}/webhooks")]
     assert "gid://shopify/WebhookSubscription/1" in {s["id"] for s in subscriptions}
+
+
+def test_the_installed_pages_button_opens_the_devstore_store_page(world: World):
+    # devstore has no admin pages: a link to /admin/apps/<client id> there would be a 404.
+    browser = requests.Session()
+    started = browser.get(f"{world.app_url}/auth", params={"shop": SHOP}, allow_redirects=False, timeout=5)
+    installed = browser.get(started.headers["Location"], timeout=10)
+    assert installed.status_code == 200 and "OnceCode is installed" in installed.text
+    [link] = re.findall(r'<a class="button" href="([^"]+)">([^<]+)</a>', installed.text)
+    assert link == (f"{world.store_url}/stores/{SHOP}", f"Open {SHOP} on devstore")
+    store_page = browser.get(link[0], timeout=5)
+    assert store_page.status_code == 200 and SHOP in store_page.text
