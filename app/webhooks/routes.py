@@ -11,6 +11,7 @@ from flask import Blueprint, Request, request
 from app import inbox
 from app.errors import BadRequest
 from app.queues import enqueue_event
+from app.shopify import webhooks as webhook_body
 from app.shopify.verify import valid_shop_domain, verify_webhook
 from app.web import rt
 
@@ -31,6 +32,7 @@ def receive():  # type: ignore[no-untyped-def]
         return "invalid webhook signature\n", 401, {"Content-Type": "text/plain; charset=utf-8"}
 
     delivery = _delivery(request, body)
+    _check_shop(delivery)
     with rt().db.engine.begin() as connection:
         outcome = inbox.record(connection, delivery)
     if outcome is inbox.Outcome.QUEUE:
@@ -40,6 +42,26 @@ def receive():  # type: ignore[no-untyped-def]
         "webhook_id": delivery.webhook_id, "status": outcome.value,
         "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
     return "", 200
+
+
+def _check_shop(delivery: inbox.Delivery) -> None:
+    """A body that names a shop must name the header's: the signature does not cover the headers."""
+    try:
+        payload = webhook_body.parse(delivery.body)
+    except webhook_body.RefusedBody:
+        return  # not a JSON object: recorded as failed by the inbox, never run
+    try:
+        webhook_body.check_shop(delivery.topic, payload, delivery.shop)
+    except webhook_body.RefusedBody as exc:
+        _refuse(delivery, str(exc))
+
+
+def _refuse(delivery: inbox.Delivery, reason: str) -> None:
+    """Answer 400 naming ``reason``; log it with the delivery's headers (never its body)."""
+    log.warning("webhook refused", extra={"shop": delivery.shop, "topic": delivery.topic,
+                                          "event_id": delivery.event_id, "webhook_id": delivery.webhook_id,
+                                          "reason": reason})
+    raise BadRequest(reason)
 
 
 def _delivery(req: Request, body: bytes) -> inbox.Delivery:
