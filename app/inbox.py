@@ -28,6 +28,7 @@ class Outcome(Enum):
     DUPLICATE = "duplicate"  # seen before (retry or second subscription): nothing to do
     IGNORED = "ignored"  # unknown shop or a topic we do not handle: recorded, not run
     MALFORMED = "malformed"  # signed, but not a JSON object: recorded as failed with the reason
+    SHOP_INSTALLED = "shop installed"  # shop/redact for a shop that has the app installed: not recorded
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ class Delivery:
     body: bytes
 
 
-_SHOP_ID = select(Shop.id).where(Shop.domain == bindparam("domain"))
+_SHOP = select(Shop.id, Shop.uninstalled_at.is_(None) & Shop.access_token.is_not(None)).where(
+    Shop.domain == bindparam("domain"))
 
 
 def record(connection: Connection, delivery: Delivery) -> Outcome:
@@ -53,8 +55,12 @@ def record(connection: Connection, delivery: Delivery) -> Outcome:
     status, reason, payload, outcome = "pending", None, delivery.body.decode("utf-8", "replace"), Outcome.QUEUE
     if delivery.topic not in WEBHOOK_JOBS:
         status, reason, payload, outcome = "ignored", f"topic {delivery.topic} is not handled", None, Outcome.IGNORED
-    elif connection.execute(_SHOP_ID, {"domain": delivery.shop}).first() is None:
+    elif (shop := connection.execute(_SHOP, {"domain": delivery.shop}).first()) is None:
         status, reason, payload, outcome = "ignored", "unknown shop", None, Outcome.IGNORED
+    elif delivery.topic == "shop/redact" and shop[1]:
+        # Shopify sends shop/redact 48 h after an uninstall: an installed shop reinstalled since (or the
+        # request is not Shopify's). A recorded one is checked again by its job: the shop may reinstall first.
+        return Outcome.SHOP_INSTALLED
     else:
         try:
             parsed = json.loads(delivery.body)

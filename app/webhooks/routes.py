@@ -35,6 +35,11 @@ def receive():  # type: ignore[no-untyped-def]
     _check_shop(delivery)
     with rt().db.engine.begin() as connection:
         outcome = inbox.record(connection, delivery)
+    if outcome is inbox.Outcome.SHOP_INSTALLED:
+        log.warning("shop/redact not recorded: the shop has OnceCode installed", extra={
+            "shop": delivery.shop, "topic": delivery.topic, "event_id": delivery.event_id,
+            "webhook_id": delivery.webhook_id, "status": outcome.value})
+        return "", 200
     if outcome is inbox.Outcome.QUEUE:
         enqueue_event(rt().redis, delivery.event_id, delivery.topic, delivery.shop)
     log.info("webhook received", extra={

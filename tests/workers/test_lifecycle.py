@@ -233,13 +233,44 @@ def test_shop_redact_erases_everything_for_that_shop_only(client, db, rt, redis)
     assert count(db, WebhookEvent, WebhookEvent.shop_domain == OTHER) == 1
 
 
-def test_shop_redact_sent_before_a_reinstall_is_ignored(client, db, rt, redis):
-    shop = make_shop(db, rt.cipher)
-    stale = (shop.installed_at - timedelta(days=2)).isoformat()
-    post_webhook(client, "shop/redact", SHOP, {"shop_id": 1, "shop_domain": SHOP},
-                 **{"X-Shopify-Triggered-At": stale})
+def test_shop_redact_for_an_installed_shop_is_answered_and_not_recorded(client, db, rt, redis, caplog):
+    import logging
+
+    shop = make_shop(db, rt.cipher)  # reinstalled since it uninstalled: Shopify's redact is for the old install
+    add_customer_with_code(db, shop, 111, "W-AAAA")
+    caplog.set_level(logging.INFO)
+    response = post_webhook(client, "shop/redact", SHOP, {"shop_id": 1, "shop_domain": SHOP})
+    assert response.status_code == 200
+    assert count(db, WebhookEvent) == 0 and Queue("webhooks", connection=redis).job_ids == []
     run_worker(redis)
-    assert count(db, Shop) == 1
+    assert count(db, Shop) == 1 and count(db, Customer) == 1 and count(db, IssuedCode) == 1
+    [record] = [r for r in caplog.records if r.getMessage().startswith("shop/redact not recorded")]
+    assert record.levelno == logging.WARNING and record.shop == SHOP
+
+
+def test_shop_redact_for_a_shop_that_reinstalled_before_the_job_ran_erases_nothing(client, db, rt, redis, caplog):
+    import logging
+
+    from app import lifecycle
+    from app.shopify.oauth import TokenGrant
+
+    shop = make_shop(db, rt.cipher, installed=False)
+    add_customer_with_code(db, shop, 111, "W-AAAA")
+    event_id = str(uuid.uuid4())
+    assert post_webhook(client, "shop/redact", SHOP, {"shop_id": 1, "shop_domain": SHOP},
+                        event_id=event_id).status_code == 200
+    # The merchant reinstalls while the redact waits in the queue.
+    grant = TokenGrant("shpat_again", ("read_customers",), utcnow() + timedelta(hours=1), "shprt_again", None)
+    lifecycle.install(db, SHOP, grant, "2026-10", rt.cipher)
+    db.commit()
+    caplog.set_level(logging.INFO)
+    run_worker(redis)
+
+    assert count(db, Shop) == 1 and count(db, Customer) == 1 and count(db, IssuedCode) == 1
+    event = db.scalar(select(WebhookEvent).where(WebhookEvent.event_id == event_id))
+    assert (event.status, event.last_error, event.payload) == ("ignored", lifecycle.SHOP_STILL_INSTALLED, None)
+    [record] = [r for r in caplog.records if r.getMessage() == "shop/redact refused: the shop is installed"]
+    assert record.levelno == logging.WARNING and record.shop == SHOP and record.event_id == event_id
 
 
 # --- failures ---------------------------------------------------------------------------------
