@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
+from typing import NoReturn
 
 from flask import Blueprint, Request, request
 
@@ -32,36 +33,28 @@ def receive():  # type: ignore[no-untyped-def]
         return "invalid webhook signature\n", 401, {"Content-Type": "text/plain; charset=utf-8"}
 
     delivery = _delivery(request, body)
-    _check_shop(delivery)
-    with rt().db.engine.begin() as connection:
-        outcome = inbox.record(connection, delivery)
-    if outcome is inbox.Outcome.SHOP_INSTALLED:
-        log.warning("shop/redact not recorded: the shop has OnceCode installed", extra={
-            "shop": delivery.shop, "topic": delivery.topic, "event_id": delivery.event_id,
-            "webhook_id": delivery.webhook_id, "status": outcome.value})
-        return "", 200
-    if outcome is inbox.Outcome.QUEUE:
-        enqueue_event(rt().redis, delivery.event_id, delivery.topic, delivery.shop)
-    log.info("webhook received", extra={
-        "shop": delivery.shop, "topic": delivery.topic, "event_id": delivery.event_id,
-        "webhook_id": delivery.webhook_id, "status": outcome.value,
-        "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
-    return "", 200
-
-
-def _check_shop(delivery: inbox.Delivery) -> None:
-    """A body that names a shop must name the header's: the signature does not cover the headers."""
     try:
-        payload = webhook_body.parse(delivery.body)
-    except webhook_body.RefusedBody:
-        return  # not a JSON object: recorded as failed by the inbox, never run
-    try:
+        payload = webhook_body.parse(body)
         webhook_body.check_shop(delivery.topic, payload, delivery.shop)
     except webhook_body.RefusedBody as exc:
         _refuse(delivery, str(exc))
+    with rt().db.engine.begin() as connection:
+        outcome = inbox.record(connection, delivery)
+    if outcome is inbox.Outcome.QUEUE:
+        enqueue_event(rt().redis, delivery.event_id, delivery.topic, delivery.shop)
+    context = {"shop": delivery.shop, "topic": delivery.topic, "event_id": delivery.event_id,
+               "webhook_id": delivery.webhook_id, "status": outcome.value,
+               "duration_ms": round((time.perf_counter() - started) * 1000, 2)}
+    if outcome is inbox.Outcome.SHOP_INSTALLED:
+        log.warning("shop/redact not recorded: the shop has OnceCode installed", extra=context)
+    elif outcome in (inbox.Outcome.TOPIC_NOT_HANDLED, inbox.Outcome.UNKNOWN_SHOP):
+        log.info("webhook not recorded: " + outcome.value, extra=context)
+    else:
+        log.info("webhook received", extra=context)
+    return "", 200
 
 
-def _refuse(delivery: inbox.Delivery, reason: str) -> None:
+def _refuse(delivery: inbox.Delivery, reason: str) -> NoReturn:
     """Answer 400 naming ``reason``; log it with the delivery's headers (never its body)."""
     log.warning("webhook refused", extra={"shop": delivery.shop, "topic": delivery.topic,
                                           "event_id": delivery.event_id, "webhook_id": delivery.webhook_id,

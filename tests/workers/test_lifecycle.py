@@ -226,10 +226,9 @@ def test_shop_redact_erases_everything_for_that_shop_only(client, db, rt, redis)
     assert count(db, Customer, Customer.shop_id == other_id) == 2
     assert count(db, IssuedCode, IssuedCode.shop_id == other_id) == 1
     remaining = db.scalars(select(WebhookEvent).where(WebhookEvent.shop_domain == SHOP)).all()
-    # Only the redact events themselves remain (the first processed, the repeat ignored: the shop is
-    # unknown by then), with no body: the de-duplication record, nothing about the shop's customers.
-    assert [(e.topic, e.status, e.payload) for e in remaining] == [("shop/redact", "processed", None),
-                                                                  ("shop/redact", "ignored", None)]
+    # Only the redact event itself remains, with no body: the de-duplication record, nothing about the
+    # shop's customers. The repeat was not recorded: the shop is unknown by then.
+    assert [(e.topic, e.status, e.payload) for e in remaining] == [("shop/redact", "processed", None)]
     assert count(db, WebhookEvent, WebhookEvent.shop_domain == OTHER) == 1
 
 
@@ -313,10 +312,13 @@ def test_a_transient_failure_is_retried_by_rq(client, db, rt, redis, monkeypatch
 
 
 @pytest.mark.parametrize("topic", ["customers/redact", "customers/data_request", "shop/redact"])
-def test_compliance_topics_for_an_unknown_shop_are_answered(client, db, redis, topic):
-    response = post_webhook(client, topic, "gone.myshopify.com", redact_payload("gone.myshopify.com", 1))
+def test_compliance_topics_for_an_unknown_shop_are_answered_and_not_recorded(client, db, redis, topic):
+    # Nothing to erase or report: never installed, or erased by shop/redact already.
+    payload = data_request_payload("gone.myshopify.com", 1) if topic == "customers/data_request" else \
+        redact_payload("gone.myshopify.com", 1)
+    response = post_webhook(client, topic, "gone.myshopify.com", payload)
     assert response.status_code == 200
-    assert db.scalar(select(WebhookEvent.status)) == "ignored"
+    assert count(db, WebhookEvent) == 0 and Queue("webhooks", connection=redis).job_ids == []
 
 
 def test_events_retry_runs_a_failed_event_again(client, db, rt, redis, runner):
