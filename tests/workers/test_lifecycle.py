@@ -276,12 +276,12 @@ def test_shop_redact_for_a_shop_that_reinstalled_before_the_job_ran_erases_nothi
 
 def test_a_permanent_failure_is_recorded_and_visible(client, db, rt, redis, runner):
     make_shop(db, rt.cipher)
-    post_webhook(client, "customers/redact", SHOP, {"shop_domain": SHOP})  # no customer: cannot be run
+    post_webhook(client, "orders/paid", SHOP, {"id": 1001})  # no totals: cannot be reconciled
     run_worker(redis)
     [event] = db.scalars(select(WebhookEvent)).all()
-    assert event.status == "failed" and event.attempts == 1 and "KeyError" in event.last_error
+    assert event.status == "failed" and event.attempts == 1 and "has no total_price" in event.last_error
     listed = runner.invoke(args=["events", "list", "--status", "failed"])
-    assert event.event_id in listed.output and "KeyError" in listed.output
+    assert event.event_id in listed.output and "has no total_price" in listed.output
 
 
 def test_a_transient_failure_is_retried_by_rq(client, db, rt, redis, monkeypatch):
