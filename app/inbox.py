@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from redis import Redis
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from app.db import insert_ignoring_conflict, utcnow
@@ -103,3 +103,31 @@ def requeue_unfinished_setups(session: Session, redis: Redis) -> int:
             Shop.setup_completed_at.is_(None), Shop.installed_at < cutoff)
     ).all()
     return sum(enqueue_setup(redis, shop_id, installed_at) for shop_id, installed_at in shops)
+
+
+# --- retention ------------------------------------------------------------------------------------
+
+HANDLED_STATUSES = ("processed", "ignored")
+FAILED_STATUSES = ("failed",)
+RETENTION_BATCH = 1000
+
+
+def delete_old_events(session: Session, statuses: tuple[str, ...], received_before: datetime,
+                      limit: int = RETENTION_BATCH) -> int:
+    """Delete at most ``limit`` events in ``statuses`` received before ``received_before``; how many went.
+
+    The one inbox statement not scoped by shop, on purpose: retention is by age and status alone, it
+    reads nothing out and returns only a count, and going shop by shop would miss the events of shops
+    already erased (a ``shop/redact`` keeps its own record). ``limit`` keeps each statement (and the
+    locks it holds) short; rows another transaction holds (a redaction) are skipped, not waited on.
+    Pending events are never in ``statuses``: whatever the inbox still has to do stays.
+    """
+    if "pending" in statuses:
+        raise ValueError("pending events are never deleted")
+    batch = (select(WebhookEvent.id)
+             .where(WebhookEvent.status.in_(statuses), WebhookEvent.received_at < received_before)
+             .order_by(WebhookEvent.received_at).limit(limit).with_for_update(skip_locked=True))
+    result = session.execute(delete(WebhookEvent).where(WebhookEvent.id.in_(batch.scalar_subquery()),
+                                                        WebhookEvent.status.in_(statuses))
+                             .execution_options(synchronize_session=False))
+    return result.rowcount  # type: ignore[attr-defined,no-any-return]
