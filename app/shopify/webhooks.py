@@ -20,6 +20,9 @@ MAX_ID = 2**63 - 1
 _DIGITS = re.compile(r"[0-9]{1,19}")
 # Lone UTF-16 surrogates (from escapes such as "\ud800") cannot be encoded as UTF-8 anywhere downstream.
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Strict UTF-8 decoding and strict JSON let a NUL or a surrogate into a parsed string only through a
+# \u escape, so the body's strings are walked only when its text holds one that could be such.
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
 # The topics whose body names the shop, and where. ``app/uninstalled`` is the Shop resource:
 # ``myshopify_domain`` is the shop's myshopify name; ``domain`` is its *primary* domain, often the
@@ -58,7 +61,8 @@ def parse(body: bytes) -> dict[str, Any]:
         raise RefusedBody(f"body is not JSON: {_short(str(exc))}") from None
     if not isinstance(payload, dict):
         raise RefusedBody(f"body is not a JSON object (it is {_kind(payload)})")
-    _check_strings(payload)
+    if _SUSPECT_ESCAPE.search(text):
+        _check_strings(payload)
     return payload
 
 

@@ -171,6 +171,17 @@ def test_ids_up_to_64_bits_are_taken(client, db, known_shop, payload, customer_i
     assert len(inbox(db)) == 2
 
 
+@pytest.mark.parametrize("body", [
+    b'{"id": 1, "first_name": "\\ud83d\\ude00"}',  # an escaped surrogate pair: one emoji
+    b'{"id": 1, "note": "\\\\u0000"}',  # an escaped backslash, then the text u0000: no NUL
+    b'{"id": 1, "note": "\\u0026 \\u00e9"}',  # escapes Shopify's JSON does use
+    '{"id": 1, "first_name": "J\u00f6rg \U0001f600"}'.encode(),  # raw UTF-8
+])
+def test_escapes_that_make_no_nul_or_lone_surrogate_are_taken(client, db, known_shop, body):
+    assert post_webhook(client, "customers/create", SHOP, body).status_code == 200
+    assert len(inbox(db)) == 2
+
+
 def test_a_63_character_shop_name_is_a_shop(client, db, rt, redis):
     longest = "a" * 63 + ".myshopify.com"
     make_shop(db, rt.cipher, domain=longest)
