@@ -61,7 +61,7 @@ class Settings:
     shopify_api_secret_previous: str | None = field(default=None, repr=False)
     webhook_max_bytes: int = 4 * 1024 * 1024
     # Days the webhook inbox keeps handled (processed or ignored) events, and failed ones, counted from
-    # receipt; a scheduled job deletes older ones (workers.maintenance.delete_old_events).
+    # receipt; a scheduled job deletes older ones (workers.retention.delete_old_events).
     webhook_retention_days: int = 7
     webhook_failed_retention_days: int = 30
     log_level: str = "INFO"

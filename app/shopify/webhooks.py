@@ -24,11 +24,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # \u escape, so the body's strings are walked only when its text holds one that could be such.
 _SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
-# The topics whose body names the shop, and where. ``app/uninstalled`` is the Shop resource:
-# ``myshopify_domain`` is the shop's myshopify name; ``domain`` is its *primary* domain, often the
-# merchant's own (``www.example.com``), so it only says something when it is a myshopify name and
-# ``myshopify_domain`` is absent (Shopify's sample payload has it null).
-_COMPLIANCE_SHOP_FIELD = "shop_domain"
+# Privacy topics Shopify sends to every app (subscribed in shopify.app.toml only); each names its shop.
 COMPLIANCE_TOPICS = frozenset({"customers/data_request", "customers/redact", "shop/redact"})
 
 # The ids each handled topic's job reads: (path, required). A path ending in "[]" is a list of ids.
@@ -82,16 +78,18 @@ def check_ids(topic: str, payload: Mapping[str, Any]) -> None:
 
 
 def _named_shops(topic: str, payload: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The body's fields that name a shop, with their values."""
     if topic in COMPLIANCE_TOPICS:
-        # Shopify always sends shop_domain on these; a body without it names no shop we could check.
-        return [(_COMPLIANCE_SHOP_FIELD, payload.get(_COMPLIANCE_SHOP_FIELD))]
+        # Shopify always sends shop_domain on these: a body without it names no shop that could be checked.
+        return [("shop_domain", payload.get("shop_domain"))]
     if topic == "app/uninstalled":
+        # The Shop resource. myshopify_domain is the shop's myshopify name; domain is its *primary*
+        # domain, often the merchant's own (www.example.com), so it says something only when it is a
+        # myshopify name and myshopify_domain is absent (Shopify's sample payload has it null).
         if payload.get("myshopify_domain") is not None:
             return [("myshopify_domain", payload["myshopify_domain"])]
         domain = payload.get("domain")
         if isinstance(domain, str) and domain.strip().lower().endswith(".myshopify.com"):
-            return [("domain", domain)]
-        if domain is not None and not isinstance(domain, str):
             return [("domain", domain)]
     return []
 
