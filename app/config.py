@@ -32,6 +32,7 @@ DEFAULT_SCOPES = "read_customers,write_customers,read_orders,read_discounts,writ
 DEV_API_KEY = "oncecode-dev-client-id"
 DEFAULT_PUBLIC_RATE_LIMIT = "60 per minute"
 MAX_PROXY_HOPS = 5
+MAX_RETENTION_DAYS = 3650
 DEVSTORE_PORT = "8001"
 # What `make run` resolved for its processes, kept where the CLI finds it (see ``remember_development``).
 DEVELOPMENT_FILE = "development.env"
@@ -40,7 +41,7 @@ SETTING_NAMES = ("ONCECODE_ENV", "SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "SHOPI
                  "SHOPIFY_SCOPES", "SHOPIFY_API_VERSION", "APP_URL", "DATABASE_URL", "REDIS_URL",
                  "TOKEN_ENCRYPTION_KEY", "SECRET_KEY", "SHOPIFY_STORE_BASE_URL", "WEBHOOK_MAX_BYTES",
                  "SHOP_JOB_CONCURRENCY", "LOG_LEVEL", "DEVSTORE_PORT", "PUBLIC_RATE_LIMIT",
-                 "TRUSTED_PROXY_HOPS")
+                 "TRUSTED_PROXY_HOPS", "WEBHOOK_RETENTION_DAYS", "WEBHOOK_FAILED_RETENTION_DAYS")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,10 @@ class Settings:
     # The secret before a rotation: webhooks signed with it stay valid until Shopify switches over.
     shopify_api_secret_previous: str | None = field(default=None, repr=False)
     webhook_max_bytes: int = 4 * 1024 * 1024
+    # Days the webhook inbox keeps handled (processed or ignored) events, and failed ones, counted from
+    # receipt; a scheduled job deletes older ones (workers.retention.delete_old_events).
+    webhook_retention_days: int = 7
+    webhook_failed_retention_days: int = 30
     log_level: str = "INFO"
     # How many of one shop's Admin API jobs may be queued or running at once (rq's RateLimit).
     shop_job_concurrency: int = 2
@@ -187,6 +192,14 @@ def load_settings(environ: Mapping[str, str] | None = None, *, prefer_developmen
     if not max_bytes.isdigit() or int(max_bytes) < 1024:
         problems.append(f"WEBHOOK_MAX_BYTES must be a whole number of bytes >= 1024, not {max_bytes!r}")
 
+    retention: dict[str, int] = {}
+    for name, default in (("WEBHOOK_RETENTION_DAYS", "7"), ("WEBHOOK_FAILED_RETENTION_DAYS", "30")):
+        days = get(name, default) or ""
+        if not (days.isascii() and days.isdigit()) or not 1 <= int(days) <= MAX_RETENTION_DAYS:
+            problems.append(f"{name} must be a whole number of days from 1 to {MAX_RETENTION_DAYS}, not {days!r}")
+        else:
+            retention[name] = int(days)
+
     concurrency = get("SHOP_JOB_CONCURRENCY", "2") or ""
     if not concurrency.isdigit() or not 1 <= int(concurrency) <= 100:
         problems.append(f"SHOP_JOB_CONCURRENCY must be a whole number from 1 to 100, not {concurrency!r}")
@@ -224,6 +237,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, prefer_developmen
         secret_key=secret_key,
         shopify_store_base_url=store_base,
         webhook_max_bytes=int(max_bytes),
+        webhook_retention_days=retention["WEBHOOK_RETENTION_DAYS"],
+        webhook_failed_retention_days=retention["WEBHOOK_FAILED_RETENTION_DAYS"],
         log_level=log_level,
         shop_job_concurrency=int(concurrency),
         public_rate_limit=public_rate_limit,

@@ -184,11 +184,22 @@ def _mentions_customer(event: WebhookEvent, customer_id: int) -> bool:
     return isinstance(subject, dict) and str(subject.get("id")) == str(customer_id)
 
 
-def redact_shop(session: Session, domain: str, triggered_at: datetime | None, keep_event_id: str) -> str:
-    """``shop/redact`` (48 h after uninstall): erase everything we hold for the shop."""
-    shop = shop_by_domain(session, domain)
-    if shop is not None and shop.is_installed and triggered_at is not None and shop.installed_at > triggered_at:
-        return "stale: the shop reinstalled after this request"
+SHOP_STILL_INSTALLED = "the shop has OnceCode installed: nothing erased"
+
+
+def redact_shop(session: Session, domain: str, keep_event_id: str) -> str:
+    """``shop/redact`` (48 h after uninstall): erase everything we hold for the shop.
+
+    Never for a shop that has the app installed now (it reinstalled since it uninstalled, or the
+    request is not Shopify's): that returns ``SHOP_STILL_INSTALLED`` and erases nothing. The shop row
+    is locked first, so an install running at the same moment either waits for the erasure to commit
+    (and starts afresh) or has committed and is seen here.
+    """
+    shop = session.scalars(select(Shop).where(Shop.domain == domain).with_for_update()).one_or_none()
+    if shop is not None and shop.is_installed:
+        log.warning("shop/redact refused: the shop is installed", extra={"shop": domain, "event_id": keep_event_id,
+                                                                          "reason": SHOP_STILL_INSTALLED})
+        return SHOP_STILL_INSTALLED
     if shop is not None:
         session.delete(shop)  # programs, customers, codes and data requests go with it
     session.execute(delete(WebhookEvent).where(WebhookEvent.shop_domain == domain,

@@ -23,6 +23,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import JOB_ID_PATTERN, Job, JobStatus
 
 from app import runtime
+from app.shopify.webhooks import COMPLIANCE_TOPICS
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,7 @@ WEBHOOK_JOBS = {
     "orders/paid": "workers.webhooks.handle_orders_paid",
     "shop/redact": "workers.webhooks.handle_shop_redact",
 }
-# These can only be subscribed in shopify.app.toml; the rest we register per shop at install.
-COMPLIANCE_TOPICS = frozenset({"customers/data_request", "customers/redact", "shop/redact"})
+# COMPLIANCE_TOPICS can only be subscribed in shopify.app.toml; the rest we register per shop at install.
 SUBSCRIBED_TOPICS = tuple(t for t in WEBHOOK_JOBS if t not in COMPLIANCE_TOPICS)
 
 # Back-off for transient failures (seconds): about 2 h in all, then the event is marked failed.

@@ -4,8 +4,10 @@ from rq import cron
 
 from workers.maintenance import requeue_stranded_codes, requeue_stranded_events
 from workers.reconcile import expire_codes, schedule_catch_up
+from workers.retention import delete_old_events
 
 cron.register(requeue_stranded_events, queue_name="maintenance", interval=60, job_timeout=300)
 cron.register(requeue_stranded_codes, queue_name="maintenance", interval=60, job_timeout=300)
 cron.register(schedule_catch_up, queue_name="maintenance", interval=60, job_timeout=300)
 cron.register(expire_codes, queue_name="maintenance", interval=300, job_timeout=600)
+cron.register(delete_old_events, queue_name="maintenance", interval=3600, job_timeout=1800)

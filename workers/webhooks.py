@@ -88,7 +88,12 @@ def handle_customers_redact(event_id: str) -> str:
 
 
 def handle_shop_redact(event_id: str) -> str:
+    """Erase the shop's data, unless it has the app installed again: checked here, when it runs, since
+    the shop may have reinstalled between the delivery and now."""
     def handle(session: Session, rt: Runtime, event: WebhookEvent, payload: dict[str, Any]) -> str:
-        return lifecycle.redact_shop(session, event.shop_domain, event.triggered_at, keep_event_id=event.event_id)
+        outcome = lifecycle.redact_shop(session, event.shop_domain, keep_event_id=event.event_id)
+        if outcome == lifecycle.SHOP_STILL_INSTALLED:
+            event.status, event.last_error = "ignored", outcome
+        return outcome
 
     return run_event(event_id, handle)

@@ -194,14 +194,18 @@ def _name(value: Any, order_id: int) -> str:
     return str(value)[:64] if value else f"#{order_id}"
 
 
+# Money columns are NUMERIC(14, 2): an amount from 10^12 up could not be stored (no shop's order is that big).
+MAX_AMOUNT = Decimal(10) ** 12
+
+
 def _amount(value: Any, what: str) -> Decimal:
     try:
         amount = Decimal(str(value))
+        if amount.is_finite() and abs(amount) < MAX_AMOUNT:
+            return amount.quantize(Decimal("0.01"))
     except (InvalidOperation, ValueError):
-        raise InvalidOrder(f"{what} is not an amount: {value!r}") from None
-    if not amount.is_finite():
-        raise InvalidOrder(f"{what} is not an amount: {value!r}")
-    return amount.quantize(Decimal("0.01"))
+        pass
+    raise InvalidOrder(f"{what} is not an amount: {str(value)[:40]!r}")
 
 
 def _currency(value: Any, what: str) -> str:

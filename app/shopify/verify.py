@@ -20,8 +20,12 @@ import jwt
 import shopify
 from shopify import session_token
 
-# https://shopify.dev/docs/apps/build/security/app-security-checks/weak-shop-validation
-SHOP_DOMAIN_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9-]*\.myshopify\.com")
+# Shopify's own anchored pattern, ``^[a-zA-Z0-9][a-zA-Z0-9-]*\.myshopify\.com$``
+# (https://shopify.dev/docs/apps/build/security/app-security-checks/weak-shop-validation), with its
+# unbounded ``*`` bounded: the shop's name is one DNS label under myshopify.com, so at most 63
+# characters (RFC 1035 §2.3.4, RFC 1123 §2.1). Shopify documents no shorter limit; a longer "shop"
+# can be no store of Shopify's, and without the bound a header of any length reached the database.
+SHOP_DOMAIN_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9-]{0,62}\.myshopify\.com")
 
 # Callback timestamps: Shopify documents no window. Five minutes back covers a slow approve page,
 # one minute forward covers clock skew; anything else is a replay or a broken clock.

@@ -134,6 +134,8 @@ def test_query_hmac_previous_secret_accepted_when_passed():
     ("demo.myshopify.com", "demo.myshopify.com"),
     ("Demo-Shop.myshopify.com", "demo-shop.myshopify.com"),
     ("shop2.myshopify.com", "shop2.myshopify.com"),
+    ("a" * 63 + ".myshopify.com", "a" * 63 + ".myshopify.com"),  # a DNS label's 63 characters
+    ("1.myshopify.com", "1.myshopify.com"),
 ])
 def test_valid_shop_domain(value, expected):
     assert valid_shop_domain(value) == expected
@@ -154,6 +156,10 @@ HOSTILE_SHOPS = [
     "demo.myshopifyXcom",
     "https://demo.myshopify.com",
     "admin.shopify.com/store/demo",
+    "a" * 64 + ".myshopify.com",  # longer than a DNS label
+    "a" * 10_000 + ".myshopify.com",
+    "démo.myshopify.com",
+    "demo.shop.myshopify.com",
 ]
 
 

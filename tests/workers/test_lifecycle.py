@@ -226,32 +226,62 @@ def test_shop_redact_erases_everything_for_that_shop_only(client, db, rt, redis)
     assert count(db, Customer, Customer.shop_id == other_id) == 2
     assert count(db, IssuedCode, IssuedCode.shop_id == other_id) == 1
     remaining = db.scalars(select(WebhookEvent).where(WebhookEvent.shop_domain == SHOP)).all()
-    # Only the redact events themselves remain (the first processed, the repeat ignored: the shop is
-    # unknown by then), with no body: the de-duplication record, nothing about the shop's customers.
-    assert [(e.topic, e.status, e.payload) for e in remaining] == [("shop/redact", "processed", None),
-                                                                  ("shop/redact", "ignored", None)]
+    # Only the redact event itself remains, with no body: the de-duplication record, nothing about the
+    # shop's customers. The repeat was not recorded: the shop is unknown by then.
+    assert [(e.topic, e.status, e.payload) for e in remaining] == [("shop/redact", "processed", None)]
     assert count(db, WebhookEvent, WebhookEvent.shop_domain == OTHER) == 1
 
 
-def test_shop_redact_sent_before_a_reinstall_is_ignored(client, db, rt, redis):
-    shop = make_shop(db, rt.cipher)
-    stale = (shop.installed_at - timedelta(days=2)).isoformat()
-    post_webhook(client, "shop/redact", SHOP, {"shop_id": 1, "shop_domain": SHOP},
-                 **{"X-Shopify-Triggered-At": stale})
+def test_shop_redact_for_an_installed_shop_is_answered_and_not_recorded(client, db, rt, redis, caplog):
+    import logging
+
+    shop = make_shop(db, rt.cipher)  # reinstalled since it uninstalled: Shopify's redact is for the old install
+    add_customer_with_code(db, shop, 111, "W-AAAA")
+    caplog.set_level(logging.INFO)
+    response = post_webhook(client, "shop/redact", SHOP, {"shop_id": 1, "shop_domain": SHOP})
+    assert response.status_code == 200
+    assert count(db, WebhookEvent) == 0 and Queue("webhooks", connection=redis).job_ids == []
     run_worker(redis)
-    assert count(db, Shop) == 1
+    assert count(db, Shop) == 1 and count(db, Customer) == 1 and count(db, IssuedCode) == 1
+    [record] = [r for r in caplog.records if r.getMessage().startswith("shop/redact not recorded")]
+    assert record.levelno == logging.WARNING and record.shop == SHOP
+
+
+def test_shop_redact_for_a_shop_that_reinstalled_before_the_job_ran_erases_nothing(client, db, rt, redis, caplog):
+    import logging
+
+    from app import lifecycle
+    from app.shopify.oauth import TokenGrant
+
+    shop = make_shop(db, rt.cipher, installed=False)
+    add_customer_with_code(db, shop, 111, "W-AAAA")
+    event_id = str(uuid.uuid4())
+    assert post_webhook(client, "shop/redact", SHOP, {"shop_id": 1, "shop_domain": SHOP},
+                        event_id=event_id).status_code == 200
+    # The merchant reinstalls while the redact waits in the queue.
+    grant = TokenGrant("shpat_again", ("read_customers",), utcnow() + timedelta(hours=1), "shprt_again", None)
+    lifecycle.install(db, SHOP, grant, "2026-10", rt.cipher)
+    db.commit()
+    caplog.set_level(logging.INFO)
+    run_worker(redis)
+
+    assert count(db, Shop) == 1 and count(db, Customer) == 1 and count(db, IssuedCode) == 1
+    event = db.scalar(select(WebhookEvent).where(WebhookEvent.event_id == event_id))
+    assert (event.status, event.last_error, event.payload) == ("ignored", lifecycle.SHOP_STILL_INSTALLED, None)
+    [record] = [r for r in caplog.records if r.getMessage() == "shop/redact refused: the shop is installed"]
+    assert record.levelno == logging.WARNING and record.shop == SHOP and record.event_id == event_id
 
 
 # --- failures ---------------------------------------------------------------------------------
 
 def test_a_permanent_failure_is_recorded_and_visible(client, db, rt, redis, runner):
     make_shop(db, rt.cipher)
-    post_webhook(client, "customers/redact", SHOP, {"shop_domain": SHOP})  # no customer: cannot be run
+    post_webhook(client, "orders/paid", SHOP, {"id": 1001})  # no totals: cannot be reconciled
     run_worker(redis)
     [event] = db.scalars(select(WebhookEvent)).all()
-    assert event.status == "failed" and event.attempts == 1 and "KeyError" in event.last_error
+    assert event.status == "failed" and event.attempts == 1 and "has no total_price" in event.last_error
     listed = runner.invoke(args=["events", "list", "--status", "failed"])
-    assert event.event_id in listed.output and "KeyError" in listed.output
+    assert event.event_id in listed.output and "has no total_price" in listed.output
 
 
 def test_a_transient_failure_is_retried_by_rq(client, db, rt, redis, monkeypatch):
@@ -282,10 +312,13 @@ def test_a_transient_failure_is_retried_by_rq(client, db, rt, redis, monkeypatch
 
 
 @pytest.mark.parametrize("topic", ["customers/redact", "customers/data_request", "shop/redact"])
-def test_compliance_topics_for_an_unknown_shop_are_answered(client, db, redis, topic):
-    response = post_webhook(client, topic, "gone.myshopify.com", redact_payload("gone.myshopify.com", 1))
+def test_compliance_topics_for_an_unknown_shop_are_answered_and_not_recorded(client, db, redis, topic):
+    # Nothing to erase or report: never installed, or erased by shop/redact already.
+    payload = data_request_payload("gone.myshopify.com", 1) if topic == "customers/data_request" else \
+        redact_payload("gone.myshopify.com", 1)
+    response = post_webhook(client, topic, "gone.myshopify.com", payload)
     assert response.status_code == 200
-    assert db.scalar(select(WebhookEvent.status)) == "ignored"
+    assert count(db, WebhookEvent) == 0 and Queue("webhooks", connection=redis).job_ids == []
 
 
 def test_events_retry_runs_a_failed_event_again(client, db, rt, redis, runner):
