@@ -2,6 +2,7 @@
 
 from rq import cron
 
+from workers.cleanup import schedule_store_cleanup
 from workers.maintenance import requeue_stranded_codes, requeue_stranded_events
 from workers.reconcile import expire_codes, schedule_catch_up
 
@@ -9,3 +10,4 @@ cron.register(requeue_stranded_events, queue_name="maintenance", interval=60, jo
 cron.register(requeue_stranded_codes, queue_name="maintenance", interval=60, job_timeout=300)
 cron.register(schedule_catch_up, queue_name="maintenance", interval=60, job_timeout=300)
 cron.register(expire_codes, queue_name="maintenance", interval=300, job_timeout=600)
+cron.register(schedule_store_cleanup, queue_name="maintenance", interval=3600, job_timeout=300)
