@@ -350,7 +350,7 @@ def register_cli(app: Flask) -> None:
                 row = issuance.request_revoke(session, shop.id, _code_or_fail(session, shop, code).id)
             except Conflict as exc:
                 raise click.ClickException(str(exc)) from exc
-            shop_id, code_id, done = shop.id, row.id, row.deactivated_at is not None
+            shop_id, code_id, done = shop.id, row.id, issuance.revoke_done(row)
         if done:
             click.echo(f"code {code_id} was revoked and deactivated already")
         else:
