@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -21,9 +23,9 @@ from app.db import utcnow
 from app.models import IssuedCode, Program
 from app.queues import cleanup_job_id, job_status
 from app.shopify.throttle import ShopBuckets
-from devstore.models import Discount, Job
+from devstore.models import Discount, DiscountCode, Job
+from devstore.state import State
 from tests.conftest import run_worker
-from tests.devstore.factories import make_discount
 from tests.e2e.harness import SHOP, World, installed_with_welcome
 from workers.cleanup import clean_up_store, schedule_store_cleanup
 
@@ -32,26 +34,45 @@ DAY = timedelta(days=1)
 
 @pytest.fixture
 def shop(world: World) -> ShopRef:
+    state = world.store.extensions["devstore"]
+    state.config = replace(state.config, job_seconds=0.2)  # the store's jobs finish before our first poll
     installed_with_welcome(world)
     found = world.shop()
     return ShopRef(found.id, found.domain)
 
 
-def store_code(world: World, shop: ShopRef, code: str, status: str, **columns: Any) -> int:
-    """A code of ours that issuance created on the store: a devstore discount and our row naming it."""
-    discount = make_discount(world.store.extensions["devstore"], code)
+def store_codes(world: World, shop: ShopRef, codes: list[str], status: str, **columns: Any) -> list[int]:
+    """Codes of ours that issuance created on the store: devstore discounts and our rows naming them."""
+    now = utcnow()
+    with world.store.extensions["devstore"].session() as session:
+        discounts = {}
+        for code in codes:
+            discount = Discount(id=State.new_id(), shop=SHOP, kind="basic", title=f"Welcome {code}",
+                                value_type="percentage", value=Decimal("0.1"), starts_at=now - 40 * DAY,
+                                ends_at=columns.get("expires_at"), usage_limit=1, combines_with={})
+            session.add(discount)
+            session.add(DiscountCode(id=State.new_id(), shop=SHOP, discount_id=discount.id, code=code, code_key=code))
+            discounts[code] = discount.id
     with world.rt.db.session_scope() as session:
         program = session.scalars(select(Program).where(Program.shop_id == shop.id, Program.kind == "welcome")).one()
-        row = IssuedCode(shop_id=shop.id, program_id=program.id, code=code, idempotency_key=f"test:{code}",
-                         status=status, terms=terms_of(program), discount_gid=f"gid://shopify/DiscountCodeNode/{discount}",
-                         issued_at=utcnow() - 40 * DAY, **columns)
-        session.add(row)
+        rows = [IssuedCode(shop_id=shop.id, program_id=program.id, code=code, idempotency_key=f"test:{code}",
+                           status=status, terms=terms_of(program), issued_at=now - 40 * DAY,
+                           discount_gid=f"gid://shopify/DiscountCodeNode/{discounts[code]}", **columns)
+                for code in codes]
+        session.add_all(rows)
         session.flush()
-        return row.id
+        return [row.id for row in rows]
 
 
-def expired(world: World, shop: ShopRef, code: str, days_ago: float) -> int:
-    return store_code(world, shop, code, "expired", expires_at=utcnow() - days_ago * DAY)
+def store_code(world: World, shop: ShopRef, code: str, status: str, **columns: Any) -> int:
+    [code_id] = store_codes(world, shop, [code], status, **columns)
+    return code_id
+
+
+def expired(world: World, shop: ShopRef, code: str | list[str], days_ago: float) -> int:
+    """One expired code (its id), or several (the last one's id)."""
+    return store_codes(world, shop, [code] if isinstance(code, str) else code, "expired",
+                       expires_at=utcnow() - days_ago * DAY)[-1]
 
 
 def on_store(world: World) -> set[str]:
@@ -73,8 +94,7 @@ def usage(world: World) -> dict[str, int]:
 
 
 def test_unusable_codes_leave_the_store_in_bulk_after_the_grace_period(world: World, shop: ShopRef):
-    for n in range(260):
-        expired(world, shop, f"OLD-{n:03}", days_ago=8)
+    expired(world, shop, [f"OLD-{n:03}" for n in range(260)], days_ago=8)
     expired(world, shop, "RECENT", days_ago=2)  # within the 7 days' grace
     store_code(world, shop, "REVOKED", "revoked", revoked_at=utcnow() - 8 * DAY, deactivated_at=utcnow() - 8 * DAY)
     store_code(world, shop, "REVOKING", "revoked", revoked_at=utcnow() - 8 * DAY)  # not yet deactivated
@@ -156,8 +176,7 @@ def test_a_job_the_store_has_forgotten_puts_its_codes_back_in_line(world: World,
 
 
 def test_two_runs_at_once_take_disjoint_batches(world: World, shop: ShopRef):
-    for n in range(400):
-        expired(world, shop, f"RACE-{n:03}", days_ago=9)
+    expired(world, shop, [f"RACE-{n:03}" for n in range(400)], days_ago=9)
     outcomes: list[cleanup.Outcome] = []
     runs = [cleaner(world, shop, claimant=f"run-{n}") for n in range(2)]
     threads = [threading.Thread(target=lambda c=c: outcomes.append(c.run(deadline=time.monotonic() + 30)))
