@@ -135,12 +135,16 @@ def register_cli(app: Flask) -> None:
     def shops_list() -> None:
         """Every shop with its install and set-up state."""
         with rt().db.session_scope() as session:
-            for shop in session.scalars(select(Shop).order_by(Shop.domain)):
+            shops = list(session.scalars(select(Shop).order_by(Shop.domain)))
+            live = metrics.codes_on_store(session, [shop.id for shop in shops])
+            for shop in shops:
                 state = "installed" if shop.is_installed else "uninstalled"
                 setup = ("set up" if shop.setup_completed_at else
                          f"setup failed: {shop.setup_error}" if shop.setup_error else "setting up")
                 expiry = shop.access_token_expires_at.isoformat() if shop.access_token_expires_at else "-"
-                click.echo(f"{shop.domain}\t{state}\t{setup}\ttoken expires {expiry}")
+                on_store = live.get(shop.id, 0)
+                click.echo(f"{shop.domain}\t{state}\t{setup}\ttoken expires {expiry}\t"
+                           f"{_count(on_store, 'code')} on the store" + _cap_note(on_store))
 
     @shops.command("setup")
     @click.argument("domain")
@@ -346,7 +350,7 @@ def register_cli(app: Flask) -> None:
                 row = issuance.request_revoke(session, shop.id, _code_or_fail(session, shop, code).id)
             except Conflict as exc:
                 raise click.ClickException(str(exc)) from exc
-            shop_id, code_id, done = shop.id, row.id, row.deactivated_at is not None
+            shop_id, code_id, done = shop.id, row.id, issuance.revoke_done(row)
         if done:
             click.echo(f"code {code_id} was revoked and deactivated already")
         else:
@@ -468,6 +472,13 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
+def _cap_note(on_store: int) -> str:
+    """`` (WARNING: ...)`` when a shop's codes on its store near Shopify's cap, else nothing."""
+    if metrics.cap_warning(on_store) is None:
+        return ""
+    return f" (WARNING: {on_store / metrics.STORE_CODE_CAP * 100:.1f} % of Shopify's cap of {metrics.STORE_CODE_CAP:,})"
+
+
 def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f} %"
 
@@ -505,7 +516,12 @@ def _echo_metrics(domain: str, report: dict[str, Any], daily: bool) -> None:
          f"{money(aov['without_codes'])} ({_count(totals['orders_without_codes'], 'order')})"],
         ["referral conversions", str(totals["referral_conversions"])],
         ["anomalies (code used twice)", str(totals["anomalies"])],
+        ["codes on the store now", f"{report['store']['codes_on_store']:,} of Shopify's {report['store']['cap']:,} "
+                                   f"({_rate(report['store']['share_of_cap'])})"],
     ])
+    if report["store"]["warning"]:
+        click.echo(f"\nWARNING: {report['store']['warning']} (STORE_CLEANUP_GRACE_DAYS sets how long expired and "
+                   "revoked codes stay before the clean-up removes them.)")
     click.echo("")
     _echo_table([["PROGRAM", "ISSUED", "REDEEMED", "RATE", "MEDIAN", "ORDERS", "REVENUE", "DISCOUNT"]] + [
         [p["name"], str(p["codes_issued"]), str(p["codes_redeemed"]), _rate(p["redemption_rate"]),

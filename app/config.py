@@ -33,6 +33,8 @@ DEV_API_KEY = "oncecode-dev-client-id"
 DEFAULT_PUBLIC_RATE_LIMIT = "60 per minute"
 MAX_PROXY_HOPS = 5
 MAX_RETENTION_DAYS = 3650
+DEFAULT_CLEANUP_GRACE_DAYS = 7
+MAX_CLEANUP_GRACE_DAYS = 365
 DEVSTORE_PORT = "8001"
 # What `make run` resolved for its processes, kept where the CLI finds it (see ``remember_development``).
 DEVELOPMENT_FILE = "development.env"
@@ -41,7 +43,8 @@ SETTING_NAMES = ("ONCECODE_ENV", "SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "SHOPI
                  "SHOPIFY_SCOPES", "SHOPIFY_API_VERSION", "APP_URL", "DATABASE_URL", "REDIS_URL",
                  "TOKEN_ENCRYPTION_KEY", "SECRET_KEY", "SHOPIFY_STORE_BASE_URL", "WEBHOOK_MAX_BYTES",
                  "SHOP_JOB_CONCURRENCY", "LOG_LEVEL", "DEVSTORE_PORT", "PUBLIC_RATE_LIMIT",
-                 "TRUSTED_PROXY_HOPS", "WEBHOOK_RETENTION_DAYS", "WEBHOOK_FAILED_RETENTION_DAYS")
+                 "TRUSTED_PROXY_HOPS", "WEBHOOK_RETENTION_DAYS", "WEBHOOK_FAILED_RETENTION_DAYS",
+                 "STORE_CLEANUP_GRACE_DAYS")
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class Settings:
     public_rate_limit: str = DEFAULT_PUBLIC_RATE_LIMIT
     # Proxies in front of the app that append to X-Forwarded-For; 0 trusts none (the peer address counts).
     trusted_proxy_hops: int = 0
+    # Days an expired (never redeemed) or revoked code stays on the store before the clean-up deletes it.
+    store_cleanup_grace_days: int = DEFAULT_CLEANUP_GRACE_DAYS
 
     @property
     def is_production(self) -> bool:
@@ -214,6 +219,11 @@ def load_settings(environ: Mapping[str, str] | None = None, *, prefer_developmen
         problems.append(f"TRUSTED_PROXY_HOPS must be a whole number from 0 to {MAX_PROXY_HOPS} (the proxies in front "
                         f"of the app that add to X-Forwarded-For), not {proxy_hops!r}")
 
+    grace_days = get("STORE_CLEANUP_GRACE_DAYS", str(DEFAULT_CLEANUP_GRACE_DAYS)) or ""
+    if not (grace_days.isascii() and grace_days.isdigit()) or int(grace_days) > MAX_CLEANUP_GRACE_DAYS:
+        problems.append(f"STORE_CLEANUP_GRACE_DAYS must be a whole number of days from 0 to {MAX_CLEANUP_GRACE_DAYS} "
+                        f"(how long expired and revoked codes stay on the store), not {grace_days!r}")
+
     log_level = (get("LOG_LEVEL", "INFO") or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}")
@@ -243,6 +253,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, prefer_developmen
         shop_job_concurrency=int(concurrency),
         public_rate_limit=public_rate_limit,
         trusted_proxy_hops=int(proxy_hops),
+        store_cleanup_grace_days=int(grace_days),
     )
 
 

@@ -37,6 +37,8 @@ EVENT_STATUSES = ("pending", "processed", "failed", "ignored")
 ORDER_SOURCES = ("webhook", "catch_up")
 # A code is "open" while it can still be used: on its way or on the store, not yet used or ended.
 OPEN_STATUSES = ("reserved", "created", "attached")
+# A code whose discount was created on the store and not removed from it since.
+ON_STORE = "discount_gid IS NOT NULL AND removed_from_store_at IS NULL"
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -172,6 +174,10 @@ class IssuedCode(Timestamped, Base):
         Index("ix_issued_codes_shop_open_expiry", "shop_id", "expires_at",
               postgresql_where=text("status IN ('created', 'attached') AND expires_at IS NOT NULL"),
               sqlite_where=text("status IN ('created', 'attached') AND expires_at IS NOT NULL")),
+        # The codes still on the store: counted for the store's cap, and the clean-up finds the
+        # expired and revoked ones among them, without reading the codes already removed.
+        Index("ix_issued_codes_shop_on_store", "shop_id", "status",
+              postgresql_where=text(ON_STORE), sqlite_where=text(ON_STORE)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -194,6 +200,14 @@ class IssuedCode(Timestamped, Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When the store confirmed the deactivation of a revoked code (None: still to do).
     deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When a revoked code was taken off its customer (metafields moved on or deleted, tag removed if
+    # it was the last open code of its kind); None: still to do, or nothing was ever attached.
+    detached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The store clean-up (``app.codes.cleanup``): the Shopify bulk-delete job that is removing the
+    # discount (its ``gid://shopify/Job/...``), then the moment the store confirmed it gone. The row
+    # and its history stay; only the discount leaves the merchant's admin.
+    store_removal_job: Mapped[str | None] = mapped_column(String(255))
+    removed_from_store_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The redemption, recorded once (``app.codes.reconciliation``): the paid order that used the code.
     # Money is in the shop's currency (``currency``); ``redeemed_at`` is the order's processed time.
     redeemed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

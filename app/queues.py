@@ -173,6 +173,20 @@ def enqueue_catch_up(redis: Redis, shop_id: int) -> bool:
         retry=ISSUE_RETRY, job_timeout=ISSUE_TIMEOUT, result_ttl=KEEP_RESULT, failure_ttl=KEEP_FAILURE))
 
 
+def cleanup_job_id(shop_id: int) -> str:
+    return f"store-cleanup-{shop_id}"
+
+
+def enqueue_cleanup(redis: Redis, shop_id: int) -> bool:
+    """Queue the store clean-up for the shop unless it is queued or running; True if queued now.
+
+    Raises ``RedisError`` for the caller to report: the schedule simply tries again next hour.
+    """
+    return requeue(redis, cleanup_job_id(shop_id), lambda: enqueue_for_shop(
+        redis, "default", "workers.cleanup.clean_up_store", shop_id, job_id=cleanup_job_id(shop_id),
+        retry=ISSUE_RETRY, job_timeout=ISSUE_TIMEOUT, result_ttl=KEEP_RESULT, failure_ttl=KEEP_FAILURE))
+
+
 def shop_rate_limit(shop_id: int) -> RateLimit:
     """rq's concurrency limit for one shop's Admin API jobs (``SHOP_JOB_CONCURRENCY``, default 2).
 

@@ -29,7 +29,10 @@ def create_app(config: DevstoreConfig | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.jinja_env.policies["json.dumps_kwargs"] = {"sort_keys": False}
 
+    from devstore.admin.schema import run_due_jobs
     from devstore.webhooks import Deliverer
+
+    state.on_session.append(run_due_jobs)  # bulk mutations' jobs run a moment later, whoever looks first
 
     deliverer = Deliverer(state)
     app.extensions["devstore"] = state

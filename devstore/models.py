@@ -191,6 +191,21 @@ class DiscountCode(Base):
     usage_count: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class Job(Base):
+    """An asynchronous job (the Admin API's ``Job``) that a bulk mutation started: it runs once ``run_at``
+    has passed, then reads ``done``. Its id is a UUID, as in the ``gid://shopify/Job/<uuid>`` Shopify returns."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    shop: Mapped[str] = mapped_column(ForeignKey("stores.domain", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(64))  # the mutation that started it, e.g. discountCodeBulkDelete
+    targets: Mapped[list[int]] = mapped_column(JSON, default=list)  # the ids it works on
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    run_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class Order(Base):
     __tablename__ = "orders"
 

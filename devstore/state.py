@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -32,6 +32,8 @@ class DevstoreConfig:
     # Webhook retries: Shopify makes 8 retries with exponential back-off; the first waits this long.
     retry_base_seconds: float = 5.0
     max_delivery_retries: int = 8
+    # Bulk mutations (``discountCodeBulkDelete``) return a job that runs this long after it was started.
+    job_seconds: float = 1.0
 
     @property
     def webhook_api_version(self) -> str:
@@ -73,6 +75,9 @@ class State:
             cursor.close()
 
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Run at the start of every session, before the caller sees anything: the store's background
+        # work that is due (``devstore.admin.jobs``), so every reader finds it done, as on Shopify.
+        self.on_session: list[Callable[[Session], None]] = []
         # One writer at a time: SQLite serialises writes anyway, and this keeps read-modify-write
         # sequences (usage counts, the bucket) atomic across the server's threads.
         self.lock = threading.RLock()
@@ -84,6 +89,8 @@ class State:
         with self.lock:
             session = self.sessions()
             try:
+                for hook in self.on_session:
+                    hook(session)
                 yield session
                 session.commit()
             except BaseException:

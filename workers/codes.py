@@ -108,7 +108,12 @@ def _log_progress(shop: ShopRef, outcome: Counter[str], status: str) -> str:
 
 
 def revoke_code(shop_id: int, code_id: int) -> str | Retry:
-    """Deactivate a revoked code on the store. Safe to run twice: deactivating twice changes nothing."""
+    """Deactivate a revoked code on the store and take it off its customer (metafields, tag).
+
+    Safe to run twice: each step is recorded when done (``deactivated_at``, ``detached_at``) and skipped
+    after, and each is idempotent on the store (deactivating twice changes nothing; detaching sets the
+    customer to what our rows say they should show).
+    """
     rt = runtime.current()
     shop = installed_shop(rt, shop_id)
     if shop is None:
@@ -117,11 +122,14 @@ def revoke_code(shop_id: int, code_id: int) -> str | Retry:
         row = session.get(IssuedCode, code_id)
         if row is None or row.shop_id != shop.id or row.status != "revoked":
             return "not revoked"
-        if row.deactivated_at is not None:
+        if issuance.revoke_done(row):
             return "deactivated already"
     try:
         issuer = Issuer(rt.db, rt.settings, rt.admin_client(shop.id, shop.domain), shop, _claimant("revoke"))
-        issuer.deactivate(row)
+        if row.deactivated_at is None:
+            row = issuer.deactivate(row)
+        if issuance.needs_detaching(row):
+            issuer.detach(row)
     except ShopNotInstalled:
         return "shop not installed"
     except Throttled as exc:
@@ -129,5 +137,5 @@ def revoke_code(shop_id: int, code_id: int) -> str | Retry:
         if later is not None:
             return later
         raise
-    log.info("code deactivated", extra={"shop": shop.domain, "code_id": code_id})
+    log.info("code revoked on the store and its customer", extra={"shop": shop.domain, "code_id": code_id})
     return "deactivated"

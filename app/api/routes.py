@@ -180,7 +180,7 @@ def code_revoke(code_id: int):  # type: ignore[no-untyped-def]
     session = db_session()
     row = issuance.request_revoke(session, shop.id, code_id)
     session.commit()
-    done = row.deactivated_at is not None
+    done = issuance.revoke_done(row)
     if not done:
         enqueue_revoke(rt().redis, shop.id, row.id)
     response = jsonify(_code(shop, row))

@@ -15,6 +15,10 @@ The protocol (DESIGN.md, "Exactly-once issuance"):
 3. The discount id is recorded (``created``), then ``Issuer.attach`` writes the metafields and the
    tag (``attached``; see ``app.codes.attachment``).
 
+Revocation undoes both sides: ``Issuer.deactivate`` stops the discount on the store, and
+``Issuer.detach`` takes the code off its customer (the metafields move on to the customer's newest
+other open code of the kind, or are deleted; the tag goes when no open code of the kind is left).
+
 No lock is held while the store is called. Every change of status or code is a compare-and-set
 ``UPDATE`` on what the worker last read (id, status, code), so two workers on one row cannot both
 move it: the loser re-reads and continues from where the winner left it, and a create that lost
@@ -461,6 +465,11 @@ class Issuer:
                 session.execute(update(IssuedCode).where(IssuedCode.shop_id == self.shop.id,
                                                          IssuedCode.id.in_(written), IssuedCode.status == "created")
                                 .values(metafields_at=utcnow()))
+                # Revoked while this call was on its way: the customer shows it again, so it must be taken
+                # off again (the stranded sweep queues the revoke job for it).
+                session.execute(update(IssuedCode).where(IssuedCode.shop_id == self.shop.id,
+                                                         IssuedCode.id.in_(written), IssuedCode.status == "revoked")
+                                .values(metafields_at=utcnow(), detached_at=None))
             return written
         return set()
 
@@ -497,6 +506,94 @@ class Issuer:
                             .values(discount_gid=gid, deactivated_at=utcnow()))
         return self.load([row.id])[0]
 
+    def detach(self, row: IssuedCode) -> IssuedCode:
+        """Take a revoked code off its customer, so that their emails, theme and Flow stop offering it.
+
+        The kind's metafields (one code at a time, per kind: see ``app.codes.attachment``) are set to the
+        customer's newest other open code of that kind that was written to them, or deleted when there is
+        none; the kind's tag is removed when the customer has no other open code of that kind at all (one
+        still on its way keeps it: its own attach comes next). Kind, not program, because that is what the
+        metafields and the tag are keyed by. Idempotent: it computes what the customer should show from our
+        rows and sets exactly that. Should another job write this customer's metafields meanwhile, the
+        state is read again after the calls and they are made again until it holds still.
+        """
+        shopify_id = self._customer_shopify_id(row)
+        problem = None
+        if shopify_id is not None:
+            try:
+                self._set_customer_side(row, attachment.customer_gid(shopify_id))
+            except UserErrors as exc:
+                # A refusal (the customer was deleted on the store, say) does not go away by retrying.
+                problem = f"the store refused to take the code off its customer: {_describe(exc)}"
+                log.warning("revoked code not taken off its customer",
+                            extra={"shop": self.shop.domain, "code_id": row.id, "reason": problem})
+        with self.db.session_scope() as session:
+            session.execute(update(IssuedCode).where(IssuedCode.shop_id == self.shop.id, IssuedCode.id == row.id)
+                            .values(detached_at=utcnow(), **({"last_error": problem} if problem else {})))
+        log.info("revoked code taken off its customer", extra={"shop": self.shop.domain, "code_id": row.id})
+        return self.load([row.id])[0]
+
+    def _set_customer_side(self, row: IssuedCode, owner: str) -> None:
+        kind = row.terms["kind"]
+        state = self._customer_side(row, kind)
+        for _ in range(3):
+            shown, any_open = state
+            if shown is not None:
+                url = discount_url(self.settings, self.shop.domain, shown.code, shown.terms.get("redirect_path"))
+                inputs = attachment.metafield_inputs(kind, owner, shown.code, _iso(shown.expires_at), url)
+                if shown.expires_at is None:  # an earlier code's expiry must not stay beside this one
+                    self._delete_metafields(owner, [attachment.fields_for(kind).expires_at])
+                self.client.mutate("metafieldsSet", {"metafields": inputs})
+            else:
+                keys = attachment.fields_for(kind)
+                self._delete_metafields(owner, [keys.code, keys.expires_at, keys.url])
+            if not any_open:
+                self.client.mutate("tagsRemove", {"id": owner, "tags": [attachment.customer_tag(kind)]})
+            again = self._customer_side(row, kind)
+            if _same_side(again, state):
+                return
+            state = again
+
+    def _delete_metafields(self, owner: str, keys: list[str]) -> None:
+        self.client.mutate("metafieldsDelete", {"metafields": [
+            {"ownerId": owner, "namespace": attachment.NAMESPACE, "key": key} for key in keys]})
+
+    def _customer_shopify_id(self, row: IssuedCode) -> int | None:
+        if row.customer_id is None:
+            return None
+        with self.db.session_scope() as session:
+            return session.scalar(select(Customer.shopify_customer_id).where(
+                Customer.shop_id == self.shop.id, Customer.id == row.customer_id))
+
+    def _customer_side(self, row: IssuedCode, kind: str) -> tuple[IssuedCode | None, bool]:
+        """(the newest other open code of ``kind`` already written to the row's customer, whether the
+        customer has any other open code of ``kind`` at all, written or on its way)."""
+        now = utcnow()
+        with self.db.session_scope() as session:
+            others = list(session.scalars(
+                select(IssuedCode).join(Program, Program.id == IssuedCode.program_id)
+                .where(IssuedCode.shop_id == self.shop.id, IssuedCode.customer_id == row.customer_id,
+                       IssuedCode.id != row.id, Program.kind == kind, IssuedCode.status.in_(OPEN_STATUSES),
+                       or_(IssuedCode.expires_at.is_(None), IssuedCode.expires_at > now))
+                .order_by(IssuedCode.id.desc())))
+        written = [code for code in others if code.metafields_at is not None and code.status != "reserved"]
+        return (written[0] if written else None), bool(others)
+
+
+def _same_side(a: tuple[IssuedCode | None, bool], b: tuple[IssuedCode | None, bool]) -> bool:
+    return (a[0].id if a[0] else None, a[1]) == (b[0].id if b[0] else None, b[1])
+
+
+def needs_detaching(row: IssuedCode) -> bool:
+    """A revoked code that may still be on its customer (its metafields were written) and was not taken off."""
+    return (row.status == "revoked" and row.customer_id is not None and row.detached_at is None
+            and (row.metafields_at is not None or row.attached_at is not None))
+
+
+def revoke_done(row: IssuedCode) -> bool:
+    """Whether a revoked code is both deactivated on the store and off its customer."""
+    return row.deactivated_at is not None and not needs_detaching(row)
+
 
 def _element_indexes(exc: UserErrors, size: int) -> set[int]:
     """Which inputs a ``metafieldsSet`` refusal names (``elementIndex``, or the index in ``field``)."""
@@ -527,7 +624,7 @@ def request_revoke(session: Session, shop_id: int, which: int | str) -> IssuedCo
     if row.status in ("redeemed", "expired"):
         raise Conflict(f"code {row.code} is already {row.status}; there is nothing to revoke")
     if row.status != "revoked":
-        row.status, row.revoked_at, row.deactivated_at = "revoked", utcnow(), None
+        row.status, row.revoked_at, row.deactivated_at, row.detached_at = "revoked", utcnow(), None, None
     return row
 
 
@@ -543,14 +640,17 @@ def request_retry(session: Session, shop_id: int, which: int | str) -> IssuedCod
 
 def stranded(session: Session, limit: int = 500) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """(shop id, code id) of codes whose job seems lost: pending but untouched for a while and
-    unclaimed, and revoked codes the store has not yet deactivated. Oldest first."""
+    unclaimed, and revoked codes the store has not yet deactivated or that are still on their
+    customer. Oldest first."""
     now = utcnow()
     idle = and_(IssuedCode.updated_at < now - STRANDED_AFTER,
                 or_(IssuedCode.claim_expires_at.is_(None), IssuedCode.claim_expires_at < now))
     to_issue = session.execute(select(IssuedCode.shop_id, IssuedCode.id).where(on_its_way(), idle)
                                .order_by(IssuedCode.id).limit(limit)).all()
+    on_customer = and_(IssuedCode.customer_id.is_not(None), IssuedCode.detached_at.is_(None),
+                       or_(IssuedCode.metafields_at.is_not(None), IssuedCode.attached_at.is_not(None)))
     to_revoke = session.execute(select(IssuedCode.shop_id, IssuedCode.id).where(
-        IssuedCode.status == "revoked", IssuedCode.deactivated_at.is_(None), idle)
+        IssuedCode.status == "revoked", or_(IssuedCode.deactivated_at.is_(None), on_customer), idle)
         .order_by(IssuedCode.id).limit(limit)).all()
     return [tuple(r) for r in to_issue], [tuple(r) for r in to_revoke]  # type: ignore[misc]
 

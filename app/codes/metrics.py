@@ -11,6 +11,9 @@ Definitions (the README repeats them for merchants):
   codes (an order with two codes counts once); **discount given**: what our codes took off them.
 - **average order value** with and without our codes: over every paid order seen in the range.
 - **referral conversions**: referred friends' codes redeemed in the range.
+- **codes on the store** (``store``, not limited to the range): our codes whose discount was created
+  on the store and not removed by the clean-up since, against Shopify's cap on a store's codes, with a
+  warning from ``CAP_WARNING_SHARE`` of it.
 
 Money is in the shop's currency, per currency code: a shop that changed its currency sees both.
 Days are the store's own, in its time zone (``Shop.iana_timezone``; UTC until catch-up has read it).
@@ -39,6 +42,14 @@ from app.errors import BadRequest
 from app.models import IssuedCode, PaidOrder, Program, RedemptionAnomaly, Shop
 
 MAX_DAYS = 366
+# Shopify caps the discount codes one store can hold. Its developer documentation publishes no figure
+# (shopify.dev/docs/api/usage/limits has the 250-item inputs and 25,000-object pages, nothing per
+# store); apps that create codes in bulk report 20,000,000: "you've reached the Shopify imposed limit
+# of 20,000,000 codes in your store" (Bulk Bunny's help centre, "Why did some of the codes fail?",
+# help.bulkbunny.app/en/articles/6834011). The store's own and other apps' discounts count against it
+# too; we can only count ours.
+STORE_CODE_CAP = 20_000_000
+CAP_WARNING_SHARE = 0.8  # warn when our codes alone fill this share of the cap
 WORK_MEM = "32MB"
 CENT = Decimal("0.01")
 
@@ -259,9 +270,44 @@ def shop_metrics(session: Session, shop_id: int, period: Period, program_id: int
                       **by_program[pid].json(medians.get(pid))}
                      for pid in sorted(programs) if program_id is None or pid == program_id],
     }
+    result["store"] = store_usage(session, shop_id)
     if daily:
         result["daily"] = [{"date": day.isoformat(), **_daily(days[day])} for day in period.days()]
     return result
+
+
+def on_store() -> ColumnElement[bool]:
+    """Our codes whose discount is on the store: created there and not removed by the clean-up."""
+    return (IssuedCode.discount_gid.is_not(None)) & (IssuedCode.removed_from_store_at.is_(None))
+
+
+def codes_on_store(session: Session, shop_ids: Iterable[int]) -> dict[int, int]:
+    """How many of each shop's codes are on its store (shops without any are left out).
+
+    Reads the partial index ``ix_issued_codes_shop_on_store``: the codes already removed cost nothing.
+    """
+    wanted = list(shop_ids)
+    if not wanted:
+        return {}
+    return dict(session.execute(select(IssuedCode.shop_id, func.count()).where(
+        IssuedCode.shop_id.in_(wanted), on_store()).group_by(IssuedCode.shop_id)).all())
+
+
+def store_usage(session: Session, shop_id: int) -> dict[str, Any]:
+    """Our codes on the shop's store against Shopify's cap, and a warning when they near it."""
+    live = codes_on_store(session, [shop_id]).get(shop_id, 0)
+    return {"codes_on_store": live, "cap": STORE_CODE_CAP, "share_of_cap": round(live / STORE_CODE_CAP, 4),
+            "warning": cap_warning(live)}
+
+
+def cap_warning(live: int) -> str | None:
+    """What to tell the merchant when our codes on the store reach ``CAP_WARNING_SHARE`` of the cap."""
+    share = live / STORE_CODE_CAP
+    if share < CAP_WARNING_SHARE:
+        return None
+    return (f"{live:,} OnceCode codes are on the store, {share * 100:.1f} % of the {STORE_CODE_CAP:,} codes Shopify "
+            "lets a store hold (its other discounts count too): new codes are refused once it is full. "
+            "Shorter expiries let unused codes leave the store sooner.")
 
 
 def shop_currency(session: Session, shop_id: int) -> str | None:

@@ -1,4 +1,4 @@
-"""Code discount mutations: create (basic, free shipping), activate, deactivate, delete.
+"""Code discount mutations: create (basic, free shipping), activate, deactivate, delete, bulk delete.
 
 Input is checked the way Shopify checks it and refused with ``DiscountUserError``s (``field``,
 ``code``, ``message``) before anything is written. What Shopify accepts but devstore cannot honour
@@ -16,12 +16,14 @@ from typing import Any
 
 from graphql import GraphQLError
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
+from devstore.admin import jobs
 from devstore.admin.context import Context, gid, parse_gid
 from devstore.admin.discount_views import DiscountCodeNodeView
 from devstore.admin.objects import Plain
 from devstore.admin.views import Info
-from devstore.models import Customer, Discount, DiscountCode, Metafield
+from devstore.models import Customer, Discount, DiscountCode, Job, Metafield
 from devstore.state import State
 
 MAX_LENGTH = 255
@@ -318,16 +320,71 @@ def discount_code_activate(root: Any, info: Info, id: str) -> Plain:
     return Plain("DiscountCodeActivatePayload", codeDiscountNode=node, userErrors=list(errors))
 
 
+def remove_discount(session: Session, row: Discount) -> str:
+    """Delete a discount, its codes and its metafields (orders keep the code text they recorded); its gid."""
+    deleted = gid("DiscountCodeNode", row.id)
+    session.execute(delete(Metafield).where(Metafield.shop == row.shop, Metafield.owner_id == deleted))
+    session.execute(delete(DiscountCode).where(DiscountCode.discount_id == row.id))
+    session.delete(row)
+    session.flush()
+    return deleted
+
+
 def discount_code_delete(root: Any, info: Info, id: str) -> Plain:
-    """Delete the discount, its codes and its metafields; orders keep the code text they recorded."""
+    """Delete the discount, its codes and its metafields, now."""
     ctx: Context = info.context
     errors = Refusals()
     row = _discount(ctx, id, errors)
-    deleted = None
-    if row is not None:
-        deleted = gid("DiscountCodeNode", row.id)
-        ctx.session.execute(delete(Metafield).where(Metafield.shop == ctx.shop, Metafield.owner_id == deleted))
-        ctx.session.execute(delete(DiscountCode).where(DiscountCode.discount_id == row.id))
-        ctx.session.delete(row)
-        ctx.session.flush()
+    deleted = None if row is None else remove_discount(ctx.session, row)
     return Plain("DiscountCodeDeletePayload", deletedCodeDiscountId=deleted, userErrors=list(errors))
+
+
+BULK_DELETE = "discountCodeBulkDelete"
+
+
+def _bulk_targets(ids: list[str], errors: Refusals) -> list[int]:
+    """The discount numbers a bulk delete names; each id must be a ``DiscountCodeNode`` id."""
+    targets: list[int] = []
+    for value in ids:
+        resource, number = parse_gid(value)  # a malformed id is Shopify's top-level INVALID_GLOBAL_ID
+        if resource != "DiscountCodeNode":
+            errors.add(["ids"], f"Invalid id: {value} is not a code discount", "INVALID")
+        elif number not in targets:
+            targets.append(number)
+    return targets
+
+
+def discount_code_bulk_delete(root: Any, info: Info, ids: list[str] | None = None, savedSearchId: str | None = None,
+                              search: str | None = None) -> Plain:
+    """Start a job that deletes the given code discounts (at most 250 ids, Shopify's input limit).
+
+    Exactly one of ``ids``, ``search`` and ``savedSearchId``; devstore has no saved searches and no
+    discount search, so it takes ``ids`` only. The job runs a moment later (``devstore.admin.jobs``)
+    and skips ids that name no discount of this store any more (deleted meanwhile, or never here):
+    deleting twice is not an error.
+    """
+    ctx: Context = info.context
+    errors = Refusals()
+    given = [name for name, value in (("ids", ids), ("search", search), ("savedSearchId", savedSearchId))
+             if value is not None]
+    targets: list[int] = []
+    if not given:
+        errors.add([], "One of ids, search or savedSearchId is required", "MISSING_ARGUMENT")
+    elif len(given) > 1:
+        errors.add([], "Only one of ids, search or savedSearchId can be provided", "TOO_MANY_ARGUMENTS")
+    elif given != ["ids"]:
+        errors.unsupported([given[0]], f"{given[0]} (it has no discount search): give ids")
+    elif not ids:
+        errors.add(["ids"], "Ids can't be blank", "BLANK")
+    else:
+        targets = _bulk_targets(ids, errors)
+    job = None if errors else jobs.job_view(jobs.start(ctx, BULK_DELETE, targets))
+    return Plain("DiscountCodeBulkDeletePayload", job=job, userErrors=list(errors))
+
+
+def run_bulk_delete(session: Session, job: Job) -> None:
+    """The bulk delete job's work: remove each of its discounts that is still there."""
+    for number in job.targets:
+        row = session.get(Discount, number)
+        if row is not None and row.shop == job.shop:
+            remove_discount(session, row)

@@ -1,4 +1,4 @@
-"""``metafieldsSet`` and ``metafieldDefinitionCreate``.
+"""``metafieldsSet``, ``metafieldsDelete`` and ``metafieldDefinitionCreate``.
 
 ``metafieldsSet`` is an atomic upsert keyed by owner + namespace + key: every input is checked first,
 and one refusal writes nothing. ``$app`` / ``$app:x`` namespaces are the app's reserved ones
@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from graphql import GraphQLError
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from devstore.admin.context import Context, parse_gid
 from devstore.admin.objects import Plain
@@ -243,6 +243,58 @@ def metafields_set(root: Any, info: Info, metafields: list[dict[str, Any]]) -> P
         return Plain("MetafieldsSetPayload", metafields=[], userErrors=errors)
     rows = [upsert(ctx, write) for write in writes if write is not None]
     return Plain("MetafieldsSetPayload", metafields=[MetafieldView(ctx, row) for row in rows], userErrors=[])
+
+
+# --- metafieldsDelete -------------------------------------------------------------------------------
+
+def _delete_error(path: list[str], message: str) -> Plain:
+    return Plain("UserError", field=path, message=message)
+
+
+def _identified(ctx: Context, index: int, item: dict[str, Any], errors: list[Plain]) -> tuple[str, str, str] | None:
+    """(stored owner id, namespace, key) of one ``MetafieldIdentifierInput``; None for an owner that is not
+    this store's (its metafield cannot exist) or after recording why the identifier is refused."""
+    path = ["metafields", str(index)]
+    try:
+        resource, number = parse_gid(item["ownerId"])
+    except GraphQLError:
+        errors.append(_delete_error(path + ["ownerId"], f"Invalid global id '{item['ownerId']}'"))
+        return None
+    namespace = resolve_namespace(ctx, item["namespace"])
+    if foreign_app_namespace(ctx, namespace):
+        errors.append(_delete_error(path + ["namespace"], FOREIGN))
+        return None
+    if resource not in OWNER_TYPES or not owner_exists(ctx, resource, number):
+        return None
+    scope = OWNER_TYPES[resource][1]
+    if scope is not None and not ctx.has_scope(scope):
+        errors.append(_delete_error(path + ["ownerId"], f"Access denied: deleting this owner's metafields needs "
+                                    f"the `{scope}` access scope."))
+        return None
+    return canonical_owner(resource, number), namespace, item["key"]
+
+
+def metafields_delete(root: Any, info: Info, metafields: list[dict[str, Any]]) -> Plain:
+    """Delete metafields by owner, namespace and key, all or none. As Shopify documents it, an identifier
+    whose metafield does not exist is not an error: its entry in ``deletedMetafields`` is null."""
+    ctx: Context = info.context
+    if not metafields:
+        return Plain("MetafieldsDeletePayload", deletedMetafields=None,
+                     userErrors=[_delete_error(["metafields"], "At least one identifier must be specified.")])
+    errors: list[Plain] = []
+    found = [_identified(ctx, index, item, errors) for index, item in enumerate(metafields)]
+    if errors:
+        return Plain("MetafieldsDeletePayload", deletedMetafields=None, userErrors=errors)
+    deleted: list[Plain | None] = []
+    for target in found:
+        row = None if target is None else _existing(ctx, *target)
+        if row is None:
+            deleted.append(None)
+            continue
+        ctx.session.execute(delete(Metafield).where(Metafield.id == row.id))
+        deleted.append(Plain("MetafieldIdentifier", ownerId=row.owner_id, namespace=row.namespace, key=row.key))
+    ctx.session.flush()
+    return Plain("MetafieldsDeletePayload", deletedMetafields=deleted, userErrors=[])
 
 
 # --- metafieldDefinitionCreate ----------------------------------------------------------------------

@@ -97,6 +97,11 @@ PLAIN_TYPES: dict[str, frozenset[str]] = {
     "DiscountCodeDeletePayload": frozenset({"deletedCodeDiscountId", "userErrors"}),
     "MetafieldsSetPayload": frozenset({"metafields", "userErrors"}),
     "MetafieldDefinitionCreatePayload": frozenset({"createdDefinition", "userErrors"}),
+    "MetafieldsDeletePayload": frozenset({"deletedMetafields", "userErrors"}),
+    "MetafieldIdentifier": frozenset({"key", "namespace", "ownerId"}),
+    "DiscountCodeBulkDeletePayload": frozenset({"job", "userErrors"}),
+    # An asynchronous job; ``query`` (the objects it changed) is not implemented.
+    "Job": frozenset({"done", "id"}),
     "TagsAddPayload": frozenset({"node", "userErrors"}),
     "TagsRemovePayload": frozenset({"node", "userErrors"}),
     "WebhookSubscriptionCreatePayload": frozenset({"webhookSubscription", "userErrors"}),

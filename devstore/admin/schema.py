@@ -24,9 +24,10 @@ from graphql import (
     build_schema,
     is_abstract_type,
 )
+from sqlalchemy.orm import Session
 
 import app.shopify
-from devstore.admin import discounts, metafields, resources, webhooks
+from devstore.admin import discounts, jobs, metafields, resources, webhooks
 from devstore.admin.objects import decimal_text, iso
 
 SCHEMA_FILE = Path(app.shopify.__file__).parent / "admin-2026-07.subset.graphql"
@@ -44,6 +45,7 @@ QUERY_FIELDS: dict[str, Callable[..., Any]] = {
     "codeDiscountNode": resources.code_discount_node,
     "codeDiscountNodeByCode": resources.code_discount_node_by_code,
     "discountNode": resources.discount_node,
+    "job": jobs.job,
     "webhookSubscription": webhooks.webhook_subscription,
     "webhookSubscriptions": webhooks.webhook_subscriptions,
     "webhookSubscriptionsCount": webhooks.webhook_subscriptions_count,
@@ -54,7 +56,9 @@ MUTATION_FIELDS: dict[str, Callable[..., Any]] = {
     "discountCodeActivate": discounts.discount_code_activate,
     "discountCodeDeactivate": discounts.discount_code_deactivate,
     "discountCodeDelete": discounts.discount_code_delete,
+    "discountCodeBulkDelete": discounts.discount_code_bulk_delete,
     "metafieldsSet": metafields.metafields_set,
+    "metafieldsDelete": metafields.metafields_delete,
     "metafieldDefinitionCreate": metafields.metafield_definition_create,
     "tagsAdd": resources.tags_add,
     "tagsRemove": resources.tags_remove,
@@ -70,8 +74,10 @@ ROOT_SCOPES: dict[str, str] = {
     "codeDiscountNode": "read_discounts", "codeDiscountNodeByCode": "read_discounts", "discountNode": "read_discounts",
     "discountCodeBasicCreate": "write_discounts", "discountCodeFreeShippingCreate": "write_discounts",
     "discountCodeActivate": "write_discounts", "discountCodeDeactivate": "write_discounts",
-    "discountCodeDelete": "write_discounts",
+    "discountCodeDelete": "write_discounts", "discountCodeBulkDelete": "write_discounts",
 }
+# What each kind of asynchronous job does when its moment comes (``devstore.admin.jobs``).
+JOB_RUNNERS: dict[str, jobs.Runner] = {discounts.BULK_DELETE: discounts.run_bulk_delete}
 
 
 # --- custom scalars ---------------------------------------------------------------------------------
@@ -173,3 +179,8 @@ def root_implemented(schema: GraphQLSchema, root_name: str, field: str) -> bool:
     """Whether devstore answers this root field (it has a resolver)."""
     root = schema.get_type(root_name)
     return field.startswith("__") or getattr(root.fields.get(field), "resolve", None) is not None  # type: ignore[union-attr]
+
+
+def run_due_jobs(session: Session) -> int:
+    """The store's jobs that are due, run now (a ``State.on_session`` hook, installed by ``create_app``)."""
+    return jobs.run_due(session, JOB_RUNNERS)
