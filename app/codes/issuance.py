@@ -293,8 +293,14 @@ class Issuer:
                       .order_by(IssuedCode.id)
                       .limit(limit).with_for_update(skip_locked=True))
         with self.db.session_scope() as session:
+            # Select, then update, in one transaction: the rows stay locked until the commit. An UPDATE over
+            # a ``LIMIT ... SKIP LOCKED`` subquery may run the subquery more than once on PostgreSQL and
+            # take more than ``limit`` rows.
+            ids = session.scalars(candidates).all()
+            if not ids:
+                return []
             claimed = session.scalars(
-                update(IssuedCode).where(IssuedCode.id.in_(candidates.scalar_subquery()))
+                update(IssuedCode).where(IssuedCode.shop_id == self.shop.id, IssuedCode.id.in_(ids))
                 .values(claimed_by=self.claimant, claim_expires_at=now + timedelta(seconds=CLAIM_SECONDS))
                 .returning(IssuedCode.id)).all()
         return sorted(claimed)

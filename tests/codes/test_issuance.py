@@ -214,3 +214,25 @@ def test_stranded_codes_are_found_when_idle_and_unclaimed(db, shop):
     to_issue, to_revoke = issuance.stranded(db)
     assert to_issue == [(shop.id, old.id)] and to_revoke == []  # not the fresh one, nor the claimed one
     assert db.scalar(select(IssuedCode.terms).where(IssuedCode.id == old.id))["value"] == str(Decimal("10.00"))
+
+
+def test_racing_claims_take_at_most_their_limit_and_never_the_same_code(rt, db, shop):
+    program = program_of(db, shop)
+    for n in range(40):
+        reserve(db, program, customer(db, shop, shopify_id=1000 + n), f"welcome:1:{1000 + n}")
+    db.commit()
+    barrier = threading.Barrier(4)
+    taken: list[list[int]] = []
+
+    def claim(claimant: str) -> None:
+        issuer = issuance.Issuer(rt.db, rt.settings, None, issuance.ShopRef(shop.id, shop.domain), claimant)
+        barrier.wait()
+        taken.append(issuer.claim(8))
+
+    threads = [threading.Thread(target=claim, args=(f"job-{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [code_id for batch in taken for code_id in batch]
+    assert all(len(batch) <= 8 for batch in taken) and len(every) == len(set(every)) == 32
