@@ -39,16 +39,20 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.extensions["oncecode"] = rt
 
+    from app.api import referrals as _api_referrals  # noqa: F401  (adds its routes to the API blueprint)
     from app.api.routes import bp as api_bp
     from app.auth.routes import bp as auth_bp
     from app.cli import register_cli
     from app.health import bp as health_bp
+    from app.referrals.cli import referrals_cli
+    from app.referrals.routes import bp as referrals_bp
     from app.webhooks.routes import bp as webhooks_bp
 
-    for blueprint in (auth_bp, webhooks_bp, api_bp, health_bp):
+    for blueprint in (auth_bp, webhooks_bp, api_bp, health_bp, referrals_bp):
         app.register_blueprint(blueprint)
     init_rate_limits(app, settings, rt.redis)  # after the blueprints: it exempts some by name
     register_cli(app)
+    app.cli.add_command(referrals_cli)
     _register_error_handlers(app)
 
     @app.teardown_appcontext

@@ -17,8 +17,9 @@ from sqlalchemy import String, cast, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.codes import referrals
 from app.db import insert_ignoring_conflict, utcnow
-from app.models import Customer, DataRequest, IssuedCode, Program, Shop, WebhookEvent
+from app.models import Customer, DataRequest, IssuedCode, Program, ReferralLink, Shop, WebhookEvent
 from app.queues import COMPLIANCE_TOPICS, cancel_job, job_id_for_event
 from app.shopify.oauth import TokenGrant
 from app.shopify.tokens import TokenCipher, forget_tokens, store_grant
@@ -110,18 +111,25 @@ def customer_data(session: Session, shop: Shop, shopify_customer_id: int) -> dic
     customer = session.scalar(select(Customer).where(Customer.shop_id == shop.id,
                                                      Customer.shopify_customer_id == shopify_customer_id))
     if customer is None:
-        return {"customer": None, "codes": [], "note": "OnceCode holds no data on this customer."}
+        return {"customer": None, "referral_links": [], "codes": [], "note": "OnceCode holds no data on this customer."}
     codes = session.scalars(select(IssuedCode).where(IssuedCode.shop_id == shop.id,
                                                      IssuedCode.customer_id == customer.id)
                             .order_by(IssuedCode.issued_at)).all()
     referrer = session.get(Customer, customer.referred_by_id) if customer.referred_by_id else None
+    links = session.scalars(select(ReferralLink).where(ReferralLink.shop_id == shop.id,
+                                                       ReferralLink.customer_id == customer.id)
+                            .order_by(ReferralLink.id)).all()
     return {
         "customer": {
             "shopify_customer_id": customer.shopify_customer_id,
             "known_since": customer.created_at.isoformat(),
-            "referral_token": customer.referral_token,
             "referred_by_shopify_customer_id": referrer.shopify_customer_id if referrer else None,
         },
+        "referral_links": [
+            {"token": link.token, "status": link.status, "created_at": link.created_at.isoformat(),
+             "retired_at": link.retired_at.isoformat() if link.retired_at else None, "clicks": link.clicks}
+            for link in links
+        ],
         "codes": [
             {"code": c.code, "status": c.status, "issued_at": c.issued_at.isoformat(),
              "expires_at": c.expires_at.isoformat() if c.expires_at else None,
@@ -158,6 +166,8 @@ def redact_customer(session: Session, shop: Shop, payload: dict[str, Any], curre
     if customer is not None:
         session.execute(update(IssuedCode).where(IssuedCode.shop_id == shop.id, IssuedCode.customer_id == customer)
                         .values(idempotency_key="redacted:" + cast(IssuedCode.id, String)))
+        # Their links stop working and lose their owner (the row keeps its anonymous click count).
+        referrals.retire_for_redaction(session, shop.id, customer)
     session.execute(delete(Customer).where(Customer.shop_id == shop.id,
                                            Customer.shopify_customer_id == customer_id))
     session.execute(delete(DataRequest).where(DataRequest.shop_id == shop.id,

@@ -35,6 +35,7 @@ VALUE_TYPES = ("percentage", "fixed_amount", "free_shipping")
 CODE_STATUSES = ("reserved", "created", "attached", "redeemed", "expired", "revoked", "failed")
 EVENT_STATUSES = ("pending", "processed", "failed", "ignored")
 ORDER_SOURCES = ("webhook", "catch_up")
+LINK_STATUSES = ("active", "retired")
 # A code is "open" while it can still be used: on its way or on the store, not yet used or ended.
 OPEN_STATUSES = ("reserved", "created", "attached")
 # A code whose discount was created on the store and not removed from it since.
@@ -138,9 +139,47 @@ class Customer(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
     shopify_customer_id: Mapped[int] = mapped_column(BigInteger)
-    referral_token: Mapped[str] = mapped_column(String(64), unique=True)
     referred_by_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReferralLink(Base):
+    """A customer's referral link, ``APP_URL/r/{token}`` (see ``app.codes.referrals``).
+
+    The token is 128 random bits from ``secrets``, never derived from the customer. A customer has at
+    most one ``active`` link (the partial unique index is what makes creation idempotent under races)
+    and any number of ``retired`` ones: a retired link keeps its token, so that opening it says the
+    link is no longer active instead of "unknown". ``synced_at`` is when the customer's
+    ``referral_link`` metafield was last made to agree with this link's status (written while active,
+    removed once retired); ``None`` means a job still has to, and is set again by each change of
+    status. ``last_error`` says why the store refused. ``customers/redact`` retires the customer's links
+    and the row loses its customer (the anonymous click count stays).
+    """
+
+    __tablename__ = "referral_links"
+    __table_args__ = (
+        CheckConstraint(_in("status", LINK_STATUSES), name="status"),
+        CheckConstraint("(status = 'retired') = (retired_at IS NOT NULL)", name="retired_at"),
+        Index("uq_referral_links_active_customer", "shop_id", "customer_id", unique=True,
+              postgresql_where=text("status = 'active'"), sqlite_where=text("status = 'active'")),
+        Index("ix_referral_links_shop", "shop_id", "id"),
+        Index("ix_referral_links_customer", "customer_id"),
+        # The sweep finds links whose metafield job was lost without reading the others.
+        Index("ix_referral_links_unsynced", "shop_id",
+              postgresql_where=text("synced_at IS NULL"), sqlite_where=text("synced_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
+    token: Mapped[str] = mapped_column(String(32), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    clicks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 class IssuedCode(Timestamped, Base):

@@ -258,3 +258,24 @@ def cancel_job(redis: Redis, job_id: str) -> None:
     if job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED,
                                          JobStatus.RATE_LIMITED):
         job.cancel()
+
+
+def referral_link_job_id(link_id: int, status: str) -> str:
+    """One job id per change of a link (made, retired), so a change never waits on a job that ran for
+    an earlier one."""
+    return f"referral-link-{link_id}-{status}"
+
+
+def enqueue_referral_link(redis: Redis, shop_id: int, link_id: int, status: str) -> bool:
+    """Queue the job that writes a link to its customer's metafield (``status`` active) or takes it
+    off (retired), unless that job is waiting or running. False also when Redis is unreachable: the
+    stranded-link sweep catches that."""
+    job_id = referral_link_job_id(link_id, status)
+    try:
+        return requeue(redis, job_id, lambda: enqueue_for_shop(
+            redis, "default", "workers.referrals.sync_referral_link", shop_id, link_id, job_id=job_id,
+            retry=ISSUE_RETRY, job_timeout=120, result_ttl=KEEP_RESULT, failure_ttl=KEEP_FAILURE))
+    except RedisError as exc:
+        log.warning("referral link job not enqueued, Redis unavailable; the sweep will retry",
+                    extra={"shop_id": shop_id, "link_id": link_id, "reason": type(exc).__name__})
+        return False

@@ -5,6 +5,7 @@ from rq import cron
 from workers.cleanup import schedule_store_cleanup
 from workers.maintenance import requeue_stranded_codes, requeue_stranded_events
 from workers.reconcile import expire_codes, schedule_catch_up
+from workers.referrals import requeue_stranded_links
 from workers.retention import delete_old_events
 
 cron.register(requeue_stranded_events, queue_name="maintenance", interval=60, job_timeout=300)
@@ -13,3 +14,4 @@ cron.register(schedule_catch_up, queue_name="maintenance", interval=60, job_time
 cron.register(expire_codes, queue_name="maintenance", interval=300, job_timeout=600)
 cron.register(delete_old_events, queue_name="maintenance", interval=3600, job_timeout=1800)
 cron.register(schedule_store_cleanup, queue_name="maintenance", interval=3600, job_timeout=300)
+cron.register(requeue_stranded_links, queue_name="maintenance", interval=60, job_timeout=300)

@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app import lifecycle
-from app.codes import reconciliation, welcome
+from app.codes import reconciliation, referrals, welcome
 from app.db import after_commit
 from app.models import Shop, WebhookEvent
-from app.queues import enqueue_issuance
+from app.queues import enqueue_issuance, enqueue_referral_link
 from app.runtime import Runtime
 from workers.events import run_event
 
@@ -42,10 +42,14 @@ def handle_customers_create(event_id: str) -> str:
             return "shop not installed"
         signup = welcome.customer_signed_up(session, shop, int(payload["id"]))
         code = signup.code
+        shop_id = shop.id
         if code is not None and code.status in ("reserved", "created"):
-            shop_id = shop.id
             after_commit(session, lambda: enqueue_issuance(rt.redis, shop_id))
-        return f"{'new' if signup.new_customer else 'known'} customer; {signup.reason}"
+        link = referrals.link_at_signup(session, shop, int(payload["id"]))
+        if link.link is not None and link.link.synced_at is None:
+            link_id, status = link.link.id, link.link.status
+            after_commit(session, lambda: enqueue_referral_link(rt.redis, shop_id, link_id, status))
+        return f"{'new' if signup.new_customer else 'known'} customer; {signup.reason}; {link.reason}"
 
     return run_event(event_id, handle)
 

@@ -19,6 +19,9 @@ read-only for the merchant in the admin, public to the Storefront API, readable 
 accounts. (Shopify documents Liquid access to app-owned metafields as limited to the owning app's
 templates and blocks; the tag is what a merchant's Flow or email can always rely on.)
 
+A customer's referral link (``app.codes.referrals``) is one more metafield, ``referral_link`` (a
+``url``), with a definition like the others; it has no tag.
+
 Metafields of several customers go in one ``metafieldsSet`` (up to 25 per call), which is how a
 batch of codes spends one mutation on them instead of one each; tags cannot be batched
 (``tagsAdd`` takes one customer), and come last so that a Flow triggered by the tag finds the code.
@@ -35,6 +38,7 @@ NAMESPACE = "$app"
 SLUGS = {"welcome": "welcome", "referral_friend": "friend", "referral_reward": "reward", "manual": "manual"}
 LABELS = {"welcome": "Welcome", "referral_friend": "Referred friend", "referral_reward": "Referral reward",
           "manual": "OnceCode"}
+REFERRAL_LINK_KEY = "referral_link"
 MAX_METAFIELDS_PER_CALL = 25  # Shopify's limit for metafieldsSet
 ACCESS = {"admin": "MERCHANT_READ", "storefront": "PUBLIC_READ", "customerAccount": "READ"}
 
@@ -84,18 +88,28 @@ def definitions() -> list[dict[str, Any]]:
                 (keys.url, "url", f"{label} code link", "Opens the store with the code in the cart")):
             found.append({"name": name, "namespace": NAMESPACE, "key": key, "type": type_name,
                           "ownerType": "CUSTOMER", "description": f"{what} (OnceCode)", "access": ACCESS})
+    found.append(referral_link_definition())
     return found
+
+
+def referral_link_definition() -> dict[str, Any]:
+    """The definition of a customer's ``referral_link`` metafield."""
+    return {"name": "Referral link", "namespace": NAMESPACE, "key": REFERRAL_LINK_KEY, "type": "url",
+            "ownerType": "CUSTOMER", "access": ACCESS,
+            "description": "The customer's own link to share with friends (OnceCode)"}
 
 
 def create_definitions(client: AdminClient) -> int:
     """Create the definitions missing on the store; one already there (``TAKEN``) is fine. Returns how many were new."""
-    created = 0
-    for definition in definitions():
-        try:
-            client.mutate("metafieldDefinitionCreate", {"definition": definition})
-        except UserErrors as exc:
-            if exc.codes != {"TAKEN"}:
-                raise
-            continue
-        created += 1
-    return created
+    return sum(create_definition(client, definition) for definition in definitions())
+
+
+def create_definition(client: AdminClient, definition: dict[str, Any]) -> bool:
+    """Create one definition; ``False`` when the store has it already (``TAKEN``)."""
+    try:
+        client.mutate("metafieldDefinitionCreate", {"definition": definition})
+    except UserErrors as exc:
+        if exc.codes != {"TAKEN"}:
+            raise
+        return False
+    return True

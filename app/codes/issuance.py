@@ -36,7 +36,6 @@ back), correctness never depends on it.
 from __future__ import annotations
 
 import logging
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -136,7 +135,7 @@ def remember_customer(session: Session, shop_id: int, shopify_customer_id: int) 
     """The shop's customer with this Shopify id, recorded now if new (``True``). Nothing personal is kept."""
     inserted = insert_ignoring_conflict(
         session, Customer, ["shop_id", "shopify_customer_id"], shop_id=shop_id,
-        shopify_customer_id=shopify_customer_id, referral_token=secrets.token_urlsafe(18), created_at=utcnow())
+        shopify_customer_id=shopify_customer_id, created_at=utcnow())
     customer = session.scalars(select(Customer).where(Customer.shop_id == shop_id,
                                                       Customer.shopify_customer_id == shopify_customer_id)).one()
     return customer, inserted

@@ -15,6 +15,11 @@ from app.config import Settings
 REDIRECT_PATH_RE = re.compile(r"/(?!/)[A-Za-z0-9\-._~/%+]*")
 
 
+def home_url(settings: Settings, shop: str) -> str:
+    """The store's home page."""
+    return f"{settings.store_url(shop)}/"
+
+
 def discount_url(settings: Settings, shop: str, code: str, redirect_path: str | None = None) -> str:
     """The code's shareable link; ``redirect_path`` must pass ``REDIRECT_PATH_RE`` (programs check it)."""
     url = f"{settings.store_url(shop)}/discount/{quote(code, safe='')}"

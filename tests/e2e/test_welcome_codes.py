@@ -120,9 +120,10 @@ def test_setup_creates_metafield_definitions_the_merchant_and_theme_can_read(wor
     installed_with_welcome(world)
     with world.store.extensions["devstore"].session() as session:
         found = {d.key: (d.type, d.access, d.owner_type) for d in session.scalars(select(MetafieldDefinition))}
-    assert len(found) == len(attachment.definitions()) == 12
+    assert len(found) == len(attachment.definitions()) == 13
     assert found["welcome_code"] == ("single_line_text_field", attachment.ACCESS, "CUSTOMER")
     assert found["welcome_code_expires_at"][0] == "date_time" and found["reward_code_url"][0] == "url"
+    assert found["referral_link"] == ("url", attachment.ACCESS, "CUSTOMER")
 
 
 # --- exactly once ---------------------------------------------------------------------------------
