@@ -16,8 +16,8 @@ REDIRECT_PATH_RE = re.compile(r"/(?!/)[A-Za-z0-9\-._~/%+]*")
 
 
 def home_url(settings: Settings, shop: str) -> str:
-    """The store's home page."""
-    return f"{settings.store_url(shop)}/"
+    """The store's home page: the store's base URL itself (``https://{shop}``)."""
+    return settings.store_url(shop)
 
 
 def discount_url(settings: Settings, shop: str, code: str, redirect_path: str | None = None) -> str:
