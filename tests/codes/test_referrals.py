@@ -391,3 +391,12 @@ def test_0012_drops_the_unused_customer_tokens_and_downgrade_brings_them_back(em
     _alembic(url, "upgrade", "head")  # and up again
     engine.dispose()
     assert tokens[42] == "T" * 22 and len(tokens[43]) == 32 and tokens[43] != tokens[42]
+
+
+def test_shop_redaction_erases_the_links(db, rt):
+    shop = make_shop(db, rt.cipher, installed=False)
+    referrals.create_link(db, shop.id, 42)
+    db.commit()
+    assert lifecycle.redact_shop(db, shop.domain, keep_event_id="x") == "redacted"
+    db.commit()
+    assert db.scalar(select(text("count(*)")).select_from(ReferralLink)) == 0
