@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -269,6 +269,11 @@ def land(session: Session, token: str, count_click: bool = True) -> Landing:
     if uninstalled_at is not None or no_token:
         return Landing("store_closed", domain)
     if count_click:
+        if session.get_bind().dialect.name == "postgresql":
+            # A click need not wait for the disk: without this the commit's fsync is most of the
+            # request (8 ms of 15 on the benchmark VM). A database crash may lose the last fraction of
+            # a second of clicks, never a link, a code or an order.
+            session.execute(text("SET LOCAL synchronous_commit = off"))
         session.execute(update(ReferralLink).where(ReferralLink.id == link_id)
                         .values(clicks=ReferralLink.clicks + 1, last_clicked_at=utcnow()))
     return Landing("active", domain)
