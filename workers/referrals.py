@@ -14,6 +14,7 @@ from app.shopify.client import AccessDenied, AdminClient, Throttled
 from app.shopify.tokens import ShopNotInstalled
 from workers.codes import installed_shop
 from workers.deferral import defer
+from workers.events import final_attempt, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,16 @@ def sync_referral_link(shop_id: int, link_id: int) -> str | Retry:
         later = defer(exc, shop.domain)
         if later is not None:
             return later
+        raise
+    except Exception as exc:
+        # Transient trouble is retried by rq; anything else, or the last retry, is recorded on the link
+        # where the merchant sees it, so that the sweep does not queue it again and again.
+        if not is_transient(exc) or final_attempt():
+            referrals.record_failure(rt.db, shop.id, link_id, f"{type(exc).__name__}: {exc}")
+            log.warning("referral link job failed", extra={"shop": shop.domain, "link_id": link_id,
+                                                           "reason": str(exc)})
+            if not is_transient(exc):
+                return "failed"
         raise
     log.info("referral link synced", extra={"shop": shop.domain, "link_id": link_id, "status": outcome})
     return outcome

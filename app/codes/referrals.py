@@ -233,9 +233,10 @@ def link_json(link: ReferralLink, settings: Settings, shopify_id: int | None) ->
 
 def metafield_state(link: ReferralLink) -> str:
     """The customer's ``referral_link`` metafield for this link: ``pending`` (the job is on its way),
-    ``written`` (active), ``removed`` (retired), or ``refused`` by the store (see ``error``)."""
+    ``written`` (active), ``removed`` (retired), or ``failed`` (the store refused, or the job gave up:
+    see ``error``)."""
     if link.last_error is not None:
-        return "refused"
+        return "failed"
     if link.synced_at is None:
         return "pending"
     return "written" if link.status == "active" else "removed"
@@ -362,6 +363,14 @@ class LinkWriter:
                 ReferralLink.shop_id == self.shop_id,
                 or_(*(and_(ReferralLink.id == i, ReferralLink.status == s) for i, s in links)))
                 .values(synced_at=utcnow(), last_error=problem))
+
+
+def record_failure(db: Database, shop_id: int, link_id: int, reason: str) -> None:
+    """A link whose metafield could not be written or removed, for a reason a person must read. It
+    counts as synced (the sweep leaves it), so that only a new change or a retry by hand tries again."""
+    with db.session_scope() as session:
+        session.execute(update(ReferralLink).where(ReferralLink.shop_id == shop_id, ReferralLink.id == link_id)
+                        .values(synced_at=utcnow(), last_error=reason[:2000]))
 
 
 def stranded(session: Session, limit: int = 500) -> list[tuple[int, int, str]]:

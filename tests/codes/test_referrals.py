@@ -238,7 +238,7 @@ def test_link_json(db, shop, settings):
     link.synced_at = utcnow()
     assert referrals.link_json(link, settings, 42)["metafield"] == "removed"
     link.last_error = "no such customer"
-    assert referrals.link_json(link, settings, 42)["metafield"] == "refused"
+    assert referrals.link_json(link, settings, 42)["metafield"] == "failed"
 
 
 # --- the landing --------------------------------------------------------------------------------------

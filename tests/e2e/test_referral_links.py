@@ -15,12 +15,13 @@ from sqlalchemy import delete, select, update
 from app.codes import attachment, referrals
 from app.models import ReferralLink
 from app.queues import ISSUE_RETRY, QUEUES, enqueue_referral_link, referral_link_job_id
+from app.shopify.client import AdminUnavailable
 from app.shopify.throttle import ShopBuckets
 from devstore.models import MetafieldDefinition
 from tests.conftest import API_KEY, run_worker
 from tests.e2e.harness import SHOP, World, install, set_program, signup
 from tests.helpers import webhook_headers
-from workers.referrals import DEFINITION_FLAG, requeue_stranded_links
+from workers.referrals import DEFINITION_FLAG, requeue_stranded_links, sync_referral_link
 
 APP_NAMESPACE = f"app--{API_KEY}"
 
@@ -158,8 +159,27 @@ def test_a_customer_the_store_does_not_have_is_recorded_not_retried(world: World
     [refused] = links(world)
     assert refused.synced_at is not None and "Owner does not exist" in refused.last_error
     with world.rt.db.session_scope() as session:
-        assert referrals.link_json(refused, world.rt.settings, 999_999_999)["metafield"] == "refused"
+        assert referrals.link_json(refused, world.rt.settings, 999_999_999)["metafield"] == "failed"
         assert referrals.stranded(session) == []
+
+
+def test_a_job_out_of_retries_records_why_on_the_link(world: World):
+    installed(world)
+    with world.rt.db.session_scope() as session:
+        link, _ = referrals.create_link(session, world.shop().id, signup(world)["id"])
+    world.control("PUT", "/faults", json={"graphql_5xx": 5})
+    # Run outside rq, the job has no retry left: a transient failure is recorded, then raised.
+    with pytest.raises(AdminUnavailable):
+        sync_referral_link(world.shop().id, link.id)
+    [failed] = [row for row in links(world) if row.id == link.id]
+    assert failed.synced_at is not None and failed.last_error.startswith("AdminUnavailable")
+    with world.rt.db.session_scope() as session:
+        assert referrals.stranded(session) == []  # not queued again and again by the sweep
+    world.control("PUT", "/faults", json={})
+    with world.rt.db.session_scope() as session:  # a new change (here: retiring it) tries again
+        referrals.retire(session, session.get_one(ReferralLink, link.id))
+    assert sync_referral_link(world.shop().id, link.id) == "removed"
+    assert links(world)[0].last_error is None
 
 
 def test_a_job_for_a_lost_enqueue_is_requeued_by_the_sweep(world: World):
