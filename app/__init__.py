@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from app import runtime
 from app.config import INSTANCE_DIR, ROOT, Settings, load_settings
 from app.errors import ConfigError, OnceCodeError
+from app.headers import init_security_headers
 from app.ratelimit import init_rate_limits
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blueprint in (auth_bp, webhooks_bp, api_bp, health_bp):
         app.register_blueprint(blueprint)
     init_rate_limits(app, settings, rt.redis)  # after the blueprints: it exempts some by name
+    init_security_headers(app)
     register_cli(app)
     _register_error_handlers(app)
 

@@ -8,6 +8,7 @@ from werkzeug.exceptions import BadRequest as HTTPBadRequest
 from werkzeug.routing import BaseConverter
 
 from app.errors import Unauthorized
+from app.headers import remember_verified_shop
 from app.params import ROW_ID_MAX
 from app.runtime import Runtime
 from app.shopify.verify import InvalidSessionToken, decode_session_token
@@ -28,10 +29,12 @@ def session_token_shop() -> str:
     """The shop an App Bridge session token vouches for; 401 for anything else."""
     settings = rt().settings
     try:
-        return decode_session_token(request.headers.get("Authorization"), settings.shopify_api_key,
+        shop = decode_session_token(request.headers.get("Authorization"), settings.shopify_api_key,
                                     settings.api_secrets)
     except InvalidSessionToken as exc:
         raise Unauthorized(f"a valid session token is required (Authorization: Bearer …): {exc}") from exc
+    remember_verified_shop(shop)
+    return shop
 
 
 class IdConverter(BaseConverter):
