@@ -60,6 +60,30 @@ def parse_shopify_id(value: object, name: str) -> int:
     return parse_id(value, name, SHOPIFY_ID_MAX)
 
 
+def storable_text(value: object, where: str) -> None:
+    """Refuse, in any string of a parsed JSON value (keys too), a NUL character or a lone surrogate
+    (JSON's ``"\\ud800"``): PostgreSQL text holds neither, so they would fail at the database."""
+    pending = [value]
+    while pending:  # not recursive: the parser already went as deep as it could
+        item = pending.pop()
+        if isinstance(item, str) and ("\x00" in item or not _is_utf8(item)):
+            raise BadRequest(f"{where} must not contain NUL characters or unpaired surrogates "
+                             f"(\\u0000, \\ud800), as in {shown(item)}")
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_date(text: str, name: str) -> date:
     """A ``YYYY-MM-DD`` day from 2000-01-01 to 2100-12-31."""
     try:

@@ -13,7 +13,7 @@ from app import lifecycle
 from app.codes import catch_up, issuance, metrics, programs
 from app.errors import BadRequest, NotFound
 from app.models import CODE_STATUSES, DataRequest, ReconcileCursor
-from app.params import SHOPIFY_ID_MAX, is_id, parse_id, parse_shopify_id, shown, whole_number
+from app.params import SHOPIFY_ID_MAX, is_id, parse_id, parse_shopify_id, shown, storable_text, whole_number
 from app.queues import catch_up_job_id, enqueue_catch_up, enqueue_issuance, enqueue_revoke, job_status
 from app.web import db_session, rt, session_token_shop
 
@@ -32,12 +32,14 @@ def _json_object(complaint: str) -> dict[str, Any]:
 
     Read whatever the Content-Type (a client that forgets it still gets its JSON read, or a clear
     400). Invalid JSON, UTF-8/16/32 that does not decode and numbers of more than 4,300 digits are
-    "not a JSON object"; JSON nested too deeply for the parser is a ``RecursionError``, answered 400
-    by the app-wide handler (``app/__init__.py``).
+    "not a JSON object"; text PostgreSQL cannot store (NUL, a lone surrogate) is a 400 of its own;
+    JSON nested too deeply for the parser is a ``RecursionError``, answered 400 by the app-wide
+    handler (``app/__init__.py``).
     """
     body = request.get_json(force=True, silent=True)
     if not isinstance(body, dict):
         raise BadRequest(complaint)
+    storable_text(body, "the body")
     return body
 
 
@@ -174,6 +176,7 @@ def code_issue():  # type: ignore[no-untyped-def]
     key = request.headers.get("Idempotency-Key") or body.get("idempotency_key")
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 100):
         raise BadRequest("the idempotency key must be a string of 1 to 100 characters")
+    storable_text(key, "the idempotency key")
     session = db_session()
     row, new = issuance.issue_by_hand(session, shop.id, program_id, customer, key)
     session.commit()

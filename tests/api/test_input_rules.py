@@ -107,6 +107,21 @@ def test_bodies_must_be_json_objects(client, db, shop, method, path, body, messa
     assert answer.status_code == 400 and message in answer.json["error"]
 
 
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("PATCH", "/api/programs/{program}", {"name": "Welcome\x00"}),  # found by tests/test_fuzz.py
+    ("PATCH", "/api/programs/{program}", {"name": "\ud800"}),
+    ("PATCH", "/api/programs/{program}", {"name": "ok", "\x00": 1}),
+    ("POST", "/api/codes", {"program_id": "{program}", "customer_id": 42, "idempotency_key": "key\x00"}),
+    ("POST", "/api/codes", {"program_id": "{program}", "customer_id": 42, "idempotency_key": "\udfff"}),
+])
+def test_text_postgresql_cannot_store_is_refused(client, db, shop, method, path, body):
+    program = program_of(db, shop).id
+    body = {key: program if value == "{program}" else value for key, value in body.items()}
+    answer = client.open(path.format(program=program), method=method, json=body, headers=auth(shop))
+    assert answer.status_code == 400
+    assert "must not contain NUL characters or unpaired surrogates" in answer.json["error"]
+
+
 def test_a_body_in_utf16_is_read(client, db, shop):
     body = '{"interval_minutes": 30}'.encode("utf-16")
     answer = client.patch("/api/reconcile", data=body, headers=auth(shop), content_type="application/json")
