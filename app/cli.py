@@ -72,9 +72,9 @@ class Checked(click.ParamType):
 MAX_ROWS = 10_000  # a listing's --limit: more would not be read on a terminal
 ID = Checked("id", parse_id)  # one of our rows
 SHOPIFY_ID = Checked("shopify_id", parse_shopify_id)
-ROWS = Checked("rows", lambda text, name: whole_number(text, name, 1, MAX_ROWS))
+ROWS = Checked("integer", lambda text, name: whole_number(text, name, 1, MAX_ROWS))
 DAY = Checked("date", parse_date)
-MINUTES = Checked("minutes", lambda text, name: whole_number(text, name, 1, catch_up.MAX_INTERVAL_MINUTES))
+MINUTES = Checked("integer", lambda text, name: whole_number(text, name, 1, catch_up.MAX_INTERVAL_MINUTES))
 
 
 def _usage_error(exc: BadRequest) -> click.UsageError:

@@ -223,6 +223,7 @@ class Ids:
 
 # --- requests --------------------------------------------------------------------------------------
 
+FRAMED_BY_A_SHOP = re.compile(r"frame-ancestors https://[a-z0-9][a-z0-9-]*\.myshopify\.com https://admin\.shopify\.com")
 CONVERTER_RE = re.compile(r"<(?:(?P<converter>\w+)(?:\([^)]*\))?:)?(?P<name>\w+)>")
 PATH_VALUES = {
     "id": TEXT,
@@ -428,5 +429,10 @@ def _fuzz(client: FlaskClient, target: Target, rule: Rule, signed: bool) -> None
         assert response.status_code < 500, (
             f"{fuzzed.method} {rule.rule} ({'signed' if signed else 'unsigned'}) answered "
             f"{response.status_code}: {response.get_data()[:300]!r}")
+        # The security headers hold on every answer, whatever was sent (app/headers.py).
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        if response.mimetype == "text/html":  # framed only by a shop the request proved, never unsigned
+            policy = response.headers["Content-Security-Policy"]
+            assert policy == "frame-ancestors 'none'" or signed and FRAMED_BY_A_SHOP.fullmatch(policy), policy
 
     one_request()
