@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -591,3 +593,32 @@ def test_buttons_for_an_unknown_order_or_store(client):
     client.post(f"{PAGE}/orders/999/refund", data={"amount": "1.00"})
     assert "Refund refused: no order 999 on demo.myshopify.com" in client.get(PAGE).text
     assert client.post("/stores/nowhere.myshopify.com/orders/1/cancel", data={}).status_code == 404
+
+
+# --- an older state file ---------------------------------------------------------------------------
+
+def test_a_state_file_from_before_cancellations_starts_afresh_instead_of_failing(make_devstore, tmp_path, caplog):
+    path = tmp_path / "devstore.db"
+    with sqlite3.connect(path) as old:  # an orders table as devstore wrote it before orders could be cancelled
+        old.execute("CREATE TABLE orders (id BIGINT PRIMARY KEY, shop VARCHAR(255), number INTEGER)")
+        old.execute("INSERT INTO orders VALUES (1, 'demo.myshopify.com', 1001)")
+
+    with caplog.at_level(logging.WARNING, logger="devstore.state"):
+        client = make_devstore(database_url=f"sqlite:///{path}").test_client()
+
+    assert "predates this devstore's tables" in caplog.text
+    assert client.get(ORDERS).json == []
+    order = place(client)
+    assert cancel(client, order["id"]).json["financial_status"] == "refunded"
+
+
+def test_a_current_state_file_is_kept(make_devstore, tmp_path):
+    url = f"sqlite:///{tmp_path / 'devstore.db'}"
+    first = make_devstore(database_url=url).test_client()
+    order = place(first)
+    refund(first, order["id"], "5.00")
+
+    again = make_devstore(database_url=url).test_client()
+
+    [kept] = again.get(ORDERS).json
+    assert (kept["id"], kept["total_refunded"]) == (order["id"], "5.00")
