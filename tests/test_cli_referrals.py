@@ -39,7 +39,7 @@ def test_link_makes_one_link_and_queues_its_metafield(runner, db, rt, shop):
 def test_link_refuses_a_bad_customer_id_as_a_usage_error(runner, db, shop, customer):
     refused = invoke(runner, "link", "--", SHOP, customer)  # "--": so that "-1" reaches the argument
     assert refused.exit_code == 2
-    assert "Invalid value for 'CUSTOMER_ID': CUSTOMER_ID must be a Shopify customer id" in refused.output
+    assert "Error: CUSTOMER_ID must be a Shopify customer id (a number from 1 to" in refused.output
     assert db.query(ReferralLink).count() == 0
 
 
@@ -68,8 +68,8 @@ def test_retire_by_token_or_by_customer(runner, db, rt, shop):
 @pytest.mark.parametrize(("which", "code", "complaint"), [
     ("Z" * 22, 1, "no referral link with token"),
     ("44", 1, "customer 44 has no active referral link"),
-    ("0", 2, "the link must be a Shopify customer id"),
-    ("not-a-token", 2, "the link must be a Shopify customer id"),
+    ("0", 2, "'0' is neither a link token (22 letters, digits, - or _) nor a Shopify customer id"),
+    ("not-a-token", 2, "'not-a-token' is neither a link token"),
 ])
 def test_retire_names_what_is_wrong(runner, shop, which, code, complaint):
     refused = invoke(runner, "retire", SHOP, which)
@@ -94,7 +94,8 @@ def test_links_lists_with_filters(runner, db, shop):
     assert [row.split()[0] for row in only] == [str(second.id)]
     assert "no referral links like that" in invoke(runner, "links", SHOP, "--customer", "99").output
     bad = invoke(runner, "links", SHOP, "--customer", "0")
-    assert bad.exit_code == 2 and "CUSTOMER_ID must be a Shopify customer id" in bad.output
+    assert bad.exit_code == 2 and "--customer must be a Shopify customer id" in bad.output
+    assert invoke(runner, "links", SHOP, "--limit", "0").exit_code == 2
     assert invoke(runner, "links", SHOP, "--status", "open").exit_code == 2
 
 

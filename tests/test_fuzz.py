@@ -49,6 +49,7 @@ from hypothesis import strategies as st
 from werkzeug.routing import Rule
 
 import devstore
+from app.codes import referrals
 from app.codes.programs import FIELDS, READ_ONLY
 from app.db import utcnow
 from app.models import DataRequest
@@ -72,6 +73,7 @@ ROUTE_AUTH = {
     "auth.launch": "launch-hmac",
     "auth.callback": "oauth-callback",
     "auth.begin": "none",  # starts OAuth for whatever shop it is given; proves nothing
+    "referrals": "none",  # a shared link, opened by anyone
     "health": "none",
     "static": "none",
 }
@@ -193,6 +195,9 @@ BASELINES: dict[str, Callable[[Ids], Baseline]] = {
     "api.code_issue": lambda ids: Baseline(body={"program_id": ids.program, "customer_id": 42},
                                            fields=("idempotency_key",)),
     "api.reconcile_settings": lambda ids: Baseline(body={"interval_minutes": 30}),
+    "api.referral_link_list": lambda ids: Baseline(query={"status": "active", "customer_id": "42", "limit": "10",
+                                                          "before": "1000"}),
+    "api.referral_link_create": lambda ids: Baseline(body={"customer_id": 42}),
     "webhooks.receive": lambda ids: Baseline(body=order_payload(4242, [("WELCOME-FUZZ", "1.00")]),
                                              fields=WEBHOOK_FIELDS),
     "auth.launch": lambda ids: Baseline(query={"shop": SHOP, "host": "YWRtaW4uc2hvcGlmeS5jb20vc3RvcmUvZGVtbw",
@@ -211,9 +216,12 @@ class Ids:
     program: int
     code: int
     data_request: int
+    link: int
+    link_token: str  # a referral link's, for /r/<token>
 
     def for_path(self, name: str) -> int:
-        return {"program_id": self.program, "code_id": self.code, "request_id": self.data_request}.get(name, 1)
+        return {"program_id": self.program, "code_id": self.code, "request_id": self.data_request,
+                "link_id": self.link}.get(name, 1)
 
 
 # --- requests --------------------------------------------------------------------------------------
@@ -237,7 +245,8 @@ def fill_path(rule: Rule, ids: Ids, hostile: Callable[[str], str | None]) -> str
             raise AssertionError(f"{rule.rule}: no fuzz values for the <{converter}:…> converter; add to PATH_VALUES")
         text = hostile(converter)
         if text is None:
-            text = str(ids.for_path(name)) if converter == "id" else PATH_DEFAULTS.get(converter, "x")
+            text = (str(ids.for_path(name)) if converter == "id" else ids.link_token if name == "token"
+                    else PATH_DEFAULTS.get(converter, "x"))
         return quote(text, safe="/" if converter == "path" else "")
     return CONVERTER_RE.sub(value, rule.rule)
 
@@ -380,8 +389,10 @@ def target(app_factory) -> Iterator[Target]:  # type: ignore[no-untyped-def]
         data_request = DataRequest(shop_id=shop.id, shopify_request_id=1, shopify_customer_id=42,
                                    data={"orders": []})
         session.add(data_request)
+        link, _ = referrals.create_link(session, shop.id, 42)
         session.flush()
-        ids = Ids(program=program_of(session, shop).id, code=code.id, data_request=data_request.id)
+        ids = Ids(program=program_of(session, shop).id, code=code.id, data_request=data_request.id, link=link.id,
+                  link_token=link.token)
     yield Target(app, store.test_client(), ids, reached)
     server.shutdown()
     server.server_close()

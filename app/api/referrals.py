@@ -12,23 +12,13 @@ from __future__ import annotations
 
 from flask import Response, jsonify, request
 
-from app.api.routes import _shop, bp
+from app.api.routes import MAX_PAGE, _id_arg, _int_arg, _json_object, _shop, bp
 from app.codes import referrals
 from app.errors import BadRequest
 from app.models import LINK_STATUSES
+from app.params import shown
 from app.queues import enqueue_referral_link
 from app.web import db_session, rt
-
-MAX_PAGE = 200
-
-
-def _whole(name: str, high: int) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit() or not 1 <= int(raw) <= high:
-        raise BadRequest(f"{name} must be a whole number from 1 to {high}, not {raw!r}")
-    return int(raw)
 
 
 def _shown(link, shopify_id: int | None) -> dict[str, object]:  # type: ignore[no-untyped-def]
@@ -42,17 +32,17 @@ def referral_link_list():  # type: ignore[no-untyped-def]
     shop = _shop()
     status = request.args.get("status") or None
     if status is not None and status not in LINK_STATUSES:
-        raise BadRequest(f"status must be one of {', '.join(LINK_STATUSES)}, not {status!r}")
+        raise BadRequest(f"status must be one of {', '.join(LINK_STATUSES)}, not {shown(status)}")
     customer = request.args.get("customer_id")
-    limit = _whole("limit", MAX_PAGE) or 50
+    limit = _int_arg("limit", 1, MAX_PAGE) or 50
     rows = referrals.list_links(
-        db_session(), shop.id, status=status, before=_whole("before", referrals.MAX_SHOPIFY_ID), limit=limit,
+        db_session(), shop.id, status=status, before=_id_arg("before"), limit=limit,
         shopify_customer_id=referrals.shopify_customer_id(customer) if customer else None)
     links = [_shown(link, shopify_id) for link, shopify_id in rows]
     return jsonify(referral_links=links, next_before=links[-1]["id"] if len(links) == limit else None)
 
 
-@bp.get("/referral-links/<int:link_id>")
+@bp.get("/referral-links/<id:link_id>")
 def referral_link_detail(link_id: int):  # type: ignore[no-untyped-def]
     shop = _shop()
     session = db_session()
@@ -68,9 +58,7 @@ def referral_link_create() -> Response:
     twice never makes two.
     """
     shop = _shop()
-    body = request.get_json(force=True, silent=True)
-    if not isinstance(body, dict):
-        raise BadRequest('the body must be a JSON object such as {"customer_id": 42}')
+    body = _json_object('the body must be a JSON object such as {"customer_id": 42}')
     unknown = sorted(set(body) - {"customer_id"})
     if unknown:
         raise BadRequest(f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} (give customer_id)")
@@ -88,7 +76,7 @@ def referral_link_create() -> Response:
     return response
 
 
-@bp.post("/referral-links/<int:link_id>/retire")
+@bp.post("/referral-links/<id:link_id>/retire")
 def referral_link_retire(link_id: int):  # type: ignore[no-untyped-def]
     """Retire a link: it lands on "no longer active" and leaves the customer's metafield. Idempotent."""
     shop = _shop()

@@ -40,6 +40,7 @@ from app.config import Settings
 from app.db import Database, utcnow
 from app.errors import BadRequest, NotFound, OnceCodeError
 from app.models import LINK_STATUSES, Customer, Program, ReferralLink, Shop
+from app.params import SHOPIFY_ID_MAX, parse_shopify_id, shown
 from app.shopify.client import AdminClient, UserErrors
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,7 @@ log = logging.getLogger(__name__)
 TOKEN_BYTES = 16  # 128 bits of randomness (the floor is 96)
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{22}")  # what token_urlsafe(16) produces
 MAX_TOKEN_TRIES = 3  # a collision of 128-bit tokens does not happen; a retry costs nothing to have
-MAX_SHOPIFY_ID = 2**63 - 1  # Shopify ids are positive 64-bit integers
-CUSTOMER_GID_RE = re.compile(r"gid://shopify/Customer/([0-9]{1,19})")
+CUSTOMER_GID_RE = re.compile(r"gid://shopify/Customer/([0-9]+)")
 PROGRAM_KIND = "referral_reward"  # whose ``active`` flag means "the referral program is on" (see above)
 METAFIELD_KEY = attachment.REFERRAL_LINK_KEY
 STRANDED_AFTER = timedelta(minutes=2)  # a change this old whose metafield job has not run has lost it
@@ -76,21 +76,16 @@ def link_url(settings: Settings, token: str) -> str:
 
 
 def shopify_customer_id(value: object, name: str = "customer_id") -> int:
-    """A Shopify customer id from a number, a string of digits or ``gid://shopify/Customer/<id>``:
-    a whole number from 1 to 2^63-1. Anything else is a ``BadRequest`` naming ``name``."""
-    number: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str):
-        text = value.strip()
-        match = CUSTOMER_GID_RE.fullmatch(text)
-        digits = match.group(1) if match else text
-        if re.fullmatch(r"[0-9]{1,19}", digits):
-            number = int(digits)
-    if number is None or not 1 <= number <= MAX_SHOPIFY_ID:
-        raise BadRequest(f"{name} must be a Shopify customer id, a whole number from 1 to {MAX_SHOPIFY_ID} "
-                         f"(or gid://shopify/Customer/<id>), not {value!r}")
-    return number
+    """A Shopify customer id from a number, ASCII digits or ``gid://shopify/Customer/<id>``: 1 to
+    2^63 - 1, parsed like every id (``app.params``). Anything else is a ``BadRequest`` naming ``name``."""
+    number = value
+    if isinstance(value, str) and (match := CUSTOMER_GID_RE.fullmatch(value)):
+        number = match.group(1)
+    try:
+        return parse_shopify_id(number, name)
+    except BadRequest:
+        raise BadRequest(f"{name} must be a Shopify customer id (a number from 1 to {SHOPIFY_ID_MAX} or "
+                         f"gid://shopify/Customer/<id>), not {shown(value)}") from None
 
 
 # --- creating and retiring ------------------------------------------------------------------------
@@ -177,7 +172,11 @@ def find_link(session: Session, shop_id: int, which: str) -> ReferralLink:
         if link is None:
             raise NotFound(f"no referral link with token {which} for this store")
         return link
-    shopify_id = shopify_customer_id(which, name="the link")
+    try:
+        shopify_id = shopify_customer_id(which)
+    except BadRequest:
+        raise BadRequest(f"{shown(which)} is neither a link token (22 letters, digits, - or _) nor a Shopify "
+                         f"customer id (1 to {SHOPIFY_ID_MAX})") from None
     link = session.scalar(select(ReferralLink).join(Customer, Customer.id == ReferralLink.customer_id)
                           .where(ReferralLink.shop_id == shop_id, Customer.shop_id == shop_id,
                                  Customer.shopify_customer_id == shopify_id, ReferralLink.status == "active"))
@@ -191,7 +190,7 @@ def list_links(session: Session, shop_id: int, *, status: str | None = None,
                limit: int = 50) -> list[tuple[ReferralLink, int | None]]:
     """The shop's links, newest first, with their customer's Shopify id (keyset by ``before``)."""
     if status is not None and status not in LINK_STATUSES:
-        raise BadRequest(f"status must be one of {', '.join(LINK_STATUSES)}, not {status!r}")
+        raise BadRequest(f"status must be one of {', '.join(LINK_STATUSES)}, not {shown(status)}")
     query = (select(ReferralLink, Customer.shopify_customer_id)
              .outerjoin(Customer, Customer.id == ReferralLink.customer_id)
              .where(ReferralLink.shop_id == shop_id).order_by(ReferralLink.id.desc()).limit(limit))

@@ -6,38 +6,21 @@ naming the problem, a link or shop that does not exist an error (exit 1).
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 from flask.cli import AppGroup
 
-from app import lifecycle
+from app.cli import MAX_ROWS, ROWS, Checked, _shop_or_fail
 from app.codes import referrals
 from app.errors import BadRequest, NotFound
-from app.models import LINK_STATUSES, Shop
+from app.models import LINK_STATUSES
 from app.queues import enqueue_referral_link
 from app.web import rt
 
 referrals_cli = AppGroup("referrals", help="Customers' referral links: create, list, retire.")
 
 
-class ShopifyCustomerId(click.ParamType):
-    """A Shopify customer id (1 to 2^63-1, or its gid), checked like the API checks it."""
-
-    name = "shopify_customer_id"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        try:
-            return referrals.shopify_customer_id(value, name="CUSTOMER_ID")
-        except BadRequest as exc:
-            self.fail(str(exc), param, ctx)
-
-
-def _shop_or_fail(session, domain: str) -> Shop:  # type: ignore[no-untyped-def]
-    shop = lifecycle.shop_by_domain(session, domain)
-    if shop is None:
-        raise click.ClickException(f"no shop {domain!r}; `flask shops list` shows the known ones")
-    return shop
+# The API's rules, as usage errors (exit code 2) naming the argument.
+CUSTOMER_ID = Checked("shopify_customer_id", referrals.shopify_customer_id)
 
 
 def _queue(shop_id: int, link_id: int, status: str) -> str:
@@ -48,7 +31,7 @@ def _queue(shop_id: int, link_id: int, status: str) -> str:
 
 @referrals_cli.command("link")
 @click.argument("domain")
-@click.argument("customer", type=ShopifyCustomerId(), metavar="CUSTOMER_ID")
+@click.argument("customer", type=CUSTOMER_ID, metavar="CUSTOMER_ID")
 def link(domain: str, customer: int) -> None:
     """The referral link of a customer (their Shopify id), made now unless they have one."""
     with rt().db.session_scope() as session:
@@ -73,7 +56,7 @@ def retire(domain: str, which: str) -> None:
         try:
             found = referrals.find_link(session, shop.id, which)
         except BadRequest as exc:
-            raise click.BadParameter(str(exc), param_hint="TOKEN_OR_CUSTOMER_ID") from exc
+            raise click.UsageError(str(exc)) from None
         except NotFound as exc:
             raise click.ClickException(str(exc)) from exc
         retired = referrals.retire(session, found)
@@ -87,8 +70,8 @@ def retire(domain: str, which: str) -> None:
 @referrals_cli.command("links")
 @click.argument("domain")
 @click.option("--status", type=click.Choice(LINK_STATUSES))
-@click.option("--customer", type=ShopifyCustomerId(), metavar="CUSTOMER_ID", help="only this customer's links")
-@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--customer", type=CUSTOMER_ID, metavar="CUSTOMER_ID", help="only this customer's links")
+@click.option("--limit", type=ROWS, default=50, show_default=True, help=f"at most {MAX_ROWS}")
 def links(domain: str, status: str | None, customer: int | None, limit: int) -> None:
     """A shop's referral links, newest first, with their clicks and any error."""
     with rt().db.session_scope() as session:

@@ -39,6 +39,5 @@ def landing(token: str) -> Response:
                                             shop=found.shop_domain), status=STATUS[found.state])
     # Every opening must reach us (to be counted, and later to hand out a code): nothing may cache it.
     response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["X-Robots-Tag"] = "noindex"
+    response.headers["X-Robots-Tag"] = "noindex"  # (Referrer-Policy: no-referrer is app-wide: app.headers)
     return response

@@ -48,12 +48,13 @@ def test_the_largest_shopify_id_is_accepted(client, shop):
 def test_a_bad_customer_id_is_a_400_naming_the_rule(client, db, shop, customer_id):
     answer = create(client, customer_id)
     assert answer.status_code == 400
-    assert answer.json["error"].startswith(f"customer_id must be a Shopify customer id, a whole number from 1 to {MAX}")
+    assert answer.json["error"].startswith(f"customer_id must be a Shopify customer id (a number from 1 to {MAX} ")
     assert db.query(ReferralLink).count() == 0
 
 
 @pytest.mark.parametrize(("body", "complaint"), [
     (b"not json", "the body must be a JSON object"),
+    (b'{"customer_id": "\\u0000"}', "must not contain NUL characters"),
     (b"[42]", "the body must be a JSON object"),
     (b"{}", "customer_id is required"),
     (b'{"customer_id": 42, "token": "mine"}', "unknown field token"),
@@ -85,7 +86,8 @@ def test_list_filter_page_and_show(client, shop):
     ("limit=0", "limit must be a whole number from 1 to 200"),
     ("limit=201", "limit must be a whole number from 1 to 200"),
     ("limit=x", "limit must be a whole number from 1 to 200"),
-    ("before=-1", "before must be a whole number"),
+    ("before=-1", "before must be an id: a whole number from 1 to 2147483647"),
+    ("before=2147483648", "before must be an id"),
     ("customer_id=0", "customer_id must be a Shopify customer id"),
     (f"customer_id={MAX + 1}", "customer_id must be a Shopify customer id"),
 ])
@@ -103,6 +105,12 @@ def test_retire_is_idempotent_and_queues_the_removal(client, rt, shop):
     assert again.status_code == 200 and again.json["retired_at"] == retired.json["retired_at"]
     fresh = create(client, 42)
     assert fresh.status_code == 201 and fresh.json["token"] != made["token"]
+
+
+@pytest.mark.parametrize("path", ["/api/referral-links/99999999999", "/api/referral-links/²"])
+def test_an_id_out_of_range_in_the_path_is_not_a_500(client, shop, path):
+    assert client.get(path, headers=auth()).status_code in (400, 404)
+    assert client.post(path + "/retire", headers=auth()).status_code in (400, 404)
 
 
 def test_another_shops_links_are_not_found(client, db, rt, shop):
