@@ -14,7 +14,7 @@
   job (``workers.referrals.sync_referral_link``), and removed when the link is retired. The job sets
   whatever the customer's rows say (their active link, or none), so jobs for a retirement and a new
   link may run in any order and still leave the right value.
-- **Opening a link** (``landing``) costs one indexed look-up and, for an active link, a click counted
+- **Opening a link** (``land``) costs one indexed look-up and, for an active link, a click counted
   with one atomic ``UPDATE``; it never calls the Admin API.
 
 No Flask here: the API (``app.api.referrals``), the CLI (``app.referrals.cli``) and the landing page
@@ -55,7 +55,9 @@ STRANDED_AFTER = timedelta(minutes=2)  # a change this old whose metafield job h
 
 
 class LinkRefused(OnceCodeError):
-    status = 409
+    """No link could be made just now (three 128-bit tokens in a row were taken: it does not happen)."""
+
+    status = 503
 
 
 # --- tokens, URLs, ids ----------------------------------------------------------------------------
@@ -165,7 +167,6 @@ def get_link(session: Session, shop_id: int, link_id: int) -> ReferralLink:
 def find_link(session: Session, shop_id: int, which: str) -> ReferralLink:
     """A link by its token, or a customer's active link by their Shopify id. A token has 22
     characters, a customer id at most 19 digits, so the two never mix up."""
-    which = which.strip()
     if looks_like_token(which):
         link = session.scalar(select(ReferralLink).where(ReferralLink.shop_id == shop_id,
                                                          ReferralLink.token == which))
