@@ -66,12 +66,16 @@ def downgrade() -> None:
     # Every customer gets a token again: its active link's, else a fresh random one (128 bits).
     with op.batch_alter_table('customers', schema=None) as batch_op:
         batch_op.add_column(sa.Column('referral_token', sa.String(length=64), nullable=True))
-    random_token = ("md5(random()::text || clock_timestamp()::text || id::text)"
-                    if op.get_bind().dialect.name == 'postgresql' else "lower(hex(randomblob(16)))")
-    op.execute(sa.text(
-        "UPDATE customers SET referral_token = COALESCE((SELECT token FROM referral_links"
-        " WHERE referral_links.customer_id = customers.id AND referral_links.status = 'active'),"
-        f" {random_token})"))
+    if op.get_bind().dialect.name == 'postgresql':
+        op.execute(sa.text(
+            "UPDATE customers SET referral_token = COALESCE((SELECT token FROM referral_links"
+            " WHERE referral_links.customer_id = customers.id AND referral_links.status = 'active'),"
+            " md5(random()::text || clock_timestamp()::text || id::text))"))
+    else:
+        op.execute(sa.text(
+            "UPDATE customers SET referral_token = COALESCE((SELECT token FROM referral_links"
+            " WHERE referral_links.customer_id = customers.id AND referral_links.status = 'active'),"
+            " lower(hex(randomblob(16))))"))
     with op.batch_alter_table('customers', schema=None) as batch_op:
         batch_op.alter_column('referral_token', existing_type=sa.String(length=64), nullable=False)
         batch_op.create_unique_constraint('uq_customers_referral_token', ['referral_token'])
