@@ -28,7 +28,7 @@ INSTANCE_DIR = ROOT / "instance"
 
 ENVIRONMENTS = ("production", "development", "test")
 API_VERSION_RE = re.compile(r"^\d{4}-(01|04|07|10)$")
-DEFAULT_SCOPES = "read_customers,write_customers,read_orders,read_discounts,write_discounts"
+DEFAULT_SCOPES = "read_customers,write_customers,read_orders,read_discounts,write_discounts,write_app_proxy"
 DEV_API_KEY = "oncecode-dev-client-id"
 DEFAULT_PUBLIC_RATE_LIMIT = "60 per minute"
 MAX_PROXY_HOPS = 5
