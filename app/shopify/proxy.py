@@ -18,6 +18,11 @@ Two rules on top, as both libraries have them:
   Shopify's own ``logged_in_customer_id`` added, and the signature covers ``42,<theirs>`` — correctly
   signed, and a reader taking the first value would show customer 42's page to someone else.
 
+Written here rather than by calling ``shopifyapp`` (DESIGN.md prefers it for such checks): its
+``verify_app_proxy_req`` refuses a repeated ``shop`` only, does not check the shop's domain, and raises
+``TypeError`` on a non-ASCII signature (a 500 where a 400 is due). tests/shopify/test_proxy.py holds
+this module to Shopify's documented example and to vectors ``shopifyapp`` 1.0.2 accepts.
+
 This module knows nothing of Flask, the database or programs: it answers what a query proves.
 """
 
