@@ -209,6 +209,9 @@ def test_every_declared_field_of_every_type_answers(api: AdminApi):
     hook = api.data('mutation { webhookSubscriptionCreate(topic: ORDERS_PAID, webhookSubscription: '
                     '{uri: "https://a.test/h"}) { webhookSubscription { id } } }')
     order = api.order(codes=("all-fields",), customer_id=customer)
+    bulk = api.data('mutation($id: ID!) { discountRedeemCodeBulkAdd(discountId: $id, codes: [{code: "MORE-1"}, '
+                    '{code: "ship"}]) { bulkCreation { id } } }', {"id": node})
+    creation = bulk["discountRedeemCodeBulkAdd"]["bulkCreation"]["id"]
     queries = {
         "customer": (f'customer(id: "{owner}")', "Customer"),
         "order": (f'order(id: "gid://shopify/Order/{order}")', "Order"),
@@ -218,6 +221,7 @@ def test_every_declared_field_of_every_type_answers(api: AdminApi):
         "freeShipping": ('codeDiscountNodeByCode(code: "ship")', "DiscountCodeNode"),
         "hook": (f'webhookSubscription(id: "{hook["webhookSubscriptionCreate"]["webhookSubscription"]["id"]}")',
                  "WebhookSubscription"),
+        "bulkCreation": (f'discountRedeemCodeBulkCreation(id: "{creation}")', "DiscountRedeemCodeBulkCreation"),
     }
     for label, (field, typename) in queries.items():
         body = api.body(f"{{ {field} {{ {selection(typename)} }} }}")
