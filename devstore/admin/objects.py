@@ -101,6 +101,7 @@ PLAIN_TYPES: dict[str, frozenset[str]] = {
     "MetafieldIdentifier": frozenset({"key", "namespace", "ownerId"}),
     "DiscountCodeBulkDeletePayload": frozenset({"job", "userErrors"}),
     "DiscountRedeemCodeBulkAddPayload": frozenset({"bulkCreation", "userErrors"}),
+    "DiscountCodeRedeemCodeBulkDeletePayload": frozenset({"job", "userErrors"}),
     "DiscountRedeemCodeBulkCreationCode": frozenset({"code", "discountRedeemCode", "errors"}),
     # An asynchronous job; ``query`` (the objects it changed) is not implemented.
     "Job": frozenset({"done", "id"}),

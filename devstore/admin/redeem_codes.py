@@ -1,5 +1,5 @@
 """Many redeem codes on one discount: ``discountRedeemCodeBulkAdd`` and the ``DiscountRedeemCodeBulkCreation``
-it answers with.
+it answers with, and ``discountCodeRedeemCodeBulkDelete``.
 
 As on Shopify, the mutation only checks its arguments and records the creation: ``done`` is false and
 every count but ``codesCount`` is 0. The codes are added a moment later by a job
@@ -12,6 +12,10 @@ project (``fixtures/conformance/.../discounts/discount-redeem-code-bulk*.json``)
 ``field: ["code"]`` and ``code: null`` on a code's error, "Code discount does not exist." for an
 unknown discount, "Codes can't be blank" for no codes, and the top-level ``MAX_INPUT_SIZE_EXCEEDED``
 for more than 250 codes (Shopify's documented maximum; ``devstore.admin.checks`` answers it).
+
+``discountCodeRedeemCodeBulkDelete`` answers with a ``Job`` and removes the codes a moment later, like
+``discountCodeBulkDelete`` (Shopify may answer ``done: true`` at once for a small deletion; devstore
+always makes the client poll). Its refusals are Shopify's, from the same captures.
 
 The state lock serialises every request and every job, so two creations (or a creation and a
 ``discountCodeBasicCreate``) racing for one code cannot both get it: whichever runs first wins, and
@@ -209,3 +213,79 @@ def discount_redeem_code_bulk_creation(root: Any, info: Info, id: str) -> BulkCr
     resource, number = parse_gid(id)
     row = ctx.session.get(RedeemCodeBulkCreation, number) if resource == "DiscountRedeemCodeBulkCreation" else None
     return None if row is None or row.shop != ctx.shop else BulkCreationView(ctx, row)
+
+
+# --- discountCodeRedeemCodeBulkDelete ---------------------------------------------------------------
+
+BULK_DELETE_CODES = "discountCodeRedeemCodeBulkDelete"
+
+
+def _unplaced(message: str, code: str | None) -> Plain:
+    """A user error Shopify reports without a field."""
+    return Plain("DiscountUserError", field=None, message=message, code=code, extraInfo=None)
+
+
+def _redeem_code_targets(ids: list[str], errors: Refusals) -> list[int]:
+    """The redeem code numbers a deletion names; each id must be a ``DiscountRedeemCode`` id."""
+    targets: list[int] = []
+    for value in ids:
+        resource, number = parse_gid(value)  # a malformed id is Shopify's top-level INVALID_GLOBAL_ID
+        if resource != "DiscountRedeemCode":
+            errors.add(["ids"], f"Invalid id: {value} is not a redeem code", "INVALID")
+        elif number not in targets:
+            targets.append(number)
+    return targets
+
+
+def _delete_refusals(ctx: Context, discountId: str, ids: list[str] | None, savedSearchId: str | None,
+                     search: str | None) -> tuple[Refusals, Discount | None]:
+    """Shopify's checks of a redeem code deletion, in its order and words (from live captures)."""
+    errors = Refusals()
+    given = [name for name, value in (("ids", ids), ("search", search), ("savedSearchId", savedSearchId))
+             if value is not None]
+    discount = None
+    if not given:
+        errors.append(_unplaced("Missing expected argument key: 'ids', 'search' or 'saved_search_id'.",
+                                "MISSING_ARGUMENT"))
+    elif len(given) > 1:
+        errors.append(_unplaced("Only one of 'ids', 'search' or 'saved_search_id' is allowed.", "TOO_MANY_ARGUMENTS"))
+    elif (discount := code_discount(ctx, discountId)) is None:
+        errors.add(["discountId"], NO_DISCOUNT, "INVALID")
+    elif savedSearchId is not None:
+        errors.add(["savedSearchId"], "Invalid 'saved_search_id'.", "INVALID")  # devstore has no saved searches
+    elif search is not None and not search.strip():
+        errors.add(["search"], "'Search' can't be blank.", "BLANK")
+    elif search is not None:
+        errors.unsupported(["search"], "searching redeem codes: give ids")
+    elif not ids:
+        errors.append(_unplaced("Something went wrong, please try again.", None))  # Shopify's answer to ids: []
+    return errors, discount
+
+
+def discount_code_redeem_code_bulk_delete(root: Any, info: Info, discountId: str, ids: list[str] | None = None,
+                                          savedSearchId: str | None = None, search: str | None = None) -> Plain:
+    """Start a job that deletes redeem codes of one discount (at most 250 ids, Shopify's input limit).
+
+    The job runs a moment later and removes each named code that still belongs to the discount; codes
+    gone already, or another discount's, are skipped, so deleting twice is not an error. The discount
+    itself stays, whatever codes it has left.
+    """
+    ctx: Context = info.context
+    errors, discount = _delete_refusals(ctx, discountId, ids, savedSearchId, search)
+    targets = [] if errors else _redeem_code_targets(ids or [], errors)
+    job = None
+    if not errors and discount is not None:
+        job = jobs.job_view(jobs.start(ctx, BULK_DELETE_CODES, targets, parent_id=discount.id))
+    return Plain("DiscountCodeRedeemCodeBulkDeletePayload", job=job, userErrors=list(errors))
+
+
+def run_redeem_code_delete(session: Session, job: Job) -> None:
+    """The deletion job's work: remove the named codes that are still the discount's."""
+    rows = session.scalars(select(DiscountCode).where(DiscountCode.id.in_(job.targets), DiscountCode.shop == job.shop,
+                                                      DiscountCode.discount_id == job.parent_id)).all()
+    for row in rows:
+        session.delete(row)
+    discount = session.get(Discount, job.parent_id) if rows else None
+    if discount is not None:
+        discount.updated_at = now()
+    session.flush()

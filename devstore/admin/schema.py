@@ -59,6 +59,7 @@ MUTATION_FIELDS: dict[str, Callable[..., Any]] = {
     "discountCodeDelete": discounts.discount_code_delete,
     "discountCodeBulkDelete": discounts.discount_code_bulk_delete,
     "discountRedeemCodeBulkAdd": redeem_codes.discount_redeem_code_bulk_add,
+    "discountCodeRedeemCodeBulkDelete": redeem_codes.discount_code_redeem_code_bulk_delete,
     "metafieldsSet": metafields.metafields_set,
     "metafieldsDelete": metafields.metafields_delete,
     "metafieldDefinitionCreate": metafields.metafield_definition_create,
@@ -78,11 +79,12 @@ ROOT_SCOPES: dict[str, str] = {
     "discountCodeBasicCreate": "write_discounts", "discountCodeFreeShippingCreate": "write_discounts",
     "discountCodeActivate": "write_discounts", "discountCodeDeactivate": "write_discounts",
     "discountCodeDelete": "write_discounts", "discountCodeBulkDelete": "write_discounts",
-    "discountRedeemCodeBulkAdd": "write_discounts",
+    "discountRedeemCodeBulkAdd": "write_discounts", "discountCodeRedeemCodeBulkDelete": "write_discounts",
 }
 # What each kind of asynchronous job does when its moment comes (``devstore.admin.jobs``).
 JOB_RUNNERS: dict[str, jobs.Runner] = {discounts.BULK_DELETE: discounts.run_bulk_delete,
-                                       redeem_codes.BULK_ADD: redeem_codes.run_bulk_add}
+                                       redeem_codes.BULK_ADD: redeem_codes.run_bulk_add,
+                                       redeem_codes.BULK_DELETE_CODES: redeem_codes.run_redeem_code_delete}
 
 
 # --- custom scalars ---------------------------------------------------------------------------------

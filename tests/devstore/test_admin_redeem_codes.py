@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from devstore import create_app
-from devstore.models import DiscountCode, Installation
+from devstore.models import DiscountCode, Installation, RedeemCodeBulkCreation
 from devstore.state import DevstoreConfig
 from tests.devstore.factories import make_discount
 from tests.devstore.test_admin_support import CLIENT_ID, OTHER_SHOP, SHOP, TOKEN, VERSION, AdminApi, FakeClock, install
@@ -89,10 +89,11 @@ def poll(api: AdminApi, creation_id: str, timeout: float = 5.0, **kwargs: Any) -
     """``discountRedeemCodeBulkCreation(id:)`` until it reads done: what a client of Shopify does."""
     deadline = time.monotonic() + timeout
     while True:
-        creation = api.data(CREATION, {"id": creation_id}, **kwargs)["discountRedeemCodeBulkCreation"]
-        if creation is None or creation["done"] or time.monotonic() > deadline:
-            return creation
+        state = api.data(POLL, {"id": creation_id}, **kwargs)["discountRedeemCodeBulkCreation"]
+        if state is None or state["done"] or time.monotonic() > deadline:
+            break
         time.sleep(0.05)
+    return api.data(CREATION, {"id": creation_id}, **kwargs)["discountRedeemCodeBulkCreation"]
 
 
 def outcome(creation: dict[str, Any]) -> list[tuple[str, str | None]]:
@@ -312,6 +313,134 @@ def test_a_discount_deleted_before_the_job_runs_fails_every_code(api: AdminApi):
     assert outcome(done) == [("ORPHAN-1", "Code discount does not exist.")]
     assert done["discountCode"] is None and done["failedCount"] == 1
     assert api.data(BY_CODE, {"code": "ORPHAN-1"})["codeDiscountNodeByCode"] is None
+
+
+# --- discountCodeRedeemCodeBulkDelete --------------------------------------------------------------------
+
+DELETE_CODES = """
+mutation drop($discountId: ID!, $ids: [ID!], $search: String, $savedSearchId: ID) {
+  discountCodeRedeemCodeBulkDelete(discountId: $discountId, ids: $ids, search: $search, savedSearchId: $savedSearchId) {
+    job { id done }
+    userErrors { field message code extraInfo }
+  }
+}
+"""
+JOB = "query poll($id: ID!) { job(id: $id) { id done } }"
+
+
+def pool_with_codes(api: AdminApi, codes: list[str]) -> tuple[int, dict[str, str]]:
+    """A discount holding ``codes`` (added in bulk) besides its own; returns it and the codes' redeem code ids."""
+    pool = make_discount(api.state, "POOL-BASE", usage_limit=1)
+    done = poll(api, add(api, pool, codes)["bulkCreation"]["id"])
+    return pool, {c["code"]: c["discountRedeemCode"]["id"] for c in done["codes"]["nodes"]}
+
+
+def delete_codes(api: AdminApi, discount: int | str, **variables: Any) -> dict[str, Any]:
+    target = discount if isinstance(discount, str) else node(discount)
+    return api.data(DELETE_CODES, {"discountId": target, **variables})["discountCodeRedeemCodeBulkDelete"]
+
+
+def finish(api: AdminApi, job_id: str, timeout: float = 5.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = api.data(JOB, {"id": job_id})["job"]
+        if job["done"] or time.monotonic() > deadline:
+            return job
+        time.sleep(0.05)
+
+
+def test_bulk_delete_removes_the_codes_a_moment_later_and_keeps_the_discount(api: AdminApi):
+    pool, ids = pool_with_codes(api, ["GONE-1", "GONE-2", "STAYS-1"])
+    started = delete_codes(api, pool, ids=[ids["GONE-1"], ids["GONE-2"]])
+    assert started["userErrors"] == [] and started["job"]["done"] is False
+    assert started["job"]["id"].startswith("gid://shopify/Job/")
+    assert api.data(BY_CODE, {"code": "GONE-1"})["codeDiscountNodeByCode"] == {"id": node(pool)}  # not yet
+
+    assert finish(api, started["job"]["id"])["done"] is True
+    assert api.data(BY_CODE, {"code": "gone-1"})["codeDiscountNodeByCode"] is None
+    assert api.data(BY_CODE, {"code": "GONE-2"})["codeDiscountNodeByCode"] is None
+    assert codes_of(api, pool) == {"POOL-BASE", "STAYS-1"}
+
+
+def test_a_deleted_code_is_free_again_and_its_creation_shows_it_gone(api: AdminApi):
+    pool, ids = pool_with_codes(api, ["REUSED-1"])
+    finish(api, delete_codes(api, pool, ids=[ids["REUSED-1"]])["job"]["id"])
+    with api.state.session() as session:
+        creation = session.scalars(select(RedeemCodeBulkCreation.id)).one()
+    first = poll(api, f"gid://shopify/DiscountRedeemCodeBulkCreation/{creation}")
+    assert first["codes"]["nodes"][0]["discountRedeemCode"] is None and first["importedCount"] == 1
+    again = poll(api, add(api, pool, ["REUSED-1"])["bulkCreation"]["id"])
+    assert outcome(again) == [("REUSED-1", None)]
+
+
+def test_a_used_code_can_be_deleted_and_the_order_keeps_it(api: AdminApi):
+    pool, ids = pool_with_codes(api, ["USED-1"])
+    order = api.order(codes=("USED-1",))
+    finish(api, delete_codes(api, pool, ids=[ids["USED-1"]])["job"]["id"])
+    data = api.data("query($id: ID!) { order(id: $id) { discountCodes } }", {"id": f"gid://shopify/Order/{order}"})
+    assert data["order"]["discountCodes"] == ["USED-1"]
+    assert api.data(BY_CODE, {"code": "USED-1"})["codeDiscountNodeByCode"] is None
+
+
+def test_deleting_twice_or_another_discounts_code_is_skipped_not_an_error(api: AdminApi):
+    pool, ids = pool_with_codes(api, ["ONCE-1"])
+    other = make_discount(api.state, "ELSEWHERE")
+    with api.state.session() as session:
+        elsewhere = session.scalars(select(DiscountCode.id).where(DiscountCode.discount_id == other)).one()
+    first = delete_codes(api, pool, ids=[ids["ONCE-1"], ids["ONCE-1"], f"gid://shopify/DiscountRedeemCode/{elsewhere}"])
+    assert finish(api, first["job"]["id"])["done"]
+    again = delete_codes(api, pool, ids=[ids["ONCE-1"], "gid://shopify/DiscountRedeemCode/123"])
+    assert again["userErrors"] == [] and finish(api, again["job"]["id"])["done"]
+    assert api.data(BY_CODE, {"code": "ELSEWHERE"})["codeDiscountNodeByCode"] == {"id": node(other)}
+
+
+@pytest.mark.parametrize(("variables", "error"), [
+    ({}, (None, "Missing expected argument key: 'ids', 'search' or 'saved_search_id'.", "MISSING_ARGUMENT")),
+    ({"ids": ["gid://shopify/DiscountRedeemCode/1"], "search": "code:ANY"},
+     (None, "Only one of 'ids', 'search' or 'saved_search_id' is allowed.", "TOO_MANY_ARGUMENTS")),
+    ({"ids": []}, (None, "Something went wrong, please try again.", None)),
+    ({"search": "   "}, (["search"], "'Search' can't be blank.", "BLANK")),
+    ({"savedSearchId": "gid://shopify/SavedSearch/0"}, (["savedSearchId"], "Invalid 'saved_search_id'.", "INVALID")),
+    ({"search": "code:ANY"}, (["search"], "devstore does not support searching redeem codes: give ids", "INVALID")),
+    ({"ids": ["gid://shopify/DiscountCodeNode/1"]},
+     (["ids"], "Invalid id: gid://shopify/DiscountCodeNode/1 is not a redeem code", "INVALID")),
+])
+def test_bad_arguments_are_shopifys_user_errors_and_start_no_job(api: AdminApi, variables: dict[str, Any],
+                                                                 error: tuple[list[str] | None, str, str | None]):
+    pool = make_discount(api.state, "POOL-BASE")
+    answer = delete_codes(api, pool, **variables)
+    assert answer["job"] is None
+    assert [(e["field"], e["message"], e["code"]) for e in answer["userErrors"]] == [error]
+
+
+@pytest.mark.parametrize("discount", ["gid://shopify/DiscountCodeNode/0", "gid://shopify/Customer/1"])
+def test_an_unknown_discount_does_not_exist(api: AdminApi, discount: str):
+    answer = delete_codes(api, discount, ids=["gid://shopify/DiscountRedeemCode/1"])
+    assert answer["job"] is None
+    assert answer["userErrors"] == [{"field": ["discountId"], "message": "Code discount does not exist.",
+                                     "code": "INVALID", "extraInfo": None}]
+
+
+def test_another_stores_codes_are_out_of_reach(api: AdminApi):
+    theirs = make_discount(api.state, "THEIRS", shop=OTHER_SHOP)
+    assert delete_codes(api, theirs, ids=["gid://shopify/DiscountRedeemCode/1"])["userErrors"][0]["code"] == "INVALID"
+
+
+def test_more_than_250_ids_is_shopifys_input_limit(api: AdminApi):
+    pool, ids = pool_with_codes(api, ["SAFE-1"])
+    body = api.body(DELETE_CODES, {"discountId": node(pool), "ids": [ids["SAFE-1"]] * 251})
+    assert body["data"] is None and body["errors"][0]["extensions"]["code"] == "MAX_INPUT_SIZE_EXCEEDED"
+    time.sleep(JOB_SECONDS + 0.1)
+    assert api.data(BY_CODE, {"code": "SAFE-1"})["codeDiscountNodeByCode"] is not None
+
+
+def test_bulk_delete_of_codes_needs_write_discounts(api: AdminApi):
+    with api.state.session() as session:
+        session.scalars(select(Installation).where(Installation.shop == OTHER_SHOP)).one().scopes = "read_discounts"
+    theirs = make_discount(api.state, "THEIRS", shop=OTHER_SHOP)
+    body = api.body(DELETE_CODES, {"discountId": node(theirs), "ids": ["gid://shopify/DiscountRedeemCode/1"]},
+                    token="shpat_other", shop=OTHER_SHOP)  # noqa: S106
+    assert body["errors"][0]["extensions"]["code"] == "ACCESS_DENIED"
 
 
 # --- uniqueness under concurrent calls, over real HTTP ------------------------------------------------
