@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from devstore import create_app
+from devstore.errors import CodeRefused
 from devstore.models import DiscountCode, Installation, RedeemCodeBulkCreation
 from devstore.state import DevstoreConfig
 from tests.devstore.factories import make_discount
@@ -313,6 +314,25 @@ def test_a_discount_deleted_before_the_job_runs_fails_every_code(api: AdminApi):
     assert outcome(done) == [("ORPHAN-1", "Code discount does not exist.")]
     assert done["discountCode"] is None and done["failedCount"] == 1
     assert api.data(BY_CODE, {"code": "ORPHAN-1"})["codeDiscountNodeByCode"] is None
+
+
+# --- the added codes at checkout ----------------------------------------------------------------------------
+
+def test_each_added_code_is_single_use_at_checkout(api: AdminApi):
+    """A pool discount with ``usageLimit: 1``: every code it holds works once, whatever the others did."""
+    pool = make_discount(api.state, "POOL-BASE", usage_limit=1, applies_once_per_customer=True)
+    poll(api, add(api, pool, ["FRIEND-A", "FRIEND-B", "FRIEND-C"])["bulkCreation"]["id"])
+    for code in ("friend-a", "FRIEND-B", "FRIEND-C"):
+        api.order(codes=(code,), customer_id=api.customer(f"{code.lower()}@example.com"))
+    with pytest.raises(CodeRefused) as refused:
+        api.order(codes=("FRIEND-B",), customer_id=api.customer("late@example.com"))
+    assert refused.value.rule == "usage_limit"
+    data = api.data("query($id: ID!) { codeDiscountNode(id: $id) { codeDiscount { ... on DiscountCodeBasic { "
+                    "asyncUsageCount codes(first: 10) { nodes { code asyncUsageCount } } } } } }", {"id": node(pool)})
+    discount = data["codeDiscountNode"]["codeDiscount"]
+    assert discount["asyncUsageCount"] == 3
+    assert {c["code"]: c["asyncUsageCount"] for c in discount["codes"]["nodes"]} == {
+        "POOL-BASE": 0, "FRIEND-A": 1, "FRIEND-B": 1, "FRIEND-C": 1}
 
 
 # --- discountCodeRedeemCodeBulkDelete --------------------------------------------------------------------
