@@ -463,6 +463,75 @@ def test_bulk_delete_of_codes_needs_write_discounts(api: AdminApi):
     assert body["errors"][0]["extensions"]["code"] == "ACCESS_DENIED"
 
 
+# --- cost, as Shopify charges it ---------------------------------------------------------------------------
+
+# The documents of the live captures (see ``devstore.admin.cost``), with what Shopify charged for them.
+CAPTURED_READ = """
+query read($id: ID!) {
+  discountRedeemCodeBulkCreation(id: $id) {
+    done codesCount importedCount failedCount
+    codes(first: 10) { nodes { code errors { field message code extraInfo } discountRedeemCode { code } } }
+  }
+}
+"""
+
+
+def cost(body: dict[str, Any]) -> tuple[int, int]:
+    charged = body["extensions"]["cost"]
+    return charged["requestedQueryCost"], charged["actualQueryCost"]
+
+
+def settle(api: AdminApi, creation_id: str) -> dict[str, Any]:
+    """The captured read of a creation once it is done."""
+    poll(api, creation_id)
+    return api.body(CAPTURED_READ, {"id": creation_id})
+
+
+def test_bulk_add_and_its_creation_cost_what_shopify_charged(api: AdminApi):
+    pool = make_discount(api.state, "HAR784BASE")
+    make_discount(api.state, "HAR784CROSS")
+
+    invalid = api.body(BULK_ADD, {"discountId": node(pool), "codes": [{"code": c} for c in (
+        "", "NL\nBAD", "CR\rBAD", "X" * 256, "HAR784DUP", "HAR784DUP", "HAR784OK")]})
+    assert cost(invalid) == (24, 21)
+    assert cost(settle(api, invalid["data"]["discountRedeemCodeBulkAdd"]["bulkCreation"]["id"])) == (15, 12)
+
+    conflicts = api.body(BULK_ADD, {"discountId": node(pool), "codes": [{"code": c} for c in (
+        "HAR784BASE", "HAR784CROSS", "HAR784FRESH")]})
+    assert cost(conflicts) == (24, 16)
+    read = settle(api, conflicts["data"]["discountRedeemCodeBulkAdd"]["bulkCreation"]["id"])
+    assert cost(read) == (15, 7)
+    assert read["data"]["discountRedeemCodeBulkCreation"]["importedCount"] == 1
+
+
+@pytest.mark.parametrize(("discount", "codes"), [("gid://shopify/DiscountCodeNode/0", ["ABC"]), (None, [])])
+def test_a_refused_bulk_add_costs_the_mutation_alone(api: AdminApi, discount: str | None, codes: list[str]):
+    pool = make_discount(api.state, "POOL-BASE")
+    body = api.body(BULK_ADD, {"discountId": discount or node(pool), "codes": [{"code": c} for c in codes]})
+    assert cost(body) == (24, 10)
+
+
+def test_a_pool_of_250_codes_costs_11_points(api: AdminApi):
+    """What a pool top-up pays when nothing fails: one mutation and one poll, 0.044 points a code."""
+    pool = make_discount(api.state, "POOL-BASE", usage_limit=1)
+    api.http.delete(f"/_devstore/stores/{SHOP}/graphql_usage")
+    started = api.body("mutation($id: ID!, $codes: [DiscountRedeemCodeInput!]!) { discountRedeemCodeBulkAdd("
+                       "discountId: $id, codes: $codes) { bulkCreation { id } userErrors { field message code } } }",
+                       {"id": node(pool), "codes": [{"code": f"TOPUP-{n:03d}"} for n in range(250)]})
+    assert cost(started) == (10, 10)
+    time.sleep(JOB_SECONDS + 0.1)
+    polled = api.body(POLL, {"id": started["data"]["discountRedeemCodeBulkAdd"]["bulkCreation"]["id"]})
+    assert cost(polled) == (1, 1)
+    assert polled["data"]["discountRedeemCodeBulkCreation"] == {"done": True, "importedCount": 250, "failedCount": 0}
+    assert api.http.get(f"/_devstore/stores/{SHOP}/graphql_usage").get_json()["points"] == 11
+
+
+def test_a_redeem_code_deletion_costs_one_mutation(api: AdminApi):
+    pool, ids = pool_with_codes(api, ["PRICED-1"])
+    body = api.body(DELETE_CODES, {"discountId": node(pool), "ids": [ids["PRICED-1"]]})
+    assert cost(body) == (10, 10)
+
+
 # --- uniqueness under concurrent calls, over real HTTP ------------------------------------------------
 
 @pytest.fixture
