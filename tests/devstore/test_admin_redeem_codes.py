@@ -206,6 +206,7 @@ def test_more_than_250_codes_is_shopifys_input_limit(api: AdminApi):
     assert body["data"] is None
     assert body["errors"][0]["message"] == "The input array size of 251 is greater than the maximum allowed of 250."
     assert body["errors"][0]["extensions"]["code"] == "MAX_INPUT_SIZE_EXCEEDED"
+    assert body["errors"][0]["path"] == ["discountRedeemCodeBulkAdd", "codes"]  # as Shopify answers
     time.sleep(JOB_SECONDS + 0.1)
     assert api.data(BY_CODE, {"code": "C-0"})["codeDiscountNodeByCode"] is None
 
