@@ -26,7 +26,7 @@ from devstore.state import DevstoreConfig
 from tests.devstore.factories import make_discount
 from tests.devstore.test_admin_support import CLIENT_ID, OTHER_SHOP, SHOP, TOKEN, VERSION, AdminApi, FakeClock, install
 
-JOB_SECONDS = 0.3
+JOB_SECONDS = 0.5
 
 BULK_ADD = """
 mutation add($discountId: ID!, $codes: [DiscountRedeemCodeInput!]!) {
