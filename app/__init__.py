@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from flask import Flask, g, jsonify, request
@@ -12,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from app import runtime
 from app.config import INSTANCE_DIR, ROOT, Settings, load_settings
 from app.errors import ConfigError, OnceCodeError
+from app.headers import init_security_headers
 from app.ratelimit import init_rate_limits
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         PERMANENT_SESSION_LIFETIME=600,
     )
     app.extensions["oncecode"] = rt
+    from app.web import IdConverter
+
+    app.url_map.converters["id"] = IdConverter  # before the blueprints, whose routes use it
 
     from app.api.routes import bp as api_bp
     from app.auth.routes import bp as auth_bp
@@ -49,6 +54,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blueprint in (auth_bp, webhooks_bp, api_bp, health_bp, proxy_bp):
         app.register_blueprint(blueprint)
     init_rate_limits(app, settings, rt.redis)  # after the blueprints: it exempts some by name
+    init_security_headers(app)
     register_cli(app)
     _register_error_handlers(app)
 
@@ -115,6 +121,18 @@ def _register_error_handlers(app: Flask) -> None:
     def _queue(exc: RedisError):  # type: ignore[no-untyped-def]
         log.error("Redis unavailable", extra={"path": request.path, "reason": type(exc).__name__})
         return _error(503, "the job queue is unavailable; try again shortly")
+
+    @app.errorhandler(RecursionError)
+    def _too_deep(exc: RecursionError):  # type: ignore[no-untyped-def]
+        # JSON (a body, a session token's claims) nested deeper than the parser can follow: the
+        # request's fault, whichever route read it.
+        log.warning("request refused: nested too deeply", extra={"path": request.path})
+        return _error(400, "the request body is nested too deeply to read")
+
+    @app.errorhandler(json.JSONDecodeError)
+    def _not_json(exc: json.JSONDecodeError):  # type: ignore[no-untyped-def]
+        # Request handlers parse bodies; Admin API answers are parsed by the client, which raises its own.
+        return _error(400, f"the request body is not valid JSON ({exc.msg} at character {exc.pos})")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import click
@@ -27,6 +29,7 @@ from app.models import (
     Shop,
     WebhookEvent,
 )
+from app.params import parse_date, parse_id, parse_shopify_id, whole_number
 from app.queues import (
     catch_up_job_id,
     delete_job,
@@ -44,6 +47,41 @@ from app.shopify.tokens import ShopNotInstalled
 from app.web import rt
 
 
+class Checked(click.ParamType):
+    """A click type that parses with ``app.params``: the CLI refuses what the API refuses, in its words,
+    as a usage error (exit code 2, ``Error: --limit must be …``) rather than a traceback."""
+
+    def __init__(self, name: str, parse: Callable[[str, str], Any]) -> None:
+        self.name = name
+        self.parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):  # a default, already what it should be
+            return value
+        shown = "the value"
+        if isinstance(param, click.Option):
+            shown = param.opts[0]
+        elif param is not None:
+            shown = param.human_readable_name
+        try:
+            return self.parse(value, shown)
+        except BadRequest as exc:
+            raise click.UsageError(str(exc), ctx) from None
+
+
+MAX_ROWS = 10_000  # a listing's --limit: more would not be read on a terminal
+ID = Checked("id", parse_id)  # one of our rows
+SHOPIFY_ID = Checked("shopify_id", parse_shopify_id)
+ROWS = Checked("integer", lambda text, name: whole_number(text, name, 1, MAX_ROWS))
+DAY = Checked("date", parse_date)
+MINUTES = Checked("integer", lambda text, name: whole_number(text, name, 1, catch_up.MAX_INTERVAL_MINUTES))
+
+
+def _usage_error(exc: BadRequest) -> click.UsageError:
+    """A ``BadRequest`` from the domain, shown as the CLI's usage error (exit code 2)."""
+    return click.UsageError(str(exc))
+
+
 def _shop_or_fail(session, domain: str) -> Shop:  # type: ignore[no-untyped-def]
     shop = lifecycle.shop_by_domain(session, domain)
     if shop is None:
@@ -54,8 +92,11 @@ def _shop_or_fail(session, domain: str) -> Shop:  # type: ignore[no-untyped-def]
 def _program_or_fail(session: Session, shop: Shop, which: str) -> Program:
     """A program named by kind (``welcome``) or, for the several ``manual`` ones, by id."""
     query = select(Program).where(Program.shop_id == shop.id)
-    if which.isdigit():
-        query = query.where(Program.id == int(which))
+    if which.isascii() and which.isdigit():
+        try:
+            query = query.where(Program.id == parse_id(which, "a program id"))
+        except BadRequest as exc:
+            raise _usage_error(exc) from None
     elif which in PROGRAM_KINDS:
         query = query.where(Program.kind == which)
     else:
@@ -98,7 +139,8 @@ def _cli_value(field: program_rules.Field | None, text: str) -> Any:
         return None
     if field.type == "bool":
         return True if word in TRUE_WORDS else False if word in FALSE_WORDS else text
-    if field.type == "int" and re.fullmatch(r"[+-]?\d+", word):
+    # ASCII, and short enough for int() (which refuses 4,300 digits); update_program bounds the value.
+    if field.type == "int" and re.fullmatch(r"[+-]?[0-9]{1,20}", word):
         return int(word)
     return text
 
@@ -162,7 +204,7 @@ def register_cli(app: Flask) -> None:
     @events.command("list")
     @click.option("--status", type=click.Choice(["pending", "processed", "failed", "ignored"]))
     @click.option("--shop", "domain")
-    @click.option("--limit", default=50, show_default=True)
+    @click.option("--limit", type=ROWS, default=50, show_default=True, help=f"at most {MAX_ROWS}")
     def events_list(status: str | None, domain: str | None, limit: int) -> None:
         """Recent webhook events, newest first."""
         query = select(WebhookEvent).order_by(WebhookEvent.received_at.desc()).limit(limit)
@@ -215,7 +257,7 @@ def register_cli(app: Flask) -> None:
 
     @data_requests.command("show")
     @click.argument("domain")
-    @click.argument("request_id", type=int)
+    @click.argument("request_id", type=ID)
     def data_requests_show(domain: str, request_id: int) -> None:
         """Print one export as JSON, ready to send to the merchant."""
         with rt().db.session_scope() as session:
@@ -282,8 +324,8 @@ def register_cli(app: Flask) -> None:
     @click.argument("domain")
     @click.option("--status", type=click.Choice((*CODE_STATUSES, "open")), help="open: usable now")
     @click.option("--program", "which", metavar="KIND|ID", help="only this program's codes")
-    @click.option("--customer", type=int, metavar="SHOPIFY_ID", help="only this customer's codes")
-    @click.option("--limit", default=50, show_default=True)
+    @click.option("--customer", type=SHOPIFY_ID, metavar="SHOPIFY_ID", help="only this customer's codes")
+    @click.option("--limit", type=ROWS, default=50, show_default=True, help=f"at most {MAX_ROWS}")
     def codes_list(domain: str, status: str | None, which: str | None, customer: int | None, limit: int) -> None:
         """A shop's codes, newest first, with the reason for any failure."""
         with rt().db.session_scope() as session:
@@ -314,9 +356,10 @@ def register_cli(app: Flask) -> None:
     @codes.command("issue")
     @click.argument("domain")
     @click.argument("which", metavar="PROGRAM")
-    @click.argument("customer", type=int, metavar="SHOPIFY_CUSTOMER_ID")
+    @click.argument("customer", type=SHOPIFY_ID, metavar="SHOPIFY_CUSTOMER_ID")
     @click.option("--key", help="an idempotency key: the same key again issues nothing more")
-    @click.option("--wait", default=0.0, metavar="SECONDS", help="wait for the code to be attached, showing progress")
+    @click.option("--wait", type=click.FloatRange(0, 3600), default=0.0, metavar="SECONDS",
+                  help="wait for the code to be attached, showing progress")
     def codes_issue(domain: str, which: str, customer: int, key: str | None, wait: float) -> None:
         """Issue a code of PROGRAM (a kind or a program id) to a customer by hand."""
         with rt().db.session_scope() as session:
@@ -374,12 +417,13 @@ def register_cli(app: Flask) -> None:
 
     @app.cli.command("metrics")
     @click.argument("domain")
-    @click.option("--from", "first", metavar="YYYY-MM-DD", help="first day (the store's); default 29 days before --to")
-    @click.option("--to", "last", metavar="YYYY-MM-DD", help="last day, included; default today")
+    @click.option("--from", "first", type=DAY, metavar="YYYY-MM-DD",
+                  help="first day (the store's); default 29 days before --to")
+    @click.option("--to", "last", type=DAY, metavar="YYYY-MM-DD", help="last day, included; default today")
     @click.option("--program", "which", metavar="KIND|ID", help="only this program's codes")
     @click.option("--daily", is_flag=True, help="also print the figures day by day")
     @click.option("--json", "as_json", is_flag=True, help="print the API's JSON instead of tables")
-    def metrics_report(domain: str, first: str | None, last: str | None, which: str | None, daily: bool,
+    def metrics_report(domain: str, first: date | None, last: date | None, which: str | None, daily: bool,
                        as_json: bool) -> None:
         """What a shop's codes earned: issued, redeemed, rate, revenue, discount, order values."""
         with rt().db.session_scope() as session:
@@ -388,8 +432,8 @@ def register_cli(app: Flask) -> None:
             try:
                 report = metrics.shop_metrics(session, shop.id, metrics.Period.of_shop(shop, first, last),
                                               program_id=program_id, daily=daily or as_json)
-            except BadRequest as exc:
-                raise click.ClickException(str(exc)) from exc
+            except BadRequest as exc:  # the range as a whole: from after to, or too long
+                raise _usage_error(exc) from None
         if as_json:
             click.echo(json.dumps(report, indent=2))
             return
@@ -438,7 +482,7 @@ def register_cli(app: Flask) -> None:
 
     @reconcile.command("interval")
     @click.argument("domain")
-    @click.argument("minutes", type=click.IntRange(1, catch_up.MAX_INTERVAL_MINUTES))
+    @click.argument("minutes", type=MINUTES)
     def reconcile_interval(domain: str, minutes: int) -> None:
         """How often catch-up runs for the shop (default 15 minutes)."""
         with rt().db.session_scope() as session:
@@ -565,11 +609,13 @@ def _code_or_fail(session: Session, shop: Shop, which: str) -> IssuedCode:
     try:
         return issuance.get_code(session, shop.id, which)
     except NotFound:
-        if which.isdigit():
+        if which.isascii() and which.isdigit():
             try:
-                return issuance.get_code(session, shop.id, int(which))
+                return issuance.get_code(session, shop.id, parse_id(which, "a code id"))
             except NotFound:
                 pass
+            except BadRequest as exc:
+                raise _usage_error(exc) from None
     raise click.ClickException(f"{shop.domain} has no code {which!r}; `flask codes list {shop.domain}` shows them")
 
 

@@ -14,7 +14,7 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
-from devstore import checkout, oauth, summaries
+from devstore import checkout, oauth, refunds, summaries
 from devstore.admin.routes import admin_runtime
 from devstore.errors import CodeRefused, DevstoreError, InvalidInput
 from devstore.models import Store
@@ -120,6 +120,40 @@ def place_order(shop: str):  # type: ignore[no-untyped-def]
             session, shop, line_items=_line_items(body), codes=codes, customer_id=body.get("customer_id"),
             email=body.get("email"), shipping_price=body.get("shipping_price", checkout.DEFAULT_SHIPPING))
         return jsonify(summaries.order(order)), 201
+
+
+@bp.post("/stores/<shop>/orders/<order_id>/cancel")
+def cancel_order(shop: str, order_id: str):  # type: ignore[no-untyped-def]
+    """Cancel an order, refunding what is left unless ``"refund": false``; fires ``refunds/create`` (if
+    anything was refunded) and ``orders/cancelled``. 409 if it is already cancelled."""
+    body = _body()
+    refund, restock = _flag(body, "refund"), _flag(body, "restock")
+    with current_state().session() as session:
+        order = refunds.cancel_order(session, shop, order_id, reason=body.get("reason"), refund=refund,
+                                     restock=restock)
+        return jsonify(summaries.order(order, refunds.refunds_of(session, order)))
+
+
+@bp.post("/stores/<shop>/orders/<order_id>/refunds")
+def refund_order(shop: str, order_id: str):  # type: ignore[no-untyped-def]
+    """Refund an amount of an order (at most what is left to refund); fires ``refunds/create``."""
+    body = _body()
+    note = body.get("note")
+    if note is not None and not isinstance(note, str):
+        raise InvalidInput("note must be a string")
+    with current_state().session() as session:
+        refund = refunds.refund_order(session, shop, order_id, amount=body.get("amount"), note=note)
+        order = refunds.get_order(session, shop, order_id)
+        return jsonify({**summaries.refund(refund),
+                        "order": summaries.order(order, refunds.refunds_of(session, order))}), 201
+
+
+def _flag(body: Mapping[str, Any], name: str) -> bool:
+    """An optional true/false field, true when absent."""
+    value = body.get(name, True)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{name} must be true or false")
+    return value
 
 
 def _line_items(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:

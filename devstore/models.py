@@ -201,9 +201,43 @@ class Job(Base):
     shop: Mapped[str] = mapped_column(ForeignKey("stores.domain", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(64))  # the mutation that started it, e.g. discountCodeBulkDelete
     targets: Mapped[list[int]] = mapped_column(JSON, default=list)  # the ids it works on
+    # What the targets belong to, where that matters: the discount whose redeem codes it deletes.
+    parent_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     run_at: Mapped[datetime] = mapped_column(UTCDateTime)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RedeemCodeBulkCreation(Base):
+    """One ``discountRedeemCodeBulkAdd`` (the Admin API's ``DiscountRedeemCodeBulkCreation``): the codes asked
+    for, in order, and the job that adds them a moment later. It stays readable after its discount is gone."""
+
+    __tablename__ = "redeem_code_bulk_creations"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    shop: Mapped[str] = mapped_column(ForeignKey("stores.domain", ondelete="CASCADE"), index=True)
+    discount_id: Mapped[int] = mapped_column(BigInteger)  # no foreign key: the discount may be deleted
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    imported_count: Mapped[int] = mapped_column(Integer, default=0)
+    failed_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RedeemCodeBulkCreationCode(Base):
+    """One code of a bulk creation (``DiscountRedeemCodeBulkCreationCode``): as asked for, and once the job
+    has run, the redeem code it became or why it did not."""
+
+    __tablename__ = "redeem_code_bulk_creation_codes"
+    __table_args__ = (UniqueConstraint("creation_id", "position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    creation_id: Mapped[int] = mapped_column(ForeignKey("redeem_code_bulk_creations.id", ondelete="CASCADE"),
+                                             index=True)
+    position: Mapped[int] = mapped_column(Integer)  # the order the codes were given in
+    code: Mapped[str] = mapped_column(Text)  # as given, even when too long or blank
+    redeem_code_id: Mapped[int | None] = mapped_column(BigInteger)  # the DiscountCode created, if it was
+    # [{"field": ["code"], "message": "...", "code": null}], DiscountUserErrors as Shopify reports them
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
 
 class Order(Base):
@@ -227,10 +261,41 @@ class Order(Base):
     line_items: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     token: Mapped[str] = mapped_column(String(64), default="")
     financial_status: Mapped[str] = mapped_column(String(32), default="paid")
+    # Set once by a cancellation (``devstore.refunds``); the reason in REST form, e.g. "customer".
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_reason: Mapped[str | None] = mapped_column(String(32))
+    # The sum of the order's refunds' transactions: what the buyer got back.
+    total_refunded: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal(0))
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)  # set through tagsAdd
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now, onupdate=now)
     processed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+    def __init__(self, **values: Any) -> None:
+        # A new order's payload is rendered before the insert that would apply the column default.
+        values.setdefault("total_refunded", Decimal(0))
+        super().__init__(**values)
+
+
+class Refund(Base):
+    """Money given back on an order (the REST ``Refund``): one refund transaction of ``amount``, and what it
+    covers — line items (a cancellation refunds them all) and shipping. An amount refunded beyond what it
+    covers is the order adjustment Shopify records as a refund discrepancy."""
+
+    __tablename__ = "refunds"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    shop: Mapped[str] = mapped_column(ForeignKey("stores.domain", ondelete="CASCADE"), index=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))  # the refund transaction
+    # [{"id", "line_item_id", "quantity", "subtotal", "restock_type"}]
+    line_items: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # The shipping refunded (what was paid for it, possibly 0.00); None: the refund leaves the shipping line.
+    shipping: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    restock: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    transaction_id: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 
 
 class WebhookSubscription(Base):

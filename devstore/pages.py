@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 
-from devstore import checkout, oauth, summaries
+from devstore import checkout, oauth, payloads, refunds, summaries
 from devstore.errors import DevstoreError, InvalidInput, NotFound
 from devstore.models import Store
 from devstore.web import current_deliverer, current_state
@@ -50,7 +50,8 @@ def store(shop: str):  # type: ignore[no-untyped-def]
     if not order_form.get("codes") and request.cookies.get(DISCOUNT_COOKIE):
         order_form["codes"] = request.cookies[DISCOUNT_COOKIE]
     return render_template("store.html", store=overview, customers=customers, discounts=discounts, orders=orders,
-                           deliveries=deliveries, subscriptions=subscriptions, order_form=order_form)
+                           deliveries=deliveries, subscriptions=subscriptions, order_form=order_form,
+                           cancel_reasons=refunds.CANCEL_REASONS)
 
 
 @bp.get("/stores/<shop>/discount/<code>")
@@ -149,6 +150,44 @@ def place_order(shop: str):  # type: ignore[no-untyped-def]
     else:
         flash(f"Order {summary['name']} paid: {summary['total_price']} {summary['currency']} "
               f"(discounts {summary['total_discounts']}); orders/paid fired.", "success")
+    return _back(shop)
+
+
+@bp.post("/stores/<shop>/orders/<order_id>/cancel")
+def cancel_order(shop: str, order_id: str):  # type: ignore[no-untyped-def]
+    """The order's Cancel button: refund what is left (unless "refund later"), fire the webhooks."""
+    _require_store(shop)
+    form = request.form
+    try:
+        with current_state().session() as db:
+            before = refunds.get_order(db, shop, order_id).total_refunded
+            order = refunds.cancel_order(db, shop, order_id, reason=form.get("reason"),
+                                         refund=form.get("refund", "now") != "later")
+            refunded_now, summary = order.total_refunded - before, summaries.order(order)
+    except DevstoreError as exc:
+        flash(f"Order not cancelled: {exc}", "critical")
+    else:
+        refunded = (f"refunded {payloads.money(refunded_now)} {summary['currency']}, refunds/create and "
+                    if refunded_now else "")
+        flash(f"Order {summary['name']} cancelled ({summary['cancel_reason']}): {refunded}orders/cancelled fired.",
+              "success")
+    return _back(shop)
+
+
+@bp.post("/stores/<shop>/orders/<order_id>/refund")
+def refund_order(shop: str, order_id: str):  # type: ignore[no-untyped-def]
+    """The order's Refund button: give an amount back, fire ``refunds/create``."""
+    _require_store(shop)
+    form = request.form
+    try:
+        with current_state().session() as db:
+            refund = refunds.refund_order(db, shop, order_id, amount=form.get("amount"), note=form.get("note"))
+            order = summaries.order(refunds.get_order(db, shop, order_id))
+    except DevstoreError as exc:
+        flash(f"Refund refused: {exc}", "critical")
+    else:
+        flash(f"Refunded {payloads.money(refund.amount)} {order['currency']} on order {order['name']} "
+              f"(now {order['financial_status']}); refunds/create fired.", "success")
     return _back(shop)
 
 

@@ -9,12 +9,12 @@ order on a Bogus-gateway test store carries.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from devstore.models import Customer, Order, Store
+from devstore.models import Customer, Order, Refund, Store
 
 CENT = Decimal("0.01")
 # A pretend store has no address settings; every store is "in" one place, consistent with EUR.
@@ -151,14 +151,25 @@ def _allocations(allocations: Iterable[dict[str, Any]], currency: str) -> list[d
              "discount_application_index": a["discount_application_index"]} for a in allocations]
 
 
-def _line_item(item: dict[str, Any], currency: str) -> dict[str, Any]:
-    allocated = sum((Decimal(a["amount"]) for a in item.get("discount_allocations", [])), Decimal(0))
+def _allocated(item: dict[str, Any]) -> Decimal:
+    """The order discounts allocated to a line item."""
+    return sum((Decimal(a["amount"]) for a in item.get("discount_allocations", [])), Decimal(0))
+
+
+def line_item_paid(item: dict[str, Any]) -> Decimal:
+    """What the buyer paid for a line item: price × quantity less its discount allocations."""
+    return Decimal(item["price"]) * int(item["quantity"]) - _allocated(item)
+
+
+def _line_item(item: dict[str, Any], currency: str, refunded: int = 0) -> dict[str, Any]:
+    """A line item; ``refunded`` units (cancelled ones) are no longer current nor fulfillable."""
+    allocated = _allocated(item)
     return {
         "id": item["id"],
         "admin_graphql_api_id": gid("LineItem", item["id"]),
         "attributed_staffs": [],
-        "current_quantity": item["quantity"],
-        "fulfillable_quantity": item["quantity"],
+        "current_quantity": item["quantity"] - refunded,
+        "fulfillable_quantity": item["quantity"] - refunded,
         "fulfillment_service": "manual",
         "fulfillment_status": None,
         "gift_card": False,
@@ -215,24 +226,56 @@ def _shipping_line(order: Order) -> dict[str, Any]:
     }
 
 
+def shipping_discount(order: Order) -> Decimal:
+    """What free-shipping codes took off the shipping."""
+    return sum((Decimal(entry["amount"]) for entry, application
+                in zip(order.discount_codes, order.discount_applications, strict=True)
+                if application["target_type"] == "shipping_line"), Decimal(0))
+
+
 def order_totals(order: Order) -> dict[str, Decimal]:
     """Shopify's order totals: ``subtotal_price`` is after order discounts, before shipping."""
-    shipping_discount = sum((Decimal(entry["amount"]) for entry, application
-                             in zip(order.discount_codes, order.discount_applications, strict=True)
-                             if application["target_type"] == "shipping_line"), Decimal(0))
     return {
         "total_line_items_price": order.subtotal_price,
-        "subtotal_price": order.subtotal_price - (order.total_discounts - shipping_discount),
+        "subtotal_price": order.subtotal_price - (order.total_discounts - shipping_discount(order)),
         "total_discounts": order.total_discounts,
         "total_shipping_price": order.shipping_price,
         "total_price": order.total_price,
     }
 
 
-def order_payload(order: Order, store: Store, customer: Customer | None) -> dict[str, Any]:
-    """``orders/paid`` (the Order resource): paid at once through the Bogus gateway, not fulfilled."""
+def current_totals(order: Order, refunds: Sequence[Refund]) -> dict[str, Any]:
+    """The ``current_*`` totals, which Shopify makes reflect refunds: refunded (cancelled) line items and
+    shipping leave the order, and the total is what was paid less every refund."""
+    totals = order_totals(order)
+    quantities: dict[int, int] = {}
+    for refund in refunds:
+        for line in refund.line_items:
+            quantities[line["line_item_id"]] = quantities.get(line["line_item_id"], 0) + int(line["quantity"])
+    items = {item["id"]: item for item in order.line_items}
+    share = {key: Decimal(count) / int(items[key]["quantity"]) for key, count in quantities.items() if key in items}
+    shipping_refunded = any(refund.shipping is not None for refund in refunds)
+    removed_subtotal = sum((line_item_paid(items[key]) * part for key, part in share.items()), Decimal(0))
+    removed_discounts = sum((_allocated(items[key]) * part for key, part in share.items()), Decimal(0))
+    if shipping_refunded:
+        removed_discounts += shipping_discount(order)
+    return {
+        "subtotal_price": totals["subtotal_price"] - removed_subtotal,
+        "total_discounts": order.total_discounts - removed_discounts,
+        "shipping_price": Decimal(0) if shipping_refunded else order.shipping_price,
+        "total_price": order.total_price - order.total_refunded,
+        "refunded_quantities": quantities,
+    }
+
+
+def order_payload(order: Order, store: Store, customer: Customer | None,
+                  refunds: Sequence[Refund] = ()) -> dict[str, Any]:
+    """The Order resource (``orders/paid``, ``orders/cancelled``): paid at once through the Bogus gateway,
+    not fulfilled; a cancelled one has ``cancelled_at`` and ``cancel_reason``, and ``refunds`` lists what
+    was given back (the same objects ``refunds/create`` sends)."""
     currency = order.currency
     totals = order_totals(order)
+    current = current_totals(order, refunds)
     email = order.email or (customer.email if customer else None)
     zero = Decimal(0)
     return {
@@ -241,8 +284,8 @@ def order_payload(order: Order, store: Store, customer: Customer | None) -> dict
         "app_id": None,
         "browser_ip": None,
         "buyer_accepts_marketing": False,
-        "cancel_reason": None,
-        "cancelled_at": None,
+        "cancel_reason": order.cancel_reason,
+        "cancelled_at": timestamp(order.cancelled_at),
         "cart_token": None,
         "checkout_token": None,
         "client_details": None,
@@ -252,15 +295,15 @@ def order_payload(order: Order, store: Store, customer: Customer | None) -> dict
         "contact_email": email,
         "created_at": timestamp(order.created_at),
         "currency": currency,
-        "current_shipping_price_set": money_set(order.shipping_price, currency),
-        "current_subtotal_price": money(totals["subtotal_price"]),
-        "current_subtotal_price_set": money_set(totals["subtotal_price"], currency),
+        "current_shipping_price_set": money_set(current["shipping_price"], currency),
+        "current_subtotal_price": money(current["subtotal_price"]),
+        "current_subtotal_price_set": money_set(current["subtotal_price"], currency),
         "current_total_additional_fees_set": None,
-        "current_total_discounts": money(order.total_discounts),
-        "current_total_discounts_set": money_set(order.total_discounts, currency),
+        "current_total_discounts": money(current["total_discounts"]),
+        "current_total_discounts_set": money_set(current["total_discounts"], currency),
         "current_total_duties_set": None,
-        "current_total_price": money(order.total_price),
-        "current_total_price_set": money_set(order.total_price, currency),
+        "current_total_price": money(current["total_price"]),
+        "current_total_price_set": money_set(current["total_price"], currency),
         "current_total_tax": money(zero),
         "current_total_tax_set": money_set(zero, currency),
         "customer_locale": "en",
@@ -323,13 +366,120 @@ def order_payload(order: Order, store: Store, customer: Customer | None) -> dict
         "customer": order_customer(customer, currency) if customer else None,
         "discount_applications": [dict(application) for application in order.discount_applications],
         "fulfillments": [],
-        "line_items": [_line_item(item, currency) for item in order.line_items],
+        "line_items": [_line_item(item, currency, current["refunded_quantities"].get(item["id"], 0))
+                       for item in order.line_items],
         "payment_terms": None,
-        "refunds": [],
+        "refunds": [refund_payload(refund, order, store) for refund in refunds],
         "shipping_address": _order_address(customer),
         "shipping_lines": [_shipping_line(order)],
         "returns": [],
         "line_item_groups": [],
+    }
+
+
+# --- refunds/create --------------------------------------------------------------------------------
+
+def _refund_line_item(line: dict[str, Any], item: dict[str, Any], currency: str, location_id: int) -> dict[str, Any]:
+    """A refunded line item. Shopify sends ``subtotal`` and ``total_tax`` as JSON numbers here, unlike
+    every other money field; the ``*_set`` twins are strings as usual."""
+    subtotal = Decimal(line["subtotal"])
+    zero = Decimal(0)
+    return {
+        "id": line["id"],
+        "quantity": line["quantity"],
+        "line_item_id": line["line_item_id"],
+        # Restocked units go back to a location: the store's primary one (the Shop's primary_location_id).
+        "location_id": None if line["restock_type"] == "no_restock" else location_id,
+        "restock_type": line["restock_type"],
+        "subtotal": float(subtotal),
+        "total_tax": 0.0,
+        "subtotal_set": money_set(subtotal, currency),
+        "total_tax_set": money_set(zero, currency),
+        "line_item": _line_item(item, currency),
+    }
+
+
+def _refund_transaction(refund: Refund, order: Order) -> dict[str, Any]:
+    """The refund's transaction: money back through the Bogus gateway, against the order's sale."""
+    currency = order.currency
+    unsettled = {"amount": "0.0", "currency": currency}
+    return {
+        "id": refund.transaction_id,
+        "order_id": order.id,
+        "kind": "refund",
+        "gateway": "bogus",
+        "status": "success",
+        "message": "Bogus Gateway: Forced success",
+        "created_at": timestamp(refund.created_at),
+        "test": True,
+        "authorization": None,
+        "location_id": None,
+        "user_id": None,
+        # The sale it refunds: devstore keeps no transactions, so the id is derived from the order's, like
+        # the shipping line's.
+        "parent_id": order.id + 2,
+        "processed_at": timestamp(refund.created_at),
+        "device_id": None,
+        "error_code": None,
+        "source_name": "web",
+        "receipt": {},
+        "amount": money(refund.amount),
+        "currency": currency,
+        "payment_id": f"c{order.id}.1",
+        "total_unsettled_set": {"presentment_money": dict(unsettled), "shop_money": dict(unsettled)},
+        "manual_payment_gateway": False,
+        "amount_rounding": None,
+        "admin_graphql_api_id": gid("OrderTransaction", refund.transaction_id),
+    }
+
+
+def refund_payload(refund: Refund, order: Order, store: Store) -> dict[str, Any]:
+    """``refunds/create`` (the Refund resource, also each entry of an order's ``refunds``).
+
+    What the refund covers (line items, shipping) and what it paid back (its transaction) differ for a
+    refund of an amount: the difference is a ``refund_discrepancy`` order adjustment, negative when more
+    was paid back than the lines cover. Refunded shipping is in ``refund_shipping_lines`` (API 2024-10 on).
+    """
+    currency = order.currency
+    zero = Decimal(0)
+    items = {item["id"]: item for item in order.line_items}
+    covered = sum((Decimal(line["subtotal"]) for line in refund.line_items), zero) + (refund.shipping or zero)
+    discrepancy = covered - refund.amount
+    adjustments = [] if discrepancy == 0 else [{
+        "id": refund.id + 2,
+        "order_id": order.id,
+        "refund_id": refund.id,
+        "amount": money(discrepancy),
+        "tax_amount": money(zero),
+        "kind": "refund_discrepancy",
+        "reason": "Refund discrepancy",
+        "amount_set": money_set(discrepancy, currency),
+        "tax_amount_set": money_set(zero, currency),
+    }]
+    shipping_lines = [] if refund.shipping is None else [{
+        "id": refund.id + 1,
+        "shipping_line_id": _shipping_line(order)["id"],
+        "subtotal_amount_set": money_set(refund.shipping, currency),
+        "shipping_line": _shipping_line(order),
+    }]
+    location_id = store.numeric_id + 1  # the Shop payload's primary_location_id
+    return {
+        "id": refund.id,
+        "order_id": order.id,
+        "created_at": timestamp(refund.created_at),
+        "note": refund.note,
+        "user_id": None,  # devstore has no staff accounts
+        "processed_at": timestamp(refund.created_at),
+        "duties": [],
+        "total_duties_set": money_set(zero, currency),
+        "return": None,
+        "restock": refund.restock,
+        "refund_shipping_lines": shipping_lines,
+        "admin_graphql_api_id": gid("Refund", refund.id),
+        "order_adjustments": adjustments,
+        "refund_line_items": [_refund_line_item(line, items[line["line_item_id"]], currency, location_id)
+                              for line in refund.line_items],
+        "transactions": [_refund_transaction(refund, order)],
     }
 
 

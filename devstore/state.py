@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import threading
@@ -12,12 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from app.config import ROOT
 from devstore.models import Base, Store
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SHOPS = ("demo.myshopify.com", "other.myshopify.com")
 APP_CONFIG = ROOT / "shopify.app.toml"
@@ -112,8 +115,23 @@ class State:
         # One writer at a time: SQLite serialises writes anyway, and this keeps read-modify-write
         # sequences (usage counts, the bucket) atomic across the server's threads.
         self.lock = threading.RLock()
+        if not self.schema_is_current():
+            # No migrations for a stand-in store: a file written by an older devstore starts afresh.
+            log.warning("devstore's state at %s predates this devstore's tables: starting with empty stores",
+                        self.engine.url.render_as_string(hide_password=True))
+            Base.metadata.drop_all(self.engine)
         Base.metadata.create_all(self.engine)
         self.ensure_stores()
+
+    def schema_is_current(self) -> bool:
+        """Whether every existing table has every column the models define (missing tables get created)."""
+        inspector = inspect(self.engine)
+        for table in Base.metadata.sorted_tables:
+            if inspector.has_table(table.name):
+                present = {column["name"] for column in inspector.get_columns(table.name)}
+                if not {column.name for column in table.columns} <= present:
+                    return False
+        return True
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -7,6 +7,7 @@ to know that a token exists and when it expires, not its value.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from devstore.models import (
     Installation,
     Metafield,
     Order,
+    Refund,
     Store,
     WebhookSubscription,
 )
@@ -117,8 +119,25 @@ def discounts(session: Session, shop: str, now: datetime | None = None) -> list[
     } for d in rows]
 
 
-def order(row: Order) -> dict[str, Any]:
-    """An order with Shopify's total names (``subtotal_price`` is after order discounts)."""
+def refund(row: Refund) -> dict[str, Any]:
+    """A refund: the amount given back, the line items and shipping it covers."""
+    return {
+        "id": row.id,
+        "admin_graphql_api_id": payloads.gid("Refund", row.id),
+        "order_id": row.order_id,
+        "amount": payloads.money(row.amount),
+        "line_items": [{"line_item_id": line["line_item_id"], "quantity": line["quantity"],
+                        "subtotal": line["subtotal"], "restock_type": line["restock_type"]}
+                       for line in row.line_items],
+        "shipping": None if row.shipping is None else payloads.money(row.shipping),
+        "note": row.note,
+        "created_at": ts(row.created_at),
+    }
+
+
+def order(row: Order, refunds: Sequence[Refund] = ()) -> dict[str, Any]:
+    """An order with Shopify's total names (``subtotal_price`` is after order discounts), its
+    cancellation and what was refunded (``refundable``: what can still be)."""
     totals = payloads.order_totals(row)
     return {
         "id": row.id,
@@ -136,13 +155,22 @@ def order(row: Order) -> dict[str, Any]:
         "total_discounts": payloads.money(row.total_discounts),
         "shipping_price": payloads.money(row.shipping_price),
         "total_price": payloads.money(row.total_price),
+        "cancelled_at": ts(row.cancelled_at),
+        "cancel_reason": row.cancel_reason,
+        "total_refunded": payloads.money(row.total_refunded),
+        "refundable": payloads.money(row.total_price - row.total_refunded),
+        "refunds": [refund(r) for r in refunds],
         "created_at": ts(row.created_at),
     }
 
 
 def orders(session: Session, shop: str) -> list[dict[str, Any]]:
-    """The store's orders, the latest number first."""
-    return [order(o) for o in session.scalars(select(Order).where(Order.shop == shop).order_by(Order.number.desc()))]
+    """The store's orders, the latest number first, each with its refunds."""
+    refunds: dict[int, list[Refund]] = {}
+    for row in session.scalars(select(Refund).where(Refund.shop == shop).order_by(Refund.created_at, Refund.id)):
+        refunds.setdefault(row.order_id, []).append(row)
+    return [order(o, refunds.get(o.id, ()))
+            for o in session.scalars(select(Order).where(Order.shop == shop).order_by(Order.number.desc()))]
 
 
 def delivery(row: Delivery) -> dict[str, Any]:

@@ -4,6 +4,7 @@ query is scoped to the shop that token names."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
@@ -12,6 +13,7 @@ from app import lifecycle
 from app.codes import catch_up, issuance, metrics, programs
 from app.errors import BadRequest, NotFound
 from app.models import CODE_STATUSES, DataRequest, ReconcileCursor
+from app.params import SHOPIFY_ID_MAX, is_id, parse_id, parse_shopify_id, shown, storable_text, whole_number
 from app.queues import catch_up_job_id, enqueue_catch_up, enqueue_issuance, enqueue_revoke, job_status
 from app.web import db_session, rt, session_token_shop
 
@@ -23,6 +25,22 @@ def _shop():  # type: ignore[no-untyped-def]
     if shop is None or not shop.is_installed:
         raise NotFound("this store has not installed OnceCode")
     return shop
+
+
+def _json_object(complaint: str) -> dict[str, Any]:
+    """The request's body, a JSON object, or a 400 saying ``complaint``.
+
+    Read whatever the Content-Type (a client that forgets it still gets its JSON read, or a clear
+    400). Invalid JSON, UTF-8/16/32 that does not decode and numbers of more than 4,300 digits are
+    "not a JSON object"; text PostgreSQL cannot store (NUL, a lone surrogate) is a 400 of its own;
+    JSON nested too deeply for the parser is a ``RecursionError``, answered 400 by the app-wide
+    handler (``app/__init__.py``).
+    """
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest(complaint)
+    storable_text(body, "the body")
+    return body
 
 
 def _summary(request: DataRequest) -> dict[str, object]:
@@ -39,7 +57,7 @@ def data_requests():  # type: ignore[no-untyped-def]
     return jsonify(data_requests=[_summary(r) for r in rows])
 
 
-@bp.get("/data-requests/<int:request_id>")
+@bp.get("/data-requests/<id:request_id>")
 def data_request(request_id: int):  # type: ignore[no-untyped-def]
     shop = _shop()
     row = db_session().scalar(select(DataRequest).where(DataRequest.shop_id == shop.id,
@@ -56,23 +74,20 @@ def program_list():  # type: ignore[no-untyped-def]
     return jsonify(programs=[programs.program_json(p) for p in programs.shop_programs(db_session(), shop.id)])
 
 
-@bp.get("/programs/<int:program_id>")
+@bp.get("/programs/<id:program_id>")
 def program_detail(program_id: int):  # type: ignore[no-untyped-def]
     shop = _shop()
     return jsonify(programs.program_json(programs.get_program(db_session(), shop.id, program_id)))
 
 
-@bp.patch("/programs/<int:program_id>")
+@bp.patch("/programs/<id:program_id>")
 def program_update(program_id: int):  # type: ignore[no-untyped-def]
     """Change some fields of a program; the body is a JSON object of field → new value.
 
     All or nothing: any invalid field answers 400 naming every problem, and nothing changes.
     """
     shop = _shop()
-    # force: a client that forgets the Content-Type still gets its JSON read, or a clear 400.
-    changes = request.get_json(force=True, silent=True)
-    if not isinstance(changes, dict):
-        raise BadRequest('the body must be a JSON object of the fields to change, e.g. {"active": true}')
+    changes = _json_object('the body must be a JSON object of the fields to change, e.g. {"active": true}')
     session = db_session()
     program = programs.update_program(session, shop.id, program_id, changes)
     session.commit()
@@ -84,30 +99,31 @@ def program_update(program_id: int):  # type: ignore[no-untyped-def]
 CODE_FILTERS = (*CODE_STATUSES, "open")
 CODE_STATUSES_HELP = ", ".join(CODE_FILTERS)
 MAX_PAGE = 200
-CUSTOMER_GID_RE = re.compile(r"gid://shopify/Customer/(\d+)")
+CUSTOMER_GID_RE = re.compile(r"gid://shopify/Customer/([0-9]+)")
 
 
-def _int_arg(name: str, low: int = 1, high: int | None = None) -> int | None:
+def _int_arg(name: str, low: int, high: int) -> int | None:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or int(raw) < low or (high is not None and int(raw) > high):
-        limits = f"from {low} to {high}" if high is not None else f"of at least {low}"
-        raise BadRequest(f"{name} must be a whole number {limits}, not {raw!r}")
-    return int(raw)
+    return whole_number(raw, name, low, high)
+
+
+def _id_arg(name: str) -> int | None:
+    raw = request.args.get(name)
+    return None if raw is None or raw == "" else parse_id(raw, name)
 
 
 def shopify_customer_id(value: object) -> int:
     """A customer's Shopify id, from a number or a ``gid://shopify/Customer/<id>``."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, str):
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-        if match := CUSTOMER_GID_RE.fullmatch(value):
-            return int(match.group(1))
-    raise BadRequest(f"customer_id must be a Shopify customer id (a number or gid://shopify/Customer/<id>), "
-                     f"not {value!r}")
+    number = value
+    if isinstance(value, str) and (match := CUSTOMER_GID_RE.fullmatch(value)):
+        number = match.group(1)
+    try:
+        return parse_shopify_id(number, "customer_id")
+    except BadRequest:
+        raise BadRequest(f"customer_id must be a Shopify customer id (a number from 1 to {SHOPIFY_ID_MAX} or "
+                         f"gid://shopify/Customer/<id>), not {shown(value)}") from None
 
 
 def _code(shop, row) -> dict[str, object]:  # type: ignore[no-untyped-def]
@@ -121,19 +137,19 @@ def code_list():  # type: ignore[no-untyped-def]
     shop = _shop()
     status = request.args.get("status") or None
     if status is not None and status not in CODE_FILTERS:
-        raise BadRequest(f"status must be one of {CODE_STATUSES_HELP}, not {status!r}")
+        raise BadRequest(f"status must be one of {CODE_STATUSES_HELP}, not {shown(status)}")
     customer = request.args.get("customer_id")
-    limit = _int_arg("limit", high=MAX_PAGE) or 50
+    limit = _int_arg("limit", 1, MAX_PAGE) or 50
     rows = issuance.list_codes(
-        db_session(), shop.id, status=status, program_id=_int_arg("program_id"),
-        shopify_customer_id=shopify_customer_id(customer) if customer else None, before=_int_arg("before"),
+        db_session(), shop.id, status=status, program_id=_id_arg("program_id"),
+        shopify_customer_id=shopify_customer_id(customer) if customer else None, before=_id_arg("before"),
         limit=limit)
     codes = [issuance.code_json(row, rt().settings, shop.domain, shopify_id, program)
              for row, program, shopify_id in rows]
     return jsonify(codes=codes, next_before=codes[-1]["id"] if len(codes) == limit else None)
 
 
-@bp.get("/codes/<int:code_id>")
+@bp.get("/codes/<id:code_id>")
 def code_detail(code_id: int):  # type: ignore[no-untyped-def]
     shop = _shop()
     return jsonify(_code(shop, issuance.get_code(db_session(), shop.id, code_id)))
@@ -148,20 +164,19 @@ def code_issue():  # type: ignore[no-untyped-def]
     instead of issuing a second one.
     """
     shop = _shop()
-    body = request.get_json(force=True, silent=True)
-    if not isinstance(body, dict):
-        raise BadRequest('the body must be a JSON object such as {"program_id": 1, "customer_id": 42}')
+    body = _json_object('the body must be a JSON object such as {"program_id": 1, "customer_id": 42}')
     unknown = sorted(set(body) - {"program_id", "customer_id", "idempotency_key"})
     if unknown:
         raise BadRequest(f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
                          "(give program_id, customer_id and optionally idempotency_key)")
     program_id = body.get("program_id")
-    if not isinstance(program_id, int) or isinstance(program_id, bool) or program_id < 1:
-        raise BadRequest(f"program_id must be the id of one of this store's programs, not {program_id!r}")
+    if not is_id(program_id):
+        raise BadRequest(f"program_id must be the id of one of this store's programs, not {shown(program_id)}")
     customer = shopify_customer_id(body.get("customer_id"))
     key = request.headers.get("Idempotency-Key") or body.get("idempotency_key")
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 100):
         raise BadRequest("the idempotency key must be a string of 1 to 100 characters")
+    storable_text(key, "the idempotency key")
     session = db_session()
     row, new = issuance.issue_by_hand(session, shop.id, program_id, customer, key)
     session.commit()
@@ -173,7 +188,7 @@ def code_issue():  # type: ignore[no-untyped-def]
     return response
 
 
-@bp.post("/codes/<int:code_id>/revoke")
+@bp.post("/codes/<id:code_id>/revoke")
 def code_revoke(code_id: int):  # type: ignore[no-untyped-def]
     """Revoke a code: it stops working on the store (a job deactivates it). 409 if redeemed or expired."""
     shop = _shop()
@@ -188,7 +203,7 @@ def code_revoke(code_id: int):  # type: ignore[no-untyped-def]
     return response
 
 
-@bp.post("/codes/<int:code_id>/retry")
+@bp.post("/codes/<id:code_id>/retry")
 def code_retry(code_id: int):  # type: ignore[no-untyped-def]
     """Issue a failed code again (after fixing what made it fail). 409 for a code that has not failed."""
     shop = _shop()
@@ -211,8 +226,8 @@ def metrics_report():  # type: ignore[no-untyped-def]
     period = metrics.Period.of_shop(shop, request.args.get("from") or None, request.args.get("to") or None)
     daily = request.args.get("daily", "1")
     if daily not in ("0", "1"):
-        raise BadRequest(f"daily must be 0 or 1, not {daily!r}")
-    return jsonify(metrics.shop_metrics(db_session(), shop.id, period, program_id=_int_arg("program_id"),
+        raise BadRequest(f"daily must be 0 or 1, not {shown(daily)}")
+    return jsonify(metrics.shop_metrics(db_session(), shop.id, period, program_id=_id_arg("program_id"),
                                         daily=daily == "1"))
 
 
@@ -246,8 +261,8 @@ def reconcile_now():  # type: ignore[no-untyped-def]
 def reconcile_settings():  # type: ignore[no-untyped-def]
     """Change how often catch-up runs: ``{"interval_minutes": 30}`` (1 to 1440)."""
     shop = _shop()
-    body = request.get_json(force=True, silent=True)
-    if not isinstance(body, dict) or set(body) != {"interval_minutes"}:
+    body = _json_object('the body must be a JSON object such as {"interval_minutes": 30}')
+    if set(body) != {"interval_minutes"}:
         raise BadRequest('the body must be a JSON object such as {"interval_minutes": 30}')
     session = db_session()
     catch_up.set_interval(session, shop, body["interval_minutes"])

@@ -14,6 +14,7 @@ from flask import Blueprint, redirect, render_template, request, session, url_fo
 from app import lifecycle
 from app.codes import catch_up, metrics
 from app.errors import BadRequest, Forbidden
+from app.headers import remember_verified_shop
 from app.models import ReconcileCursor
 from app.queues import enqueue_setup
 from app.shopify import oauth
@@ -44,6 +45,7 @@ def launch():  # type: ignore[no-untyped-def]
     if not verify_query_hmac(request.args, settings.api_secrets) or not fresh_timestamp(
             request.args.get("timestamp")):
         raise Forbidden("this link is not signed by Shopify or has expired; open the app from your Shopify admin")
+    remember_verified_shop(shop_domain)  # the admin may frame what we answer (app/headers.py)
     shop = lifecycle.shop_by_domain(db_session(), shop_domain)
     if shop is None or not shop.is_installed:
         target = url_for("auth.begin", shop=shop_domain)
@@ -85,6 +87,7 @@ def callback():  # type: ignore[no-untyped-def]
         raise Forbidden("OAuth callback signature (hmac) is invalid")
     if not fresh_timestamp(params["timestamp"]):
         raise Forbidden("OAuth callback has expired (timestamp too old or in the future); start again")
+    remember_verified_shop(shop)  # the admin may frame what we answer (app/headers.py)
 
     grant = oauth.exchange_code(settings, shop, params["code"])
     lacking = oauth.missing_scopes(settings.shopify_scopes, grant.scopes)

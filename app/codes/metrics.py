@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import BadRequest
 from app.models import IssuedCode, PaidOrder, Program, RedemptionAnomaly, Shop
+from app.params import parse_date
 
 MAX_DAYS = 366
 # Shopify caps the discount codes one store can hold. Its developer documentation publishes no figure
@@ -76,11 +77,13 @@ class Period:
     zone: str = "UTC"
 
     @classmethod
-    def parse(cls, first: str | None, last: str | None, today: date | None = None, zone: str = "UTC") -> Period:
-        """From ``YYYY-MM-DD`` texts; the last 30 days (today included) when neither is given."""
+    def parse(cls, first: str | date | None, last: str | date | None, today: date | None = None,
+              zone: str = "UTC") -> Period:
+        """From ``YYYY-MM-DD`` texts (``app.params.parse_date``: 2000 to 2100); the last 30 days (today
+        included) when neither is given."""
         today = today or datetime.now(ZoneInfo(zone)).date()
-        end = _date(last, "to") if last else today
-        start = _date(first, "from") if first else end - timedelta(days=29)
+        end = _given_day(last, "to") if last else today
+        start = _given_day(first, "from") if first else end - timedelta(days=29)
         if start > end:
             raise BadRequest(f"from ({start.isoformat()}) must not be after to ({end.isoformat()})")
         if (end - start).days + 1 > MAX_DAYS:
@@ -89,7 +92,7 @@ class Period:
         return cls(start, end, zone)
 
     @classmethod
-    def of_shop(cls, shop: Shop, first: str | None, last: str | None) -> Period:
+    def of_shop(cls, shop: Shop, first: str | date | None, last: str | date | None) -> Period:
         return cls.parse(first, last, zone=time_zone_of(shop))
 
     @property
@@ -104,11 +107,8 @@ class Period:
         return [self.first + timedelta(days=n) for n in range((self.last - self.first).days + 1)]
 
 
-def _date(text: str, name: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise BadRequest(f"{name} must be a date like 2026-11-30, not {text!r}") from None
+def _given_day(value: str | date, name: str) -> date:
+    return value if isinstance(value, date) else parse_date(value, name)
 
 
 class Tally:

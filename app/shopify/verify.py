@@ -1,7 +1,8 @@
 """Every check of something Shopify (or a browser claiming to be Shopify) sent us.
 
-ShopifyAPI is deprecated upstream; it is used only here, for the OAuth query HMAC and session-token
-decoding, so that replacing it later touches this one module. Shop domains are validated with
+ShopifyAPI is deprecated upstream; it is used only here, for the OAuth query HMAC, so that replacing
+it later touches this one module. Session tokens are decoded with PyJWT directly: ShopifyAPI's decoder
+does not require ``exp`` and ``nbf``. Shop domains are validated with
 Shopify's own anchored pattern rather than ShopifyAPI's ``__prepare_url``, which *sanitises*
 (``demo.myshopify.com.evil.com`` becomes ``demo.myshopify.com``) where we must *reject*.
 """
@@ -18,7 +19,6 @@ from typing import Any
 
 import jwt
 import shopify
-from shopify import session_token
 
 # Shopify's own anchored pattern, ``^[a-zA-Z0-9][a-zA-Z0-9-]*\.myshopify\.com$``
 # (https://shopify.dev/docs/apps/build/security/app-security-checks/weak-shop-validation), with its
@@ -94,21 +94,47 @@ class InvalidSessionToken(Exception):
     pass
 
 
+BEARER = "Bearer "
+# App Bridge's clock and ours may differ by a few seconds (ShopifyAPI allows the same).
+SESSION_TOKEN_LEEWAY_SECONDS = 10
+# Every claim Shopify puts in a session token that we rely on; a token without one is refused. Without
+# exp and nbf (PyJWT checks them only when present) a token would be valid for ever.
+SESSION_TOKEN_CLAIMS = ["iss", "dest", "aud", "sub", "exp", "nbf", "jti", "sid"]
+
+
 def decode_session_token(authorization: str | None, api_key: str, secrets: Iterable[str]) -> str:
     """Verify an App Bridge session token (``Authorization: Bearer <jwt>``) and return its shop domain.
 
-    HS256 with the app secret, ``aud`` equal to our client id, ``iss`` and ``dest`` on the same shop,
-    ``exp``/``nbf`` with ShopifyAPI's 10 s leeway.
+    HS256 with the app secret (current, then previous), ``aud`` equal to our client id, ``exp`` and
+    ``nbf`` required and checked with a 10 s leeway, ``iss`` and ``dest`` on the same shop.
     """
-    last_error: Exception | None = None
+    if not authorization or not authorization.startswith(BEARER):
+        raise InvalidSessionToken("no bearer token in the Authorization header")
+    token = authorization.removeprefix(BEARER)
+    claims: dict[str, Any] | None = None
+    problem = "no app secret to check it with"
     for secret in secrets:
         try:
-            claims = session_token.decode_from_header(authorization or "", api_key, secret)
-        except (session_token.SessionTokenError, jwt.PyJWTError) as exc:
-            last_error = exc
-            continue
-        shop = valid_shop_domain(str(claims.get("dest", "")).removeprefix("https://"))
-        if shop is None:
-            raise InvalidSessionToken("session token names no myshopify shop")
-        return shop
-    raise InvalidSessionToken(str(last_error) if last_error else "no session token")
+            claims = jwt.decode(token, secret, algorithms=["HS256"], audience=api_key,
+                                leeway=SESSION_TOKEN_LEEWAY_SECONDS, options={"require": SESSION_TOKEN_CLAIMS})
+            break
+        except jwt.InvalidSignatureError as exc:  # perhaps signed with the other secret
+            problem = str(exc)
+        except jwt.PyJWTError as exc:  # signed by us but expired, early, for another app…; or no JWT at all
+            raise InvalidSessionToken(str(exc)) from exc
+    if claims is None:
+        raise InvalidSessionToken(problem)
+    return _token_shop(claims)
+
+
+def _token_shop(claims: dict[str, Any]) -> str:
+    """The shop of ``dest`` (``https://{shop}``), which ``iss`` (``https://{shop}/admin``) must name too."""
+    dest, iss = claims["dest"], claims["iss"]
+    shop = valid_shop_domain(dest.removeprefix("https://")) if isinstance(dest, str) else None
+    if shop is None:
+        raise InvalidSessionToken("session token names no myshopify shop")
+    # ShopifyAPI's rule: the issuer's origin is the destination's (Shopify sends https://{shop}/admin).
+    issuer = iss.lower() if isinstance(iss, str) else ""
+    if not issuer.startswith("https://") or issuer.removeprefix("https://").split("/", 1)[0] != shop:
+        raise InvalidSessionToken("the issuer and destination do not match")
+    return shop

@@ -307,8 +307,19 @@ class OrderView(HasMetafields, View):
     def unpaid(self, info: Info) -> bool:
         return self._row.financial_status in ("pending", "authorized", "expired", "voided")
 
-    def cancelledAt(self, info: Info) -> None:
-        return None  # devstore orders are never cancelled
+    def cancelledAt(self, info: Info) -> str | None:
+        return iso(self._row.cancelled_at)
+
+    def refundable(self, info: Info) -> bool:
+        """Whether something is left to refund (devstore orders are paid at once and never fulfilled)."""
+        return self._row.total_refunded < self._row.total_price
+
+    def totalRefundedSet(self, info: Info) -> Plain:
+        return self._money(self._row.total_refunded)
+
+    def currentTotalPriceSet(self, info: Info) -> Plain:
+        """The total less refunds, as Shopify's current total reflects them."""
+        return self._money(self._row.total_price - self._row.total_refunded)
 
     def subtotalLineItemsQuantity(self, info: Info) -> int:
         return sum(int(item.get("quantity", 0)) for item in self._row.line_items)

@@ -46,12 +46,14 @@ ENDPOINTS = [("GET", "/api/programs"), ("GET", "/api/programs/{id}"), ("PATCH", 
 
 
 @pytest.mark.parametrize(("method", "path"), ENDPOINTS)
-@pytest.mark.parametrize("token", [None, "not-a-jwt", "forged", "expired"])
+@pytest.mark.parametrize("token", [None, "not-a-jwt", "forged", "expired", "no-exp", "no-nbf"])
 def test_every_endpoint_needs_a_valid_session_token(client, db, shop, method, path, token):
     program = welcome(db, shop)
     headers = ({} if token is None else
                auth(secret=FORGED_SECRET) if token == "forged" else
                auth(exp=1, nbf=0, iat=0) if token == "expired" else
+               auth(exp=None) if token == "no-exp" else  # null is missing to PyJWT
+               auth(nbf=None) if token == "no-nbf" else
                {"Authorization": f"Bearer {token}"})
     response = client.open(path.format(id=program.id), method=method, headers=headers, json={"active": True})
     assert response.status_code == 401

@@ -86,7 +86,7 @@ def test_the_cli_queues_shows_and_sets_catch_up(runner, redis, shop):
     interval = runner.invoke(args=["reconcile", "interval", shop.domain, "5"])
     assert interval.exit_code == 0 and "every 5 min" in interval.output
     bad = runner.invoke(args=["reconcile", "interval", shop.domain, "0"])
-    assert bad.exit_code != 0 and "0 is not in the range 1<=x<=1440" in bad.output
+    assert bad.exit_code == 2 and "MINUTES must be a whole number from 1 to 1440, not '0'" in bad.output
 
 
 def test_the_cli_refuses_an_unknown_shop(runner):

@@ -195,12 +195,29 @@ def test_the_api_serves_the_metrics(client, shop):
     ("from=yesterday", "from must be a date"),
     ("from=2026-11-30&to=2026-11-01", "must not be after"),
     ("program_id=999999", "no program 999999"),
-    ("program_id=abc", "program_id must be a whole number"),
+    ("program_id=abc", "program_id must be an id"),
+    ("program_id=9223372036854775808", "program_id must be an id"),  # 2^63: past PostgreSQL's bigint
+    ("program_id=%C2%B2", "program_id must be an id"),  # "²": isdigit() says yes, int() says no
     ("daily=yes", "daily must be 0 or 1"),
+    # Years that overflow datetime in a time zone, or that no store has orders in.
+    ("from=0001-01-01", "from must be a date from 2000-01-01 to 2100-12-31"),
+    ("to=9999-12-31", "to must be a date from 2000-01-01 to 2100-12-31"),
+    ("from=1999-12-31&to=2000-01-01", "from must be a date from 2000-01-01"),
+    ("from=2100-12-31&to=2101-01-01", "to must be a date from 2000-01-01"),
+    # Forms date.fromisoformat accepts but the API does not promise.
+    ("from=20261130", "from must be a date like 2026-11-30"),
+    ("from=2026-W48-1", "from must be a date like 2026-11-30"),
+    ("to=%EF%BC%92%EF%BC%90%EF%BC%92%EF%BC%96-11-30", "to must be a date like"),  # full-width digits
+    ("from=2026-11-30%00", "from must be a date like"),
 ])
 def test_the_api_refuses_bad_parameters_with_400(client, shop, query, message):
     answer = client.get(f"/api/metrics?{query}", headers=auth(shop))
     assert answer.status_code == 400 and message in answer.get_json()["error"]
+
+
+def test_the_far_ends_of_the_allowed_years_are_answered(client, shop):
+    for query in ("from=2000-01-01&to=2000-01-31", "from=2100-12-01&to=2100-12-31", "to=2000-01-01"):
+        assert client.get(f"/api/metrics?{query}&daily=0", headers=auth(shop)).status_code == 200, query
 
 
 def test_the_api_needs_a_session_token(client, shop):
@@ -254,9 +271,18 @@ def test_a_code_used_within_its_issue_second_is_redeemed_after_zero_seconds_not_
         db.close()
 
 
-def test_the_cli_explains_a_bad_range(runner, shop):
-    result = runner.invoke(args=["metrics", shop.domain, "--from", "2026-12-01", "--to", "2026-11-01"])
-    assert result.exit_code != 0 and "must not be after" in result.output
+@pytest.mark.parametrize(("args", "message"), [
+    (["--from", "2026-12-01", "--to", "2026-11-01"], "Error: from (2026-12-01) must not be after to (2026-11-01)"),
+    (["--from", "2025-01-01", "--to", "2026-11-30"], "Error: a range covers at most 366 days"),
+    (["--from", "0001-01-01"], "Error: --from must be a date from 2000-01-01 to 2100-12-31, not 0001-01-01"),
+    (["--to", "9999-12-31"], "Error: --to must be a date from 2000-01-01 to 2100-12-31, not 9999-12-31"),
+    (["--to", "2026-W48-1"], "Error: --to must be a date like 2026-11-30, not '2026-W48-1'"),
+    (["--program", "99999999999999999999"], "Error: a program id must be an id: a whole number from 1 to"),
+])
+def test_the_cli_explains_a_bad_range_as_a_usage_error(runner, shop, args, message):
+    result = runner.invoke(args=["metrics", shop.domain, *args])
+    assert result.exit_code == 2 and message in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
 
 
 # --- the store's days ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import time
 import uuid
 from urllib.parse import parse_qsl
@@ -218,6 +219,30 @@ def test_valid_session_token_returns_the_shop():
     assert decode_session_token(f"Bearer {session_token()}", API_KEY, [SECRET]) == "demo.myshopify.com"
 
 
+@pytest.mark.parametrize(("exp", "nbf"), [(-9, -1), (60, 9), (-9, 9)])
+def test_session_token_within_the_10_second_leeway_accepted(exp, nbf):
+    now = int(time.time())
+    header = f"Bearer {session_token(exp=now + exp, nbf=now + nbf, iat=now - 1)}"
+    assert decode_session_token(header, API_KEY, [SECRET]) == "demo.myshopify.com"
+
+
+NESTED = b"[" * 100_000 + b"]" * 100_000
+
+
+def _segment(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("token", [
+    pytest.param(lambda: jwt.api_jws.PyJWS().encode(b'{"sub": ' + NESTED + b"}", SECRET, algorithm="HS256"),
+                 id="signed-claims"),
+    pytest.param(lambda: f"{_segment(NESTED)}.{_segment(b'{}')}.c2ln", id="header"),
+])
+def test_session_token_nested_too_deeply_is_invalid_not_an_error(token):
+    with pytest.raises(InvalidSessionToken, match="recursion"):
+        decode_session_token(f"Bearer {token()}", API_KEY, [SECRET])
+
+
 def test_session_token_signed_with_previous_secret_accepted():
     header = f"Bearer {session_token(secret=OLD_SECRET)}"
     assert decode_session_token(header, API_KEY, [SECRET, OLD_SECRET]) == "demo.myshopify.com"
@@ -225,6 +250,12 @@ def test_session_token_signed_with_previous_secret_accepted():
 
 def _bearer(**overrides: object) -> str:
     return f"Bearer {session_token(**overrides)}"
+
+
+def _raw_bearer(**overrides: object) -> str:
+    """Claims PyJWT's encode refuses to write (a number for ``iss``), signed all the same."""
+    claims = jwt.decode(session_token(), SECRET, algorithms=["HS256"], audience=API_KEY) | overrides
+    return "Bearer " + jwt.api_jws.PyJWS().encode(json.dumps(claims).encode(), SECRET, algorithm="HS256")
 
 
 # Built inside the test (lambdas), so that exp/nbf are relative to when it runs, not to collection.
@@ -237,6 +268,20 @@ def _bearer(**overrides: object) -> str:
     pytest.param(lambda: _bearer(dest="https://other.myshopify.com"), id="dest-iss-mismatch"),
     pytest.param(lambda: _bearer(iss="https://evil.com/admin", dest="https://evil.com"), id="not-a-shop"),
     pytest.param(lambda: _bearer(jti=None), id="missing-jti"),
+    # PyJWT checks exp and nbf only when they are there: without them a token would never expire.
+    pytest.param(lambda: _bearer(exp=None), id="missing-exp"),
+    pytest.param(lambda: _bearer(nbf=None), id="missing-nbf"),
+    pytest.param(lambda: _bearer(exp=None, nbf=None), id="missing-exp-and-nbf"),
+    pytest.param(lambda: _bearer(exp=int(time.time()) - 11), id="expired-beyond-the-leeway"),
+    pytest.param(lambda: _bearer(nbf=int(time.time()) + 12), id="not-yet-valid-beyond-the-leeway"),
+    pytest.param(lambda: _bearer(exp="tomorrow"), id="exp-not-a-number"),
+    pytest.param(lambda: _bearer(exp=float("inf")), id="exp-infinite"),  # JSON's Infinity: int() overflows
+    pytest.param(lambda: _bearer(nbf=float("nan")), id="nbf-nan"),
+    pytest.param(lambda: _raw_bearer(iss=42), id="iss-not-a-string"),
+    pytest.param(lambda: _bearer(dest=["https://demo.myshopify.com"]), id="dest-not-a-string"),
+    pytest.param(lambda: _bearer(iss="http://demo.myshopify.com/admin"), id="iss-not-https"),
+    pytest.param(lambda: _bearer(sub=None), id="missing-sub"),
+    pytest.param(lambda: _bearer(aud=None), id="missing-aud"),
     pytest.param(lambda: session_token(), id="missing-bearer"),
     pytest.param(lambda: f"Basic {session_token()}", id="basic-scheme"),
     pytest.param(lambda: "Bearer ", id="empty-token"),
