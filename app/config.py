@@ -32,6 +32,7 @@ DEFAULT_SCOPES = "read_customers,write_customers,read_orders,read_discounts,writ
 DEV_API_KEY = "oncecode-dev-client-id"
 DEFAULT_PUBLIC_RATE_LIMIT = "60 per minute"
 MAX_PROXY_HOPS = 5
+MIN_LEASE_SECONDS, MAX_LEASE_SECONDS = 2, 600
 DEVSTORE_PORT = "8001"
 # What `make run` resolved for its processes, kept where the CLI finds it (see ``remember_development``).
 DEVELOPMENT_FILE = "development.env"
@@ -40,7 +41,7 @@ SETTING_NAMES = ("ONCECODE_ENV", "SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "SHOPI
                  "SHOPIFY_SCOPES", "SHOPIFY_API_VERSION", "APP_URL", "DATABASE_URL", "REDIS_URL",
                  "TOKEN_ENCRYPTION_KEY", "SECRET_KEY", "SHOPIFY_STORE_BASE_URL", "WEBHOOK_MAX_BYTES",
                  "SHOP_JOB_CONCURRENCY", "LOG_LEVEL", "DEVSTORE_PORT", "PUBLIC_RATE_LIMIT",
-                 "TRUSTED_PROXY_HOPS")
+                 "TRUSTED_PROXY_HOPS", "WORKER_LEASE_SECONDS")
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,9 @@ class Settings:
     public_rate_limit: str = DEFAULT_PUBLIC_RATE_LIMIT
     # Proxies in front of the app that append to X-Forwarded-For; 0 trusts none (the peer address counts).
     trusted_proxy_hops: int = 0
+    # How long a worker's hold on a running job lasts unless renewed (app/leases.py): a killed worker's
+    # job runs again about this long after the kill.
+    worker_lease_seconds: int = 15
 
     @property
     def is_production(self) -> bool:
@@ -201,6 +205,11 @@ def load_settings(environ: Mapping[str, str] | None = None, *, prefer_developmen
         problems.append(f"TRUSTED_PROXY_HOPS must be a whole number from 0 to {MAX_PROXY_HOPS} (the proxies in front "
                         f"of the app that add to X-Forwarded-For), not {proxy_hops!r}")
 
+    lease = get("WORKER_LEASE_SECONDS", "15") or ""
+    if not (lease.isascii() and lease.isdigit()) or not MIN_LEASE_SECONDS <= int(lease) <= MAX_LEASE_SECONDS:
+        problems.append(f"WORKER_LEASE_SECONDS must be a whole number of seconds from {MIN_LEASE_SECONDS} to "
+                        f"{MAX_LEASE_SECONDS}, not {lease!r}")
+
     log_level = (get("LOG_LEVEL", "INFO") or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}")
@@ -228,6 +237,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, prefer_developmen
         shop_job_concurrency=int(concurrency),
         public_rate_limit=public_rate_limit,
         trusted_proxy_hops=int(proxy_hops),
+        worker_lease_seconds=int(lease),
     )
 
 
