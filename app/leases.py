@@ -56,19 +56,22 @@ DEFAULT_LEASE_SECONDS = 15
 ABANDONED = "abandoned_at"  # job.meta: when a recoverer put the job back after its worker was lost
 ABANDONED_BY = "abandoned_by"
 
-# Extend a live lease by Redis' clock; a lapsed or missing one is never revived (0). With it, the worker's
-# key (which says the worker is alive) and rq's execution records (which say which worker runs what).
-# KEYS: started registry, worker key, execution key, the job's execution registry
-# ARGV: registry entry (job_id:execution_id), lease seconds, execution id, now (rq's format, for display)
+# Extend a live lease by Redis' clock; a lapsed or missing one, or a run claimed by another worker, is
+# never revived (0). With it, the worker's key (which says the worker is alive) and rq's execution
+# records (which say which worker runs what).
+# KEYS: started registry, worker key, execution key, the job's execution registry, the job's run claim
+# ARGV: registry entry (job_id:execution_id), lease seconds, execution id, now (rq's format, for
+#       display), worker name
 RENEW_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not score or tonumber(score) <= now then
+if not score or tonumber(score) <= now or redis.call('GET', KEYS[5]) ~= ARGV[5] then
     return 0
 end
 local lease = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], 'XX', now + lease, ARGV[1])
+redis.call('PEXPIRE', KEYS[5], lease * 1000)
 if redis.call('EXPIRE', KEYS[2], lease) == 1 then
     redis.call('HSET', KEYS[2], 'last_heartbeat', ARGV[4])
 end
@@ -79,6 +82,28 @@ redis.call('ZADD', KEYS[4], 'XX', now + lease + 60, ARGV[3])
 redis.call('EXPIRE', KEYS[4], lease + 120)
 return 1
 """
+# Give a run claim back, if it is still this worker's. KEYS: the claim. ARGV: worker name.
+RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def run_key(job_id: str) -> str:
+    """The job's run claim: which worker runs it now. Only one can hold it (``claim_run``)."""
+    return f"oncecode:running:{job_id}"
+
+
+def claim_run(redis: Redis, job_id: str, worker_name: str, seconds: int) -> bool:
+    """Claim the job's run for one lease; False when another worker runs it (a copy queued twice)."""
+    return bool(redis.set(run_key(job_id), worker_name, nx=True, px=seconds * 1000))
+
+
+def release_run(redis: Redis, job_id: str, worker_name: str) -> None:
+    """Give the job's run claim back, unless it is no longer this worker's."""
+    redis.register_script(RELEASE_SCRIPT)(keys=[run_key(job_id)], args=[worker_name])
 
 
 @dataclass(frozen=True)
@@ -98,9 +123,9 @@ class Lease:
         """Extend the lease by ``seconds`` from now; False when it has lapsed or been taken back."""
         execution = Execution(self.execution_id, self.job_id, connection=redis)
         keys = [started_key(self.queue), BaseWorker.redis_worker_namespace_prefix + self.worker_name, execution.key,
-                ExecutionRegistry(self.job_id, connection=redis).key]
+                ExecutionRegistry(self.job_id, connection=redis).key, run_key(self.job_id)]
         return bool(redis.register_script(RENEW_SCRIPT)(
-            keys=keys, args=[self.entry, seconds, self.execution_id, utcformat(now())]))
+            keys=keys, args=[self.entry, seconds, self.execution_id, utcformat(now()), self.worker_name]))
 
 
 def started_key(queue: str) -> str:
@@ -156,8 +181,12 @@ def recover(redis: Redis, queue: str, entry: str) -> str | None:
                         log.warning("job lease lapsed but its worker is alive; left alone",
                                     extra={"job_id": job_id, "status": worker_name})
                         return None
+                pipe.watch(run_key(job_id))
+                claimed_by = pipe.get(run_key(job_id))
                 pipe.multi()
                 pipe.zrem(key, entry)
+                if claimed_by is not None and claimed_by.decode() == worker_name:
+                    pipe.delete(run_key(job_id))
                 _forget_execution(pipe, job_id, execution_id, worker_name)
                 outcome = "dropped"
                 if job is not None and job.get_status(refresh=False) == JobStatus.STARTED:
@@ -220,9 +249,12 @@ def job_leases(redis: Redis, job: Job) -> list[tuple[str, float]]:
 
 
 def abandoned(redis: Redis, job: Job) -> bool:
-    """Whether a started job has lost its worker: no live lease left (none renewed in time)."""
+    """Whether a started job has lost its worker: no live lease left and its worker gone, which is
+    when ``recover`` takes it back."""
     leases = job_leases(redis, job)
-    return not leases or max(score for _, score in leases) <= server_time(redis)
+    if leases and max(score for _, score in leases) > server_time(redis):
+        return False
+    return not worker_alive(redis, job.worker_name)
 
 
 def recover_job(redis: Redis, job: Job) -> str | None:

@@ -38,13 +38,32 @@ from rq.executions import Execution
 from rq.job import Job
 from rq.queue import Queue
 from rq.rate_limit import RateLimitRegistry
+from rq.scheduler import RQScheduler
 from rq.utils import now
 
-from app.leases import ABANDONED, ABANDONED_BY, DEFAULT_LEASE_SECONDS, Lease, recover_abandoned
+from app.leases import (
+    ABANDONED,
+    ABANDONED_BY,
+    DEFAULT_LEASE_SECONDS,
+    Lease,
+    claim_run,
+    recover_abandoned,
+    release_run,
+)
 
 log = logging.getLogger(__name__)
 
 LEASE_SIGNAL = signal.SIGUSR1  # the keeper's word to the main thread: the running job's lease is lost
+# rq's scheduler refreshes its locks every second (for 61 s each): one that has not for this long is dead.
+SCHEDULER_SILENT_SECONDS = 15
+# Delete a scheduler lock not refreshed for ARGV[2] ms. KEYS: the lock. ARGV: its full TTL (ms), the limit.
+FREE_SILENT_LOCK_SCRIPT = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 and tonumber(ARGV[1]) - ttl > tonumber(ARGV[2]) then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
 
 class LeaseLost(BaseException):  # noqa: N818 - named for what happened, like KeyboardInterrupt
@@ -102,6 +121,7 @@ class LeaseKeeper(threading.Thread):
             try:
                 self.renew()
                 recover_abandoned(self.redis, self.worker.queue_names())
+                self.keep_scheduler()
             except RedisError as exc:
                 log.warning("lease keeper: Redis unavailable", extra={"reason": type(exc).__name__})
             except Exception:  # the keeper must outlive any surprise, or leases would lapse under live jobs
@@ -124,6 +144,24 @@ class LeaseKeeper(threading.Thread):
             held.renewed_at = sent
         else:
             self.lose(held, "its lease lapsed and was taken back (the worker was frozen or cut off)")
+
+    def keep_scheduler(self) -> None:
+        """Become the scheduler (rq's, which moves scheduled jobs to their queues) when none is alive.
+
+        rq's scheduler lock lives 61 s after its holder's last refresh, and rq's workers try to take it
+        every ten minutes: a lost host that ran the scheduler held every deferral and back-off retry for
+        that long. Here a lock silent for ``SCHEDULER_SILENT_SECONDS`` is freed and taken on the next tick.
+        """
+        scheduler = self.worker.scheduler
+        if scheduler is None or (scheduler._process is not None and scheduler._process.is_alive()):
+            return
+        full_ttl = (scheduler.interval + 60) * 1000
+        for name in self.worker.queue_names():
+            lock = RQScheduler.get_locking_key(name)
+            if self.redis.register_script(FREE_SILENT_LOCK_SCRIPT)(
+                    keys=[lock], args=[full_ttl, SCHEDULER_SILENT_SECONDS * 1000]):
+                log.warning("a silent scheduler's lock freed", extra={"status": name})
+        scheduler.acquire_locks(auto_start=True)
 
     def lose(self, held: Held, reason: str) -> None:
         with self.lock:
@@ -173,11 +211,16 @@ class Worker(SimpleWorker):
     # -- a job's lease --
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        """Run the job unless another worker runs it right now (a copy of it was queued twice)."""
+        if not claim_run(self.connection, job.id, self.name, self.lease_seconds):
+            log.warning("job already running on another worker: this copy is dropped", extra={"job_id": job.id})
+            return
         try:
             super().execute_job(job, queue)
         finally:  # however the job ended, its lease is not renewed any more
             if self.keeper is not None:
                 self.keeper.release(job.id)
+            release_run(self.connection, job.id, self.name)
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """How long the job's registry entry and this worker's key live unless renewed: one lease."""
@@ -198,6 +241,9 @@ class Worker(SimpleWorker):
         """Stop renewing the job's lease; whether this worker still holds it and may record the outcome."""
         held = self.keeper.release(job.id) if self.keeper is not None else None
         if held is None or held.lost is None:
+            # Before the outcome is recorded: recording may queue the job again (a retry, a turn given
+            # back), and its next run must find the claim free.
+            release_run(self.connection, job.id, self.name)
             return True
         if execution is not None:
             self.executions.pop(execution.id, None)
@@ -220,6 +266,11 @@ class Worker(SimpleWorker):
             super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
 
     # -- maintenance --
+
+    def run_maintenance_tasks(self) -> None:
+        """rq's, except that the lease keeper, not this loop, restarts the scheduler (on every tick)."""
+        self.clean_registries()
+        self.clean_group_registries()
 
     def clean_registries(self) -> None:
         """rq's registry maintenance, with the started registries left to ``app.leases``.

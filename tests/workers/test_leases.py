@@ -12,11 +12,12 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.rate_limit import RateLimit, RateLimitRegistry
 from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.scheduler import RQScheduler
 
 from app import leases
 from app.queues import job_state
 from tests.e2e.harness import wait_until
-from workers.worker import Worker
+from workers.worker import SCHEDULER_SILENT_SECONDS, LeaseKeeper, Worker
 
 
 def tracked(key: str, seconds: float) -> str:
@@ -47,6 +48,7 @@ def started(redis: Redis, lease: int, retries: int = 2, rate_limit: RateLimit | 
     worker.register_birth()
     dequeued, _ = Queue.dequeue_any([Queue("default", connection=redis)], None, connection=redis)
     assert dequeued.id == job.id
+    assert leases.claim_run(redis, job.id, worker.name, lease)
     execution = worker.prepare_execution(dequeued)
     worker.prepare_job_execution(dequeued)
     assert execution.job_id == job.id
@@ -151,6 +153,16 @@ def test_the_dead_execution_is_forgotten(redis):
     assert not redis.exists(Execution(execution.id, job.id, connection=redis).key)
 
 
+def test_a_copy_of_a_running_job_queued_twice_is_not_run(redis):
+    # Anything that queues a job id twice (rq's registry clean-up racing a recoverer, two schedulers)
+    # must not make it run twice at once: the second copy finds the run claimed and is dropped.
+    _, job = started(redis, lease=30)
+    Queue("default", connection=redis).push_job_id(job.id)
+    Worker(["default"], connection=redis).work(burst=True, with_scheduler=False)
+    assert redis.lrange("t", 0, -1) == []  # never started
+    assert job.get_status() == JobStatus.STARTED and Queue("default", connection=redis).count == 0
+
+
 def test_a_worker_whose_lease_was_taken_stops_the_job_and_leaves_its_records_to_the_new_run(redis):
     """A worker frozen past its lease (SIGSTOP, a paused VM) finds the job taken back when it wakes:
     the job stops there, its outcome is not recorded over the recovered run's, and the runs never overlap."""
@@ -199,3 +211,33 @@ def test_job_state_is_rqs_status_otherwise(redis, status):
         Worker(["default"], connection=redis).work(burst=True, with_scheduler=False)
     assert job_state(redis, job.id) == status
     assert job_state(redis, "no-such-job") is None
+
+
+def test_a_silent_schedulers_lock_is_taken_over_by_a_live_worker(redis):
+    """rq's scheduler lock outlives its holder by 61 s; a lost host's scheduler is replaced within 15 s."""
+    lock = RQScheduler.get_locking_key("default")
+    redis.set(lock, "lost-host-scheduler", px=61_000 - (SCHEDULER_SILENT_SECONDS + 5) * 1000)
+    worker = Worker(["default"], connection=redis)
+    worker._start_scheduler()
+    assert not worker.scheduler.acquired_locks  # rq would wait out the lock
+    keeper = LeaseKeeper(worker, 2)
+    try:
+        keeper.keep_scheduler()
+        assert redis.get(lock).decode() == worker.scheduler.name
+        assert worker.scheduler._process.is_alive()
+    finally:
+        worker.stop_scheduler()
+        keeper.stop()
+
+
+def test_a_live_schedulers_lock_is_left_alone(redis):
+    lock = RQScheduler.get_locking_key("default")
+    redis.set(lock, "busy-scheduler", px=61_000 - 2_000)  # refreshed two seconds ago
+    worker = Worker(["default"], connection=redis)
+    worker._start_scheduler()
+    keeper = LeaseKeeper(worker, 2)
+    try:
+        keeper.keep_scheduler()
+        assert redis.get(lock) == b"busy-scheduler" and worker.scheduler._process is None
+    finally:
+        keeper.stop()
