@@ -19,6 +19,9 @@ back lapsed leases on every tick:
   all. Two recoverers racing for one entry: one transaction commits, the other finds it gone.
 - It only takes an entry whose lease has lapsed **and** whose worker is gone (its worker key expires
   with the lease; a worker that shut down has registered its death).
+- A job id runs on one worker at a time whatever queued it: before running a job a worker claims its
+  run (``claim_run``, a ``SET NX`` renewed with the lease), and a copy that finds the run claimed is
+  dropped. rq itself can queue a job twice (its registry clean-up and its scheduler are not atomic).
 - A worker that cannot renew (Redis unreachable) for half a lease stops the job itself, before the
   lease can lapse; one that finds its lease taken (a process frozen longer than the lease) stops it
   at once. Either way it leaves the job's records to the recoverer (``workers.worker``).

@@ -17,6 +17,7 @@ from rq.scheduler import RQScheduler
 from app import leases
 from app.queues import job_state
 from tests.e2e.harness import wait_until
+from tests.helpers import take_and_die
 from workers.worker import SCHEDULER_SILENT_SECONDS, LeaseKeeper, Worker
 
 
@@ -44,15 +45,9 @@ def started(redis: Redis, lease: int, retries: int = 2, rate_limit: RateLimit | 
     """A job taken by a worker exactly as ``Worker.execute_job`` takes it, and then left: a killed worker."""
     job = Queue("default", connection=redis).enqueue(
         tracked, "t", 0, retry=Retry(max=retries, interval=[60]) if retries else None, rate_limit=rate_limit)
-    worker = Worker(["default"], connection=redis, lease_seconds=lease)
-    worker.register_birth()
-    dequeued, _ = Queue.dequeue_any([Queue("default", connection=redis)], None, connection=redis)
-    assert dequeued.id == job.id
-    assert leases.claim_run(redis, job.id, worker.name, lease)
-    execution = worker.prepare_execution(dequeued)
-    worker.prepare_job_execution(dequeued)
-    assert execution.job_id == job.id
-    return worker, dequeued
+    worker, taken = take_and_die(redis, "default", lease)
+    assert taken.id == job.id
+    return worker, taken
 
 
 def lapse(redis: Redis, worker: Worker, lease: int) -> None:
@@ -224,6 +219,8 @@ def test_a_silent_schedulers_lock_is_taken_over_by_a_live_worker(redis):
     try:
         keeper.keep_scheduler()
         assert redis.get(lock).decode() == worker.scheduler.name
+        # Started: it heartbeats (and handles SIGTERM, so that it can be stopped below).
+        wait_until(lambda: redis.exists(worker.scheduler.key), timeout=10, what="the scheduler to start")
         assert worker.scheduler._process.is_alive()
     finally:
         worker.stop_scheduler()
