@@ -32,7 +32,9 @@ from types import FrameType
 from typing import Any
 
 from redis import ConnectionPool, Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 from rq import SimpleWorker, worker_registration
 from rq.executions import Execution
 from rq.job import Job
@@ -91,7 +93,7 @@ class LeaseKeeper(threading.Thread):
         self.tick = seconds / 4
         # A connection of its own whose calls give up within the tick: a Redis that does not answer must
         # not keep the keeper from noticing that half the lease has gone by.
-        self.redis = _client(worker.connection, timeout=max(0.5, self.tick / 2))
+        self.redis = client(worker.connection, timeout=max(0.5, self.tick / 2))
         self.held: Held | None = None
         self.lock = threading.Lock()
         self.stopped = threading.Event()
@@ -173,9 +175,12 @@ class LeaseKeeper(threading.Thread):
         signal.pthread_kill(threading.main_thread().ident, LEASE_SIGNAL)  # type: ignore[arg-type]
 
 
-def _client(connection: Redis, timeout: float) -> Redis:
+def client(connection: Redis, timeout: float) -> Redis:
+    """A connection like ``connection`` whose calls fail within ``timeout``, once: the keeper's next tick
+    is its retry, and it must see the time pass."""
     pool = connection.connection_pool
-    kwargs = {**pool.connection_kwargs, "socket_timeout": timeout, "socket_connect_timeout": timeout}
+    kwargs = {**pool.connection_kwargs, "socket_timeout": timeout, "socket_connect_timeout": timeout,
+              "retry": Retry(NoBackoff(), 0)}
     return Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs))
 
 

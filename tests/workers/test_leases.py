@@ -7,6 +7,7 @@ import time
 
 import pytest
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, Retry, get_current_job
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -18,7 +19,7 @@ from app import leases
 from app.queues import job_state
 from tests.e2e.harness import wait_until
 from tests.helpers import take_and_die
-from workers.worker import SCHEDULER_SILENT_SECONDS, LeaseKeeper, Worker
+from workers.worker import SCHEDULER_SILENT_SECONDS, LeaseKeeper, LeaseLost, Worker, client
 
 
 def tracked(key: str, seconds: float) -> str:
@@ -238,3 +239,19 @@ def test_a_live_schedulers_lock_is_left_alone(redis):
         assert redis.get(lock) == b"busy-scheduler" and worker.scheduler._process is None
     finally:
         keeper.stop()
+
+
+def test_a_worker_cut_off_from_redis_stops_its_job_before_its_lease_could_lapse(redis):
+    worker = Worker(["default"], connection=redis, lease_seconds=2)
+    worker._install_signal_handlers()
+    keeper = worker.keeper = LeaseKeeper(worker, 2)
+    keeper.redis.close()
+    keeper.redis = client(Redis(host="127.0.0.1", port=1), timeout=0.2)  # nothing answers there
+    keeper.hold(leases.Lease("default", "job-1", "execution-1", worker.name))
+    with pytest.raises(RedisError):  # a renewal missed, the last one just now: keep trying
+        keeper.renew()
+    assert keeper.held.lost is None
+    keeper.held.renewed_at -= 1.1  # the last one more than half the lease ago: stop the job
+    with pytest.raises(LeaseLost):  # raised in the job (this thread here) by the keeper's signal
+        keeper.renew()
+    assert keeper.release("job-1").lost.startswith("its lease could not be renewed for 1 s")
