@@ -11,7 +11,13 @@ A worker that loses its lease stops the job: the keeper raises ``LeaseLost`` in 
 main thread, as rq's own job timeout does), and the worker then leaves the job's records alone, since
 they belong to the run the recoverer queued. That happens when the lease was taken back (the process
 was frozen for longer than a lease) or when it could not be renewed for half a lease (Redis out of
-reach), which is before anyone else can take it back.
+reach), which is before anyone else can take it back. Before running a job the worker claims its run
+(``app.leases.claim_run``): a copy of a job that another worker runs right now is dropped, not run.
+
+**The scheduler.** rq runs its scheduler (which moves deferred and retried jobs back to their queues)
+in a process forked by one worker, under a lock that outlives a dead holder by 61 s and that other
+workers try to take every ten minutes. The keeper takes over a lock silent for
+``SCHEDULER_SILENT_SECONDS`` on its next tick, so a lost host delays scheduled jobs by seconds too.
 
 **Shutdown.** rq 3.0 listens for commands on a pub/sub thread that blocks for up to 60 s between
 messages, and on shutdown sends UNSUBSCRIBE and then stops the thread, relying on the reply to wake
@@ -155,7 +161,7 @@ class LeaseKeeper(threading.Thread):
         that long. Here a lock silent for ``SCHEDULER_SILENT_SECONDS`` is freed and taken on the next tick.
         """
         scheduler = self.worker.scheduler
-        if scheduler is None or (scheduler._process is not None and scheduler._process.is_alive()):
+        if scheduler is None or self.worker.burst or (scheduler._process is not None and scheduler._process.is_alive()):
             return
         full_ttl = (scheduler.interval + 60) * 1000
         for name in self.worker.queue_names():
@@ -163,7 +169,14 @@ class LeaseKeeper(threading.Thread):
             if self.redis.register_script(FREE_SILENT_LOCK_SCRIPT)(
                     keys=[lock], args=[full_ttl, SCHEDULER_SILENT_SECONDS * 1000]):
                 log.warning("a silent scheduler's lock freed", extra={"status": name})
+        process = scheduler._process
         scheduler.acquire_locks(auto_start=True)
+        if scheduler._process is not process:
+            # Until the new scheduler handles SIGTERM itself it has this worker's handlers, which would
+            # leave it running when the worker stops it: wait for it to be started properly.
+            deadline = time.monotonic() + 5
+            while not self.redis.exists(scheduler.key) and time.monotonic() < deadline:
+                time.sleep(0.05)
 
     def lose(self, held: Held, reason: str) -> None:
         with self.lock:
@@ -189,6 +202,11 @@ class Worker(SimpleWorker):
         super().__init__(*args, **kwargs)
         self.lease_seconds = lease_seconds
         self.keeper: LeaseKeeper | None = None
+        self.burst = False
+
+    def work(self, burst: bool = False, *args: Any, **kwargs: Any) -> bool:
+        self.burst = burst  # a burst worker schedules once, at its start (rq), and is never the scheduler
+        return super().work(burst, *args, **kwargs)
 
     # -- the keeper's life --
 
