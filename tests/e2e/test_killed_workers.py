@@ -42,8 +42,11 @@ def test_a_worker_killed_mid_burst_has_the_rest_of_the_burst_issued_within_a_min
     pool = workers(1)
     for n in range(burst):
         world.control("POST", "/customers", json={"email": f"burst{n}@example.com"})
-    wait_until(lambda: attached(world) >= 30 and "started" in issuing_jobs(world), timeout=60,
-               what="the burst to be under way")
+    wait_until(lambda: attached(world) >= 30, timeout=60, what="the burst to be under way")
+    # The store sits on the next call for 30 s: the worker is killed while an issuing job waits on it.
+    world.control("PUT", "/faults", json={"graphql_timeout": 1, "timeout_seconds": 30})
+    wait_until(lambda: world.control("GET", "")["faults"].get("graphql_timeout") == 0, timeout=30,
+               what="an issuing job to wait on the store")
     pool.kill()
     killed, at_kill = time.monotonic(), attached(world)
     # Killed mid-job: its registry entry says so until its lease lapses, and it holds a batch of codes
@@ -51,6 +54,7 @@ def test_a_worker_killed_mid_burst_has_the_rest_of_the_burst_issued_within_a_min
     [slot] = [slot for slot, state in enumerate(issuing_jobs(world)) if state == "started"]
     held = _claimed_by(world, issue_job_id(world.shop().id, slot))
     assert held and at_kill < burst - 40
+    world.control("PUT", "/faults", json={})
 
     workers(1)
     wait_until(lambda: attached(world) > at_kill, timeout=BOUND, what="issuing to resume")
