@@ -46,8 +46,8 @@ SUBSCRIBED_TOPICS = tuple(t for t in WEBHOOK_JOBS if t not in COMPLIANCE_TOPICS)
 WEBHOOK_RETRY = Retry(max=8, interval=[5, 15, 60, 120, 300, 600, 1800, 3600])
 SETUP_RETRY = Retry(max=6, interval=[10, 30, 60, 300, 900, 3600])
 ISSUE_RETRY = Retry(max=8, interval=[5, 15, 60, 120, 300, 600, 1800, 3600])
-# An issuing job gives its worker back every 20 s (workers/codes.py); a worker that died mid-job
-# has it retried once this and rq's 60 s of grace have passed, so keep it short.
+# An issuing job gives its worker back every 20 s (workers/codes.py): two minutes is a stuck job. A
+# worker that died mid-job does not wait for this: its lease lapses within seconds (app/leases.py).
 ISSUE_TIMEOUT = 120
 # Webhook jobs are database work of milliseconds: a few per shop keep every worker busy, and the
 # limit is what interleaves shops in the webhooks queue. One figure for every enqueuer (rq keeps it per key).

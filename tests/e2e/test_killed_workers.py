@@ -37,12 +37,12 @@ def report(what: str, **seconds: float) -> None:
 
 
 def test_a_worker_killed_mid_burst_has_the_rest_of_the_burst_issued_within_a_minute(world: World, workers):
-    burst = 120  # more than the store's bucket pays for at once: the worker is paced by it
+    burst = 100  # about what the store's bucket pays for at once (2,100 of its 2,000 points)
     installed_with_welcome(world)
     pool = workers(1)
     for n in range(burst):
         world.control("POST", "/customers", json={"email": f"burst{n}@example.com"})
-    wait_until(lambda: attached(world) >= 30, timeout=60, what="the burst to be under way")
+    wait_until(lambda: attached(world) >= 50, timeout=60, what="the burst to be half way")
     # The store sits on the next call for 30 s: the worker is killed while an issuing job waits on it.
     world.control("PUT", "/faults", json={"graphql_timeout": 1, "timeout_seconds": 30})
     wait_until(lambda: world.control("GET", "")["faults"].get("graphql_timeout") == 0, timeout=30,
@@ -53,7 +53,7 @@ def test_a_worker_killed_mid_burst_has_the_rest_of_the_burst_issued_within_a_min
     # that only its own job id may take up again before their claim lapses (three minutes).
     [slot] = [slot for slot, state in enumerate(issuing_jobs(world)) if state == "started"]
     held = _claimed_by(world, issue_job_id(world.shop().id, slot))
-    assert held and at_kill < burst - 40
+    assert held and at_kill < burst - 30
     world.control("PUT", "/faults", json={})
 
     workers(1)
@@ -70,7 +70,7 @@ def test_a_worker_killed_mid_burst_has_the_rest_of_the_burst_issued_within_a_min
            done=done)
     assert {row.status for row in codes(world)} == {"attached"} and len(codes(world)) == burst
     assert len(world.control("GET", "/discounts")) == burst  # nothing created twice
-    assert done < BOUND, done
+    assert resumed < BOUND and batch_done < BOUND and done < BOUND, (resumed, batch_done, done)
 
 
 def _claimed_by(world: World, job_id: str) -> list[int]:
