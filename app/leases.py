@@ -156,13 +156,15 @@ def worker_alive(redis: Redis | Pipeline, worker_name: str | None) -> bool:
     return bool(redis.exists(key)) and not redis.hexists(key, "death")
 
 
-def recover(redis: Redis, queue: str, entry: str) -> str | None:
+def recover(redis: Redis, queue: str, entry: str, *, by_its_worker: bool = False) -> str | None:
     """Take back one lapsed lease: put its job back at the front of its queue, or fail it.
 
     Returns ``"requeued"``, ``"failed"`` (no retry left), ``"dropped"`` (a leftover entry whose job is
     gone or no longer started), or ``None`` when the lease is live, its worker alive, or another
     recoverer was first. Safe to run concurrently anywhere: the entry leaves the registry in the same
     transaction that requeues the job, and only if nobody renewed or removed it meanwhile.
+    ``by_its_worker``: the worker that held the lease gives it up itself (it stopped the job when it
+    could not renew), so that its being alive does not keep the job from running again.
     """
     key = started_key(queue)
     job_id, execution_id = parse_composite_key(entry)
@@ -178,7 +180,7 @@ def recover(redis: Redis, queue: str, entry: str) -> str | None:
                 except NoSuchJobError:
                     job = None
                 worker_name = job.worker_name if job is not None else None
-                if worker_name:
+                if worker_name and not by_its_worker:
                     pipe.watch(BaseWorker.redis_worker_namespace_prefix + worker_name)
                     if worker_alive(pipe, worker_name):
                         log.warning("job lease lapsed but its worker is alive; left alone",

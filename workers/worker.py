@@ -11,7 +11,9 @@ A worker that loses its lease stops the job: the keeper raises ``LeaseLost`` in 
 main thread, as rq's own job timeout does), and the worker then leaves the job's records alone, since
 they belong to the run the recoverer queued. That happens when the lease was taken back (the process
 was frozen for longer than a lease) or when it could not be renewed for half a lease (Redis out of
-reach), which is before anyone else can take it back. Before running a job the worker claims its run
+reach), which is before anyone else can take it back; in that case the worker, which lives on (so
+other workers leave its leases alone), puts the job back itself once the lease has lapsed. Before
+running a job the worker claims its run
 (``app.leases.claim_run``): a copy of a job that another worker runs right now is dropped, not run.
 
 **The scheduler.** rq runs its scheduler (which moves deferred and retried jobs back to their queues)
@@ -55,8 +57,10 @@ from app.leases import (
     DEFAULT_LEASE_SECONDS,
     Lease,
     claim_run,
+    recover,
     recover_abandoned,
     release_run,
+    started_key,
 )
 
 log = logging.getLogger(__name__)
@@ -101,6 +105,9 @@ class LeaseKeeper(threading.Thread):
         # not keep the keeper from noticing that half the lease has gone by.
         self.redis = client(worker.connection, timeout=max(0.5, self.tick / 2))
         self.held: Held | None = None
+        # Leases this worker lost while alive: its own key keeps other workers from taking them back,
+        # so it gives them up itself once they have lapsed (Redis may not answer at first).
+        self.given_up: set[tuple[str, str]] = set()
         self.lock = threading.Lock()
         self.stopped = threading.Event()
 
@@ -128,6 +135,7 @@ class LeaseKeeper(threading.Thread):
         while not self.stopped.wait(self.tick):
             try:
                 self.renew()
+                self.give_up_lost()
                 recover_abandoned(self.redis, self.worker.queue_names())
                 self.keep_scheduler()
             except RedisError as exc:
@@ -178,11 +186,19 @@ class LeaseKeeper(threading.Thread):
             while not self.redis.exists(scheduler.key) and time.monotonic() < deadline:
                 time.sleep(0.05)
 
+    def give_up_lost(self) -> None:
+        """Put the jobs of the leases this worker lost back in their queues, once the leases have lapsed."""
+        for queue, entry in list(self.given_up):
+            if recover(self.redis, queue, entry, by_its_worker=True) is not None or \
+                    self.redis.zscore(started_key(queue), entry) is None:
+                self.given_up.discard((queue, entry))
+
     def lose(self, held: Held, reason: str) -> None:
         with self.lock:
             if self.held is not held or not held.armed:
                 return  # the job is over already
             held.lost = reason
+            self.given_up.add((held.lease.queue, held.lease.entry))
         log.error("job lease lost: the job is stopped here and left to the run its recoverer queued",
                   extra={"job_id": held.lease.job_id, "reason": reason})
         signal.pthread_kill(threading.main_thread().ident, LEASE_SIGNAL)  # type: ignore[arg-type]
