@@ -13,8 +13,8 @@ they belong to the run the recoverer queued. That happens when the lease was tak
 was frozen for longer than a lease) or when it could not be renewed for half a lease (Redis out of
 reach), which is before anyone else can take it back; in that case the worker, which lives on (so
 other workers leave its leases alone), puts the job back itself once the lease has lapsed. Before
-running a job the worker claims its run
-(``app.leases.claim_run``): a copy of a job that another worker runs right now is dropped, not run.
+running a job the worker claims its run (``app.leases.claim_run``): a copy of a job that another
+worker runs right now is dropped, not run.
 
 **The scheduler.** rq runs its scheduler (which moves deferred and retried jobs back to their queues)
 in a process forked by one worker, under a lock that outlives a dead holder by 61 s and that other
