@@ -146,6 +146,8 @@ class Workers:
     world: World
     count: int = 1
     log_dir: Path | None = None
+    # Short, so that a killed worker's job is taken back within seconds (production: 15).
+    lease_seconds: int = 5
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def environment(self) -> dict[str, str]:
@@ -155,12 +157,14 @@ class Workers:
                 "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url or "",
                 "TOKEN_ENCRYPTION_KEY": TOKEN_KEY, "SECRET_KEY": settings.secret_key,
                 "SHOPIFY_STORE_BASE_URL": settings.shopify_store_base_url, "LOG_LEVEL": "INFO",
-                "SHOP_JOB_CONCURRENCY": str(settings.shop_job_concurrency)}
+                "SHOP_JOB_CONCURRENCY": str(settings.shop_job_concurrency),
+                "WORKER_LEASE_SECONDS": str(self.lease_seconds)}
 
     def start(self) -> Workers:
         env = self.environment()
         for n in range(self.count):
-            log = open(self.log_dir / f"worker-{n}.log", "wb") if self.log_dir else subprocess.DEVNULL  # noqa: SIM115
+            name = f"worker-{uuid.uuid4().hex[:6]}-{n}.log"  # a pool started after a kill keeps its own log
+            log = open(self.log_dir / name, "wb") if self.log_dir else subprocess.DEVNULL  # noqa: SIM115
             self.processes.append(subprocess.Popen(  # noqa: S603
                 [sys.executable, "-m", "workers"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True))
