@@ -49,11 +49,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.auth.routes import bp as auth_bp
     from app.cli import register_cli
     from app.health import bp as health_bp
+    from app.proxy.routes import bp as proxy_bp
     from app.referrals.cli import referrals_cli
     from app.referrals.routes import bp as referrals_bp
     from app.webhooks.routes import bp as webhooks_bp
 
-    for blueprint in (auth_bp, webhooks_bp, api_bp, health_bp, referrals_bp):
+    for blueprint in (auth_bp, webhooks_bp, api_bp, health_bp, proxy_bp, referrals_bp):
         app.register_blueprint(blueprint)
     init_rate_limits(app, settings, rt.redis)  # after the blueprints: it exempts some by name
     init_security_headers(app)

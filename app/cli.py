@@ -39,7 +39,7 @@ from app.queues import (
     enqueue_revoke,
     enqueue_setup,
     job_id_for_event,
-    job_status,
+    job_state,
     setup_job_id,
 )
 from app.shopify.client import AdminAPIError, Throttled
@@ -448,8 +448,8 @@ def register_cli(app: Flask) -> None:
         with rt().db.session_scope() as session:
             shop = _shop_or_fail(session, domain)
             cursor = session.get(ReconcileCursor, shop.id)
-            state = job_status(rt().redis, catch_up_job_id(shop.id))
-            shown = catch_up.status_json(cursor, state.value if state is not None else None)
+            state = job_state(rt().redis, catch_up_job_id(shop.id))
+            shown = catch_up.status_json(cursor, state)
         runs = shown.pop("recent_runs")
         _echo_table([["", ""]] + [[key, _cell(value)] for key, value in shown.items()])
         click.echo("")

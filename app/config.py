@@ -28,13 +28,14 @@ INSTANCE_DIR = ROOT / "instance"
 
 ENVIRONMENTS = ("production", "development", "test")
 API_VERSION_RE = re.compile(r"^\d{4}-(01|04|07|10)$")
-DEFAULT_SCOPES = "read_customers,write_customers,read_orders,read_discounts,write_discounts"
+DEFAULT_SCOPES = "read_customers,write_customers,read_orders,read_discounts,write_discounts,write_app_proxy"
 DEV_API_KEY = "oncecode-dev-client-id"
 DEFAULT_PUBLIC_RATE_LIMIT = "60 per minute"
 MAX_PROXY_HOPS = 5
 MAX_RETENTION_DAYS = 3650
 DEFAULT_CLEANUP_GRACE_DAYS = 7
 MAX_CLEANUP_GRACE_DAYS = 365
+MIN_LEASE_SECONDS, MAX_LEASE_SECONDS = 2, 600
 DEVSTORE_PORT = "8001"
 # What `make run` resolved for its processes, kept where the CLI finds it (see ``remember_development``).
 DEVELOPMENT_FILE = "development.env"
@@ -44,7 +45,7 @@ SETTING_NAMES = ("ONCECODE_ENV", "SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "SHOPI
                  "TOKEN_ENCRYPTION_KEY", "SECRET_KEY", "SHOPIFY_STORE_BASE_URL", "WEBHOOK_MAX_BYTES",
                  "SHOP_JOB_CONCURRENCY", "LOG_LEVEL", "DEVSTORE_PORT", "PUBLIC_RATE_LIMIT",
                  "TRUSTED_PROXY_HOPS", "WEBHOOK_RETENTION_DAYS", "WEBHOOK_FAILED_RETENTION_DAYS",
-                 "STORE_CLEANUP_GRACE_DAYS")
+                 "STORE_CLEANUP_GRACE_DAYS", "WORKER_LEASE_SECONDS")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ class Settings:
     trusted_proxy_hops: int = 0
     # Days an expired (never redeemed) or revoked code stays on the store before the clean-up deletes it.
     store_cleanup_grace_days: int = DEFAULT_CLEANUP_GRACE_DAYS
+    # How long a worker's hold on a running job lasts unless renewed (app/leases.py): a killed worker's
+    # job runs again about this long after the kill.
+    worker_lease_seconds: int = 15
 
     @property
     def is_production(self) -> bool:
@@ -224,6 +228,11 @@ def load_settings(environ: Mapping[str, str] | None = None, *, prefer_developmen
         problems.append(f"STORE_CLEANUP_GRACE_DAYS must be a whole number of days from 0 to {MAX_CLEANUP_GRACE_DAYS} "
                         f"(how long expired and revoked codes stay on the store), not {grace_days!r}")
 
+    lease = get("WORKER_LEASE_SECONDS", "15") or ""
+    if not (lease.isascii() and lease.isdigit()) or not MIN_LEASE_SECONDS <= int(lease) <= MAX_LEASE_SECONDS:
+        problems.append(f"WORKER_LEASE_SECONDS must be a whole number of seconds from {MIN_LEASE_SECONDS} to "
+                        f"{MAX_LEASE_SECONDS}, not {lease!r}")
+
     log_level = (get("LOG_LEVEL", "INFO") or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}")
@@ -254,6 +263,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, prefer_developmen
         public_rate_limit=public_rate_limit,
         trusted_proxy_hops=int(proxy_hops),
         store_cleanup_grace_days=int(grace_days),
+        worker_lease_seconds=int(lease),
     )
 
 

@@ -22,7 +22,7 @@ from rq import Queue, RateLimit, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import JOB_ID_PATTERN, Job, JobStatus
 
-from app import runtime
+from app import leases, runtime
 from app.shopify.webhooks import COMPLIANCE_TOPICS
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,8 @@ SUBSCRIBED_TOPICS = tuple(t for t in WEBHOOK_JOBS if t not in COMPLIANCE_TOPICS)
 WEBHOOK_RETRY = Retry(max=8, interval=[5, 15, 60, 120, 300, 600, 1800, 3600])
 SETUP_RETRY = Retry(max=6, interval=[10, 30, 60, 300, 900, 3600])
 ISSUE_RETRY = Retry(max=8, interval=[5, 15, 60, 120, 300, 600, 1800, 3600])
-# An issuing job gives its worker back every 20 s (workers/codes.py); a worker that died mid-job
-# has it retried once this and rq's 60 s of grace have passed, so keep it short.
+# An issuing job gives its worker back every 20 s (workers/codes.py): two minutes is a stuck job. A
+# worker that died mid-job does not wait for this: its lease lapses within seconds (app/leases.py).
 ISSUE_TIMEOUT = 120
 # Webhook jobs are database work of milliseconds: a few per shop keep every worker busy, and the
 # limit is what interleaves shops in the webhooks queue. One figure for every enqueuer (rq keeps it per key).
@@ -230,13 +230,48 @@ def job_status(redis: Redis, job_id: str) -> JobStatus | None:
         return None
 
 
+def job_state(redis: Redis, job_id: str) -> str | None:
+    """What the job is doing, as the API and the CLI show it: rq's status (``queued``, ``started``,
+    ``scheduled``, ``finished``, ``failed``, …) or None when there is none, except that
+
+    - a started job whose worker is gone (its lease lapsed, ``app.leases``) is ``abandoned`` until a
+      worker's lease keeper takes it back, which is within a few seconds, and
+    - a job taken back that way is ``recovering`` until a worker starts it again.
+    """
+    try:
+        job = Job.fetch(job_id, connection=redis)
+    except NoSuchJobError:
+        return None
+    status = job.get_status(refresh=False)
+    if status == JobStatus.STARTED:
+        return "abandoned" if leases.abandoned(redis, job) else status.value
+    if leases.ABANDONED in job.meta and status in LIVE_JOB_STATES:
+        return "recovering"
+    return status.value if status is not None else None
+
+
 def is_live(redis: Redis, job_id: str) -> bool:
     """Whether a job with this id is waiting or running (finished and failed ones are not)."""
     return job_status(redis, job_id) in LIVE_JOB_STATES
 
 
 def requeue(redis: Redis, job_id: str, enqueue: Callable[[], bool]) -> bool:
-    """Run ``enqueue`` unless the job is live; a finished or failed record of it is forgotten first."""
+    """Run ``enqueue`` unless the job is live; a finished or failed record of it is forgotten first.
+
+    A started job whose worker is gone (``abandoned``) is taken back at once rather than waited for:
+    True when that put it back in its queue.
+    """
+    try:
+        job: Job | None = Job.fetch(job_id, connection=redis)
+    except NoSuchJobError:
+        job = None
+    if job is not None and job.get_status(refresh=False) == JobStatus.STARTED and leases.abandoned(redis, job):
+        if leases.job_leases(redis, job):
+            if leases.recover_job(redis, job) == "requeued":
+                return True
+        else:  # started, yet held by no worker at all: a record nothing will ever finish
+            log.warning("job record started but held by no worker; replaced", extra={"job_id": job_id})
+            delete_job(redis, job_id)
     if is_live(redis, job_id):
         return False
     delete_job(redis, job_id)

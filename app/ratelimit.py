@@ -33,6 +33,9 @@ NOT_LIMITED_BY_ADDRESS = {
     "health": "polled by load balancers",
     # Authenticated by the shop's session token; a budget per shop, not per address, would fit it.
     "api": "authenticated per shop by session token",
+    # Shopify's servers fetch it for every visitor of every store: counted by address, one busy store
+    # would lock all of them out. Every request is signature-checked before anything is read.
+    "proxy": "signed by Shopify, fetched from Shopify's servers for every storefront visitor",
 }
 
 

@@ -1,8 +1,9 @@
 """devstore: one or more pretend Shopify stores over HTTP, for development, demos and tests.
 
 ``create_app()`` builds the Flask app: OAuth (``oauth``), the Admin GraphQL endpoint (``admin``),
-webhook deliveries (``webhooks``), pages for a person (``pages``) and a JSON control API
-(``control``). Its state lives in its own database (``state``); ``README.md`` documents the lot.
+webhook deliveries (``webhooks``), pages for a person (``pages``), a JSON control API
+(``control``) and the storefront's app proxy with its customer log-in (``proxy``). Its state lives
+in its own database (``state``); ``README.md`` documents the lot.
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ def create_app(config: DevstoreConfig | None = None) -> Flask:
     from devstore.control import bp as control_bp
     from devstore.oauth import bp as oauth_bp
     from devstore.pages import bp as pages_bp
+    from devstore.proxy import bp as storefront_bp
+    from devstore.proxy import control_bp as storefront_control_bp
 
-    for blueprint in (oauth_bp, admin_bp, control_bp, pages_bp):
+    for blueprint in (oauth_bp, admin_bp, control_bp, pages_bp, storefront_bp, storefront_control_bp):
         app.register_blueprint(blueprint)
 
     if config.deliver_webhooks:

@@ -3,7 +3,11 @@
 The rules a code must pass follow Shopify's: it exists (case-insensitively), its discount is active
 (started, not ended, not deactivated), its usage limit is not reached, it is not used twice by one
 customer when limited to once per customer, the buyer is among its customers when it is restricted,
-the subtotal meets its minimum, and codes on one order may combine. A refused code raises
+the subtotal meets its minimum, and codes on one order may combine. A discount with many redeem codes
+(``discountRedeemCodeBulkAdd``) applies its usage limit and its once-per-customer rule to each code on
+its own, not to the codes together, as Shopify does (a Shopify staff answer on the developer forum,
+"Scope of usageLimit for Discounts with Multiple Codes via discountRedeemCodeBulkAdd", 2025): with
+``usageLimit: 1`` every code is single-use, and a customer may use each of the codes once. A refused code raises
 ``CodeRefused`` naming the rule. Creating a customer fires ``customers/create``; an order, paid at
 once, fires ``orders/paid``.
 """
@@ -197,12 +201,12 @@ def _redeemable(session: Session, store: Store, typed: str, customer: Customer |
         raise CodeRefused(typed, "unknown_code", f"Discount code {typed!r} does not exist on this store")
     code, discount = found
     _check_active(typed, discount, moment)
-    if discount.usage_limit is not None and code.usage_count >= discount.usage_limit:
+    if discount.usage_limit is not None and code.usage_count >= discount.usage_limit:  # this code's uses
         raise CodeRefused(typed, "usage_limit",
                           f"Discount code {typed!r} has reached its usage limit ({discount.usage_limit})")
     _check_customer(typed, discount, customer)
     if discount.applies_once_per_customer:
-        _check_once_per_customer(session, store.domain, typed, discount, customer, email)
+        _check_once_per_customer(session, store.domain, typed, code, customer, email)
     if discount.minimum_subtotal is not None and subtotal < discount.minimum_subtotal:
         raise CodeRefused(typed, "minimum_subtotal",
                           f"Discount code {typed!r} needs a minimum subtotal of "
@@ -235,21 +239,21 @@ def _check_customer(typed: str, discount: Discount, customer: Customer | None) -
                           f"Discount code {typed!r} is only for specific customers, not customer {customer.id}")
 
 
-def _check_once_per_customer(session: Session, shop: str, typed: str, discount: Discount,
+def _check_once_per_customer(session: Session, shop: str, typed: str, code: DiscountCode,
                              customer: Customer | None, email: str | None) -> None:
-    """Shopify tracks one use per customer by the customer or, for a guest, by the checkout email."""
+    """One use of this code per customer, tracked by the customer or, for a guest, by the checkout email.
+    The rule is per redeem code: another code of the same discount is another use."""
     if customer is None and email is None:
         raise CodeRefused(typed, "once_per_customer",
                           f"Discount code {typed!r} is limited to one use per customer: "
                           "the order needs a customer or an email")
-    keys = set(session.scalars(select(DiscountCode.code_key).where(DiscountCode.discount_id == discount.id)))
     query = select(Order).where(Order.shop == shop)
     if customer is not None:
         query = query.where(Order.customer_id == customer.id)
     else:
         query = query.where(func.lower(Order.email) == (email or "").lower())
     for order in session.scalars(query):
-        if any(str(entry["code"]).upper() in keys for entry in order.discount_codes):
+        if any(str(entry["code"]).upper() == code.code_key for entry in order.discount_codes):
             raise CodeRefused(typed, "once_per_customer",
                               f"Discount code {typed!r} is limited to one use per customer and this "
                               f"customer used it on order #{order.number}")

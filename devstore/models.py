@@ -201,9 +201,43 @@ class Job(Base):
     shop: Mapped[str] = mapped_column(ForeignKey("stores.domain", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(64))  # the mutation that started it, e.g. discountCodeBulkDelete
     targets: Mapped[list[int]] = mapped_column(JSON, default=list)  # the ids it works on
+    # What the targets belong to, where that matters: the discount whose redeem codes it deletes.
+    parent_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     run_at: Mapped[datetime] = mapped_column(UTCDateTime)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RedeemCodeBulkCreation(Base):
+    """One ``discountRedeemCodeBulkAdd`` (the Admin API's ``DiscountRedeemCodeBulkCreation``): the codes asked
+    for, in order, and the job that adds them a moment later. It stays readable after its discount is gone."""
+
+    __tablename__ = "redeem_code_bulk_creations"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    shop: Mapped[str] = mapped_column(ForeignKey("stores.domain", ondelete="CASCADE"), index=True)
+    discount_id: Mapped[int] = mapped_column(BigInteger)  # no foreign key: the discount may be deleted
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    imported_count: Mapped[int] = mapped_column(Integer, default=0)
+    failed_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RedeemCodeBulkCreationCode(Base):
+    """One code of a bulk creation (``DiscountRedeemCodeBulkCreationCode``): as asked for, and once the job
+    has run, the redeem code it became or why it did not."""
+
+    __tablename__ = "redeem_code_bulk_creation_codes"
+    __table_args__ = (UniqueConstraint("creation_id", "position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    creation_id: Mapped[int] = mapped_column(ForeignKey("redeem_code_bulk_creations.id", ondelete="CASCADE"),
+                                             index=True)
+    position: Mapped[int] = mapped_column(Integer)  # the order the codes were given in
+    code: Mapped[str] = mapped_column(Text)  # as given, even when too long or blank
+    redeem_code_id: Mapped[int | None] = mapped_column(BigInteger)  # the DiscountCode created, if it was
+    # [{"field": ["code"], "message": "...", "code": null}], DiscountUserErrors as Shopify reports them
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
 
 class Order(Base):

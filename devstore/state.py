@@ -6,19 +6,24 @@ import logging
 import os
 import secrets
 import threading
+import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from app.config import ROOT
 from devstore.models import Base, Store
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SHOPS = ("demo.myshopify.com", "other.myshopify.com")
+APP_CONFIG = ROOT / "shopify.app.toml"
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,11 @@ class DevstoreConfig:
     max_delivery_retries: int = 8
     # Bulk mutations (``discountCodeBulkDelete``) return a job that runs this long after it was started.
     job_seconds: float = 1.0
+    # The app's proxy (``[app_proxy]`` of shopify.app.toml): /stores/<shop>/<prefix>/<subpath>/... is
+    # forwarded to ``app_proxy_url``/... (see devstore/proxy.py). None: the app has no proxy.
+    app_proxy_url: str | None = None
+    app_proxy_prefix: str = "apps"
+    app_proxy_subpath: str = "oncecode"
 
     @property
     def webhook_api_version(self) -> str:
@@ -51,10 +61,31 @@ class DevstoreConfig:
         if not key or not secret:
             raise SystemExit("devstore needs SHOPIFY_API_KEY and SHOPIFY_API_SECRET (the app's client id and secret)")
         shops = tuple(s.strip() for s in env.get("DEVSTORE_SHOPS", ",".join(DEFAULT_SHOPS)).split(",") if s.strip())
+        proxy = app_proxy_config(env)
         return cls(api_key=key, api_secret=secret,
                    database_url=env.get("DEVSTORE_DATABASE_URL", "sqlite://"),
                    shops=shops, auto_approve=env.get("DEVSTORE_AUTO_APPROVE", "") in ("1", "true", "yes"),
-                   retry_base_seconds=float(env.get("DEVSTORE_RETRY_BASE_SECONDS", "5") or 5))
+                   retry_base_seconds=float(env.get("DEVSTORE_RETRY_BASE_SECONDS", "5") or 5),
+                   app_proxy_url=proxy.get("url"), app_proxy_prefix=proxy.get("prefix", "apps"),
+                   app_proxy_subpath=proxy.get("subpath", "oncecode"))
+
+
+def app_proxy_config(env: Mapping[str, str], app_config: Path = APP_CONFIG) -> dict[str, str]:
+    """The app's proxy as the store would have it installed: prefix and subpath from ``[app_proxy]`` in
+    shopify.app.toml, and its URL at the app's running address, as ``shopify app dev`` points it at the
+    dev tunnel: ``DEVSTORE_APP_PROXY_URL`` if set, else ``APP_URL`` + the path of the toml's ``url``."""
+    try:
+        section = tomllib.loads(app_config.read_text()).get("app_proxy") or {}
+    except (OSError, tomllib.TOMLDecodeError):
+        section = {}
+    proxy = {key: str(section[key]) for key in ("prefix", "subpath") if section.get(key)}
+    url = env.get("DEVSTORE_APP_PROXY_URL", "").strip()
+    app_url = env.get("APP_URL", "").strip().rstrip("/")
+    if not url and app_url and section.get("url"):
+        url = app_url + urlsplit(str(section["url"])).path
+    if url:
+        proxy["url"] = url
+    return proxy
 
 
 class State:

@@ -162,3 +162,22 @@ def issued_code(session: Session, shop: Shop, code: str, kind: str = "welcome", 
     session.add(row)
     session.commit()
     return row
+
+
+def take_and_die(redis: Any, queue: str = "default", lease: int = 1) -> Any:
+    """Take the next job of ``queue`` exactly as a worker starts it, then leave it: a worker killed mid-job.
+
+    Returns the worker (its key, like the job's lease, lapses ``lease`` seconds later) and the job.
+    """
+    from rq import Queue
+
+    from app import leases
+    from workers.worker import Worker
+
+    worker = Worker([queue], connection=redis, lease_seconds=lease)
+    worker.register_birth()
+    job, _ = Queue.dequeue_any([Queue(queue, connection=redis)], None, connection=redis)
+    assert leases.claim_run(redis, job.id, worker.name, lease)
+    worker.prepare_execution(job)
+    worker.prepare_job_execution(job)
+    return worker, job

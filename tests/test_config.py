@@ -63,6 +63,10 @@ def test_production_names_each_missing_variable(name):
     ("TRUSTED_PROXY_HOPS", "one", "TRUSTED_PROXY_HOPS must be a whole number"),
     ("TRUSTED_PROXY_HOPS", "6", "TRUSTED_PROXY_HOPS must be a whole number"),
     ("TRUSTED_PROXY_HOPS", "\u00b2", "TRUSTED_PROXY_HOPS must be a whole number"),
+    ("WORKER_LEASE_SECONDS", "1", "WORKER_LEASE_SECONDS must be a whole number of seconds from 2 to 600"),
+    ("WORKER_LEASE_SECONDS", "601", "WORKER_LEASE_SECONDS must be a whole number of seconds"),
+    ("WORKER_LEASE_SECONDS", "15s", "WORKER_LEASE_SECONDS must be a whole number of seconds"),
+    ("WORKER_LEASE_SECONDS", "\u00b2", "WORKER_LEASE_SECONDS must be a whole number of seconds"),
 ])
 def test_production_rejects_malformed_values_by_name(name, value, message):
     with pytest.raises(ConfigError, match=message):
@@ -126,6 +130,11 @@ def test_alembic_needs_only_the_database_url():
     assert database_url_from_env({"DATABASE_URL": "postgresql://x/y"}) == "postgresql+psycopg://x/y"
     with pytest.raises(ConfigError, match="DATABASE_URL is required"):
         database_url_from_env({})
+
+
+def test_the_worker_lease_defaults_to_15_seconds_and_can_be_set():
+    assert load_settings(PRODUCTION).worker_lease_seconds == 15
+    assert load_settings({**PRODUCTION, "WORKER_LEASE_SECONDS": "30"}).worker_lease_seconds == 30
 
 
 def test_env_example_describes_production_with_development_commented_out():

@@ -7,8 +7,8 @@ not cover, so the new route's author decides how its signed requests are made. E
 fuzzed twice: unsigned (anyone on the internet), and signed with the test app's secret (anyone who
 installed the app on a development store can produce validly signed bytes): the webhook HMAC over
 the generated body, the launch/OAuth HMAC over the generated query (the callback's code and state
-from a real install begun with devstore), or an App Bridge session token, valid or with generated
-claims.
+from a real install begun with devstore), the app proxy signature over the generated query (repeats
+and all), or an App Bridge session token, valid or with generated claims.
 
 Each request starts from a valid one for its route (``BASELINES``: an existing id in the path, the
 parameters and body the route expects) and makes one or two parts of it hostile: the method, the
@@ -53,6 +53,7 @@ from app.codes import referrals
 from app.codes.programs import FIELDS, READ_ONLY
 from app.db import utcnow
 from app.models import DataRequest
+from app.shopify.proxy import proxy_signature
 from app.shopify.verify import query_hmac
 from devstore.state import DevstoreConfig
 from tests.conftest import API_KEY, API_SECRET
@@ -73,6 +74,7 @@ ROUTE_AUTH = {
     "auth.launch": "launch-hmac",
     "auth.callback": "oauth-callback",
     "auth.begin": "none",  # starts OAuth for whatever shop it is given; proves nothing
+    "proxy": "proxy-signature",
     "referrals": "none",  # a shared link, opened by anyone
     "health": "none",
     "static": "none",
@@ -205,6 +207,9 @@ BASELINES: dict[str, Callable[[Ids], Baseline]] = {
     "auth.callback": lambda ids: Baseline(query={"shop": SHOP, "code": "0907a61c", "state": "x",
                                                  "timestamp": str(int(time.time()))}),
     "auth.begin": lambda ids: Baseline(query={"shop": SHOP}),
+    "proxy.customer_page": lambda ids: Baseline(query={"shop": SHOP, "logged_in_customer_id": "42",
+                                                       "path_prefix": "/apps/oncecode",
+                                                       "timestamp": str(int(time.time()))}),
     "static": lambda ids: Baseline(),
 }
 
@@ -262,6 +267,7 @@ class Fuzzed:
     headers: dict[str, str]
     body: bytes
     sign_query: bool = False
+    sign_proxy: bool = False  # the app proxy's signature over the query as sent, repeats and all
     begin_install: bool = False  # the browser started the install: the callback carries a real code and state
     overrides: dict[str, str] = field(default_factory=dict)  # hostile parameters, kept over the real ones
 
@@ -274,6 +280,9 @@ class Fuzzed:
             params.pop("hmac", None)
             params["hmac"] = query_hmac(API_SECRET, params)
             pairs = list(params.items())
+        if self.sign_proxy:
+            pairs = [(key, value) for key, value in pairs if key != "signature"]
+            pairs.append(("signature", proxy_signature(API_SECRET, pairs)))
         query = "&".join(part for part in (urlencode(pairs), self.raw_tail) if part)
         return client.open(self.path, method=self.method, query_string=query, headers=self.headers, data=self.body)
 
@@ -350,6 +359,8 @@ def fuzzed_request(draw: Callable[[Any], Any], rule: Rule, signed: bool, ids: Id
     elif kind in ("launch-hmac", "oauth-callback"):
         fuzzed.sign_query = not credentials_hostile
         fuzzed.begin_install = kind == "oauth-callback" and fuzzed.sign_query and draw(st.booleans())
+    elif kind == "proxy-signature":
+        fuzzed.sign_proxy = not credentials_hostile
     return fuzzed
 
 

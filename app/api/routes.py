@@ -14,7 +14,7 @@ from app.codes import catch_up, issuance, metrics, programs
 from app.errors import BadRequest, NotFound
 from app.models import CODE_STATUSES, DataRequest, ReconcileCursor
 from app.params import SHOPIFY_ID_MAX, is_id, parse_id, parse_shopify_id, shown, storable_text, whole_number
-from app.queues import catch_up_job_id, enqueue_catch_up, enqueue_issuance, enqueue_revoke, job_status
+from app.queues import catch_up_job_id, enqueue_catch_up, enqueue_issuance, enqueue_revoke, job_state
 from app.web import db_session, rt, session_token_shop
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -233,8 +233,8 @@ def metrics_report():  # type: ignore[no-untyped-def]
 
 def _reconcile_status(shop) -> dict[str, object]:  # type: ignore[no-untyped-def]
     cursor = db_session().get(ReconcileCursor, shop.id)
-    state = job_status(rt().redis, catch_up_job_id(shop.id))
-    return catch_up.status_json(cursor, state.value if state is not None else None)
+    state = job_state(rt().redis, catch_up_job_id(shop.id))
+    return catch_up.status_json(cursor, state)
 
 
 @bp.get("/reconcile")

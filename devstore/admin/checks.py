@@ -55,12 +55,14 @@ def _lists(value: Any) -> Iterator[list[Any]]:
 
 
 def input_size_problem(args: dict[str, Any], node: FieldNode, path: list[str]) -> dict[str, Any] | None:
-    """Shopify's limit on every input array: 250 items."""
-    for items in _lists(args):
-        if len(items) > MAX_INPUT_ARRAY:
-            return GraphQLError(f"The input array size of {len(items)} is greater than the maximum allowed of "
-                                f"{MAX_INPUT_ARRAY}.", nodes=node, path=path,
-                                extensions={"code": "MAX_INPUT_SIZE_EXCEEDED"}).formatted
+    """Shopify's limit on every input array: 250 items. The error's path ends with the argument's name,
+    as Shopify's does (``["discountRedeemCodeBulkAdd", "codes"]``)."""
+    for name, value in args.items():
+        for items in _lists(value):
+            if len(items) > MAX_INPUT_ARRAY:
+                return GraphQLError(f"The input array size of {len(items)} is greater than the maximum allowed of "
+                                    f"{MAX_INPUT_ARRAY}.", nodes=node, path=[*path, name],
+                                    extensions={"code": "MAX_INPUT_SIZE_EXCEEDED"}).formatted
     return None
 
 

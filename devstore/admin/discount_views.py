@@ -14,7 +14,7 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from devstore import payloads
 from devstore.admin.context import Context, gid
@@ -119,7 +119,9 @@ class _CodeDiscount(View, ABC):
         return self._row.applies_once_per_customer
 
     def asyncUsageCount(self, info: Info) -> int:
-        return sum(c.usage_count for c in self._codes)
+        """The uses of all its codes together (a pool discount's codes are each used at most once)."""
+        return self._ctx.session.scalar(select(func.coalesce(func.sum(DiscountCode.usage_count), 0)).where(
+            DiscountCode.discount_id == self._row.id)) or 0
 
     def codes(self, info: Info, **args: Any) -> Plain:
         refuse_arguments(args, "query", "savedSearchId")
@@ -127,7 +129,9 @@ class _CodeDiscount(View, ABC):
         return connection("DiscountRedeemCode", self._codes, key, args, redeem_code)
 
     def codesCount(self, info: Info) -> Plain:
-        return count(len(self._codes))
+        """Every redeem code it holds, its own and those added in bulk, counted without loading them."""
+        return count(self._ctx.session.scalar(select(func.count()).select_from(DiscountCode).where(
+            DiscountCode.discount_id == self._row.id)) or 0)
 
     def combinesWith(self, info: Info) -> Plain:
         flags = self._row.combines_with or {}

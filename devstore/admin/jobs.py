@@ -32,12 +32,16 @@ ANY_GID_RE = re.compile(r"^gid://shopify/[A-Za-z]+/[^/\s]+$")
 
 Runner = Callable[[Session, Job], None]
 
+# Work that runs like a job but that Shopify reports through an object of its own, never as a ``Job``:
+# a ``discountRedeemCodeBulkAdd`` is followed through its ``DiscountRedeemCodeBulkCreation``.
+INTERNAL_KINDS = frozenset({"discountRedeemCodeBulkAdd"})
 
-def start(ctx: Context, kind: str, targets: list[int]) -> Job:
-    """Record a job of ``kind`` over ``targets``, to run ``job_seconds`` from now."""
+
+def start(ctx: Context, kind: str, targets: list[int], parent_id: int | None = None) -> Job:
+    """Record a job of ``kind`` over ``targets`` (within ``parent_id``), to run ``job_seconds`` from now."""
     delay = current_state().config.job_seconds
-    job = Job(id=str(uuid.uuid4()), shop=ctx.shop, kind=kind, targets=targets, created_at=ctx.now,
-              run_at=ctx.now + timedelta(seconds=delay))
+    job = Job(id=str(uuid.uuid4()), shop=ctx.shop, kind=kind, targets=targets, parent_id=parent_id,
+              created_at=ctx.now, run_at=ctx.now + timedelta(seconds=delay))
     ctx.session.add(job)
     ctx.session.flush()
     return job
@@ -72,4 +76,6 @@ def job(root: Any, info: Info, id: str) -> Plain | None:
             raise GraphQLError(f"Invalid global id '{id}'", extensions={"code": "INVALID_GLOBAL_ID"})
         return None
     row = ctx.session.get(Job, match["id"])
-    return None if row is None or row.shop != ctx.shop else job_view(row)
+    if row is None or row.shop != ctx.shop or row.kind in INTERNAL_KINDS:
+        return None
+    return job_view(row)

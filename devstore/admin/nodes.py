@@ -5,6 +5,7 @@ from __future__ import annotations
 from devstore.admin.context import Context, parse_gid
 from devstore.admin.discount_views import DiscountCodeNodeView, DiscountNodeView
 from devstore.admin.objects import View
+from devstore.admin.redeem_codes import BulkCreationView
 from devstore.admin.views import (
     CustomerView,
     MetafieldDefinitionView,
@@ -13,7 +14,15 @@ from devstore.admin.views import (
     ShopView,
     WebhookSubscriptionView,
 )
-from devstore.models import Customer, Discount, Metafield, MetafieldDefinition, Order, WebhookSubscription
+from devstore.models import (
+    Customer,
+    Discount,
+    Metafield,
+    MetafieldDefinition,
+    Order,
+    RedeemCodeBulkCreation,
+    WebhookSubscription,
+)
 
 # gid resource → (row model, view); every row model has ``shop`` so one store never sees another's rows.
 RESOURCES: dict[str, tuple[type, type[View]]] = {
@@ -24,6 +33,7 @@ RESOURCES: dict[str, tuple[type, type[View]]] = {
     "WebhookSubscription": (WebhookSubscription, WebhookSubscriptionView),
     "Metafield": (Metafield, MetafieldView),
     "MetafieldDefinition": (MetafieldDefinition, MetafieldDefinitionView),
+    "DiscountRedeemCodeBulkCreation": (RedeemCodeBulkCreation, BulkCreationView),
 }
 
 

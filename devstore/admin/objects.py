@@ -100,6 +100,9 @@ PLAIN_TYPES: dict[str, frozenset[str]] = {
     "MetafieldsDeletePayload": frozenset({"deletedMetafields", "userErrors"}),
     "MetafieldIdentifier": frozenset({"key", "namespace", "ownerId"}),
     "DiscountCodeBulkDeletePayload": frozenset({"job", "userErrors"}),
+    "DiscountRedeemCodeBulkAddPayload": frozenset({"bulkCreation", "userErrors"}),
+    "DiscountCodeRedeemCodeBulkDeletePayload": frozenset({"job", "userErrors"}),
+    "DiscountRedeemCodeBulkCreationCode": frozenset({"code", "discountRedeemCode", "errors"}),
     # An asynchronous job; ``query`` (the objects it changed) is not implemented.
     "Job": frozenset({"done", "id"}),
     "TagsAddPayload": frozenset({"node", "userErrors"}),
@@ -111,6 +114,7 @@ PLAIN_TYPES: dict[str, frozenset[str]] = {
     **_connection("Order"),
     **_connection("Metafield"),
     **_connection("DiscountRedeemCode"),
+    **_connection("DiscountRedeemCodeBulkCreationCode"),
     **_connection("WebhookSubscription"),
 }
 

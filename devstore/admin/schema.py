@@ -27,7 +27,7 @@ from graphql import (
 from sqlalchemy.orm import Session
 
 import app.shopify
-from devstore.admin import discounts, jobs, metafields, resources, webhooks
+from devstore.admin import discounts, jobs, metafields, redeem_codes, resources, webhooks
 from devstore.admin.objects import decimal_text, iso
 
 SCHEMA_FILE = Path(app.shopify.__file__).parent / "admin-2026-07.subset.graphql"
@@ -45,6 +45,7 @@ QUERY_FIELDS: dict[str, Callable[..., Any]] = {
     "codeDiscountNode": resources.code_discount_node,
     "codeDiscountNodeByCode": resources.code_discount_node_by_code,
     "discountNode": resources.discount_node,
+    "discountRedeemCodeBulkCreation": redeem_codes.discount_redeem_code_bulk_creation,
     "job": jobs.job,
     "webhookSubscription": webhooks.webhook_subscription,
     "webhookSubscriptions": webhooks.webhook_subscriptions,
@@ -57,6 +58,8 @@ MUTATION_FIELDS: dict[str, Callable[..., Any]] = {
     "discountCodeDeactivate": discounts.discount_code_deactivate,
     "discountCodeDelete": discounts.discount_code_delete,
     "discountCodeBulkDelete": discounts.discount_code_bulk_delete,
+    "discountRedeemCodeBulkAdd": redeem_codes.discount_redeem_code_bulk_add,
+    "discountCodeRedeemCodeBulkDelete": redeem_codes.discount_code_redeem_code_bulk_delete,
     "metafieldsSet": metafields.metafields_set,
     "metafieldsDelete": metafields.metafields_delete,
     "metafieldDefinitionCreate": metafields.metafield_definition_create,
@@ -72,12 +75,16 @@ ROOT_SCOPES: dict[str, str] = {
     "customer": "read_customers", "customers": "read_customers", "customersCount": "read_customers",
     "order": "read_orders", "orders": "read_orders", "ordersCount": "read_orders",
     "codeDiscountNode": "read_discounts", "codeDiscountNodeByCode": "read_discounts", "discountNode": "read_discounts",
+    "discountRedeemCodeBulkCreation": "read_discounts",
     "discountCodeBasicCreate": "write_discounts", "discountCodeFreeShippingCreate": "write_discounts",
     "discountCodeActivate": "write_discounts", "discountCodeDeactivate": "write_discounts",
     "discountCodeDelete": "write_discounts", "discountCodeBulkDelete": "write_discounts",
+    "discountRedeemCodeBulkAdd": "write_discounts", "discountCodeRedeemCodeBulkDelete": "write_discounts",
 }
 # What each kind of asynchronous job does when its moment comes (``devstore.admin.jobs``).
-JOB_RUNNERS: dict[str, jobs.Runner] = {discounts.BULK_DELETE: discounts.run_bulk_delete}
+JOB_RUNNERS: dict[str, jobs.Runner] = {discounts.BULK_DELETE: discounts.run_bulk_delete,
+                                       redeem_codes.BULK_ADD: redeem_codes.run_bulk_add,
+                                       redeem_codes.BULK_DELETE_CODES: redeem_codes.run_redeem_code_delete}
 
 
 # --- custom scalars ---------------------------------------------------------------------------------

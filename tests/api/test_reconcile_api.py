@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from rq import Queue
 
 from app.codes.reconciliation import PaidOrderFacts, reconcile
 from app.queues import catch_up_job_id, job_status
-from tests.helpers import issued_code, make_shop_with_programs, order_payload, session_token
+from tests.e2e.harness import wait_until
+from tests.helpers import issued_code, make_shop_with_programs, order_payload, session_token, take_and_die
 
 
 @pytest.fixture
@@ -32,6 +34,21 @@ def test_reconcile_now_queues_one_run(client, redis, shop):
     assert again.status_code == 200 and again.get_json()["queued"] is False
     assert job_status(redis, catch_up_job_id(shop.id)) is not None
     assert client.get("/api/reconcile", headers=auth(shop)).get_json()["job"] == "queued"
+
+
+def test_a_run_whose_worker_was_lost_shows_abandoned_and_reconcile_now_takes_it_back(client, redis, shop):
+    assert client.post("/api/reconcile", headers=auth(shop)).status_code == 202
+    worker, job = take_and_die(redis, lease=1)  # the worker running it is killed
+    assert job.id == catch_up_job_id(shop.id)
+    assert client.get("/api/reconcile", headers=auth(shop)).get_json()["job"] == "started"  # its lease still runs
+    wait_until(lambda: client.get("/api/reconcile", headers=auth(shop)).get_json()["job"] == "abandoned",
+               timeout=5, what="the lease to lapse")
+
+    taken_back = client.post("/api/reconcile", headers=auth(shop))
+    assert taken_back.status_code == 202 and taken_back.get_json()["queued"] is True
+    assert taken_back.get_json()["job"] == "recovering"
+    assert Queue("default", connection=redis).job_ids == [job.id]  # the same job, at the front, once
+    assert client.post("/api/reconcile", headers=auth(shop)).status_code == 200
 
 
 def test_the_interval_can_be_changed(client, shop):

@@ -36,6 +36,13 @@ def make_discount(state: State, code: str, shop: str = SHOP, value_type: str = "
     return discount.id
 
 
+def add_codes(state: State, discount_id: int, *codes: str, shop: str = SHOP) -> None:
+    """More redeem codes on a discount, as ``discountRedeemCodeBulkAdd`` leaves them."""
+    with state.session() as session:
+        session.add_all(DiscountCode(id=State.new_id(), shop=shop, discount_id=discount_id, code=code,
+                                     code_key=code.upper()) for code in codes)
+
+
 def usage_count(state: State, code: str, shop: str = SHOP) -> int:
     with state.session() as session:
         return session.scalar(select(DiscountCode.usage_count).where(DiscountCode.shop == shop,

@@ -54,6 +54,25 @@ def test_requested_cost(query: str, variables: dict[str, Any] | None, cost: int)
     assert requested(query, variables) == cost
 
 
+# A bulk creation's code costs 1.2 whatever it selects (Shopify's captured charges, see devstore.admin.cost).
+@pytest.mark.parametrize(("query", "cost"), [
+    ("{ discountRedeemCodeBulkCreation(id: \"gid://shopify/DiscountRedeemCodeBulkCreation/1\") { done codes(first: 10) "
+     "{ nodes { code errors { message } discountRedeemCode { code } } } } }", 1 + 2 + 12),
+    ("{ discountRedeemCodeBulkCreation(id: \"gid://shopify/DiscountRedeemCodeBulkCreation/1\") { codes(first: 250) "
+     "{ edges { node { code errors { message } } } } } }", 1 + 2 + 300),
+    ("{ discountRedeemCodeBulkCreation(id: \"gid://shopify/DiscountRedeemCodeBulkCreation/1\") { codes(first: 3) "
+     "{ nodes { code } } } }", 1 + 2 + 4),  # 3.6, rounded up
+    ("{ discountRedeemCodeBulkCreation(id: \"gid://shopify/DiscountRedeemCodeBulkCreation/1\") { done "
+     "importedCount failedCount } }", 1),
+    ("mutation { discountRedeemCodeBulkAdd(discountId: \"gid://shopify/DiscountCodeNode/1\", codes: [{code: \"A\"}]) "
+     "{ bulkCreation { id codes(first: 10) { nodes { code } } } userErrors { code } } }", 10 + 2 + 12),
+    ("mutation { discountCodeRedeemCodeBulkDelete(discountId: \"gid://shopify/DiscountCodeNode/1\", ids: []) "
+     "{ job { id done } userErrors { code } } }", 10),
+])
+def test_requested_cost_of_redeem_codes_in_bulk(query: str, cost: int):
+    assert requested(query) == cost
+
+
 def test_buckets_take_refund_refill_and_cap():
     clock = FakeClock()
     buckets = Buckets(clock)
@@ -209,6 +228,9 @@ def test_every_declared_field_of_every_type_answers(api: AdminApi):
     hook = api.data('mutation { webhookSubscriptionCreate(topic: ORDERS_PAID, webhookSubscription: '
                     '{uri: "https://a.test/h"}) { webhookSubscription { id } } }')
     order = api.order(codes=("all-fields",), customer_id=customer)
+    bulk = api.data('mutation($id: ID!) { discountRedeemCodeBulkAdd(discountId: $id, codes: [{code: "MORE-1"}, '
+                    '{code: "ship"}]) { bulkCreation { id } } }', {"id": node})
+    creation = bulk["discountRedeemCodeBulkAdd"]["bulkCreation"]["id"]
     queries = {
         "customer": (f'customer(id: "{owner}")', "Customer"),
         "order": (f'order(id: "gid://shopify/Order/{order}")', "Order"),
@@ -218,6 +240,7 @@ def test_every_declared_field_of_every_type_answers(api: AdminApi):
         "freeShipping": ('codeDiscountNodeByCode(code: "ship")', "DiscountCodeNode"),
         "hook": (f'webhookSubscription(id: "{hook["webhookSubscriptionCreate"]["webhookSubscription"]["id"]}")',
                  "WebhookSubscription"),
+        "bulkCreation": (f'discountRedeemCodeBulkCreation(id: "{creation}")', "DiscountRedeemCodeBulkCreation"),
     }
     for label, (field, typename) in queries.items():
         body = api.body(f"{{ {field} {{ {selection(typename)} }} }}")

@@ -162,8 +162,8 @@ def test_a_field_devstore_cannot_back_is_refused_not_invented(api: AdminApi):
 
 
 def test_an_unimplemented_mutation_is_refused_and_does_not_run(api: AdminApi):
-    body = api.body('mutation { discountRedeemCodeBulkAdd(discountId: "gid://shopify/DiscountCodeNode/1", '
-                    'codes: [{code: "A"}]) { userErrors { message } } }')
+    body = api.body('mutation { discountCodeBasicUpdate(id: "gid://shopify/DiscountCodeNode/1", '
+                    'basicCodeDiscount: {title: "A"}) { userErrors { message } } }')
     assert body["errors"][0]["extensions"]["code"] == "DEVSTORE_NOT_IMPLEMENTED"
     assert body["data"] is None
 

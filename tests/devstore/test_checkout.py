@@ -12,7 +12,7 @@ from devstore.errors import CodeRefused, Conflict, InvalidInput, NotFound
 from devstore.models import Order, Store
 from devstore.payloads import order_totals
 from tests.devstore.conftest import OTHER_SHOP, SHOP
-from tests.devstore.factories import make_discount, usage_count
+from tests.devstore.factories import add_codes, make_discount, usage_count
 
 NOW = datetime.now(UTC)
 
@@ -74,6 +74,45 @@ def test_once_per_customer_counts_each_customer_and_guest_email(state):
     assert refused(state, "ONE-EACH", email="GUEST@example.com").rule == "once_per_customer"
     assert refused(state, "ONE-EACH").rule == "once_per_customer"  # a guest without an email
     assert usage_count(state, "ONE-EACH") == 3
+
+
+def test_a_discount_with_many_codes_limits_each_code_not_their_total(state):
+    pool = make_discount(state, "POOL-A", usage_limit=1)
+    add_codes(state, pool, "POOL-B", "POOL-C")
+
+    order(state, "POOL-A")
+    assert refused(state, "pool-a").rule == "usage_limit"
+    order(state, "POOL-B")
+    order(state, "pool-c")
+    assert refused(state, "POOL-B").rule == "usage_limit"
+    assert [usage_count(state, c) for c in ("POOL-A", "POOL-B", "POOL-C")] == [1, 1, 1]
+
+
+def test_a_usage_limit_above_one_counts_each_code_separately(state):
+    pool = make_discount(state, "TWICE-A", usage_limit=2)
+    add_codes(state, pool, "TWICE-B")
+
+    for _ in range(2):
+        order(state, "TWICE-A")
+    assert refused(state, "TWICE-A").rule == "usage_limit"
+    order(state, "TWICE-B")
+    order(state, "TWICE-B")
+    assert refused(state, "TWICE-B").rule == "usage_limit"
+
+
+def test_once_per_customer_applies_to_each_code_of_a_discount(state):
+    ada, bob = customer(state, "ada@example.com"), customer(state, "bob@example.com")
+    pool = make_discount(state, "EACH-X", applies_once_per_customer=True)
+    add_codes(state, pool, "EACH-Y")
+
+    order(state, "EACH-X", customer_id=ada)
+    assert refused(state, "each-x", customer_id=ada).rule == "once_per_customer"
+    order(state, "EACH-Y", customer_id=ada)  # another code of the same discount: another use
+    assert refused(state, "EACH-Y", customer_id=ada).rule == "once_per_customer"
+    order(state, "EACH-X", customer_id=bob)
+    order(state, "EACH-Y", email="guest@example.com")
+    assert refused(state, "each-y", email="Guest@Example.com").rule == "once_per_customer"
+    order(state, "EACH-X", email="guest@example.com")
 
 
 @pytest.mark.parametrize(("rules", "rule"), [

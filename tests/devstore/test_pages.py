@@ -7,7 +7,7 @@ import pytest
 from devstore.models import Customer, Installation, Metafield
 from devstore.pages import safe_path
 from tests.devstore.conftest import DEVSTORE_KEY, OTHER_SHOP, SHOP
-from tests.devstore.factories import make_discount, subscribe
+from tests.devstore.factories import add_codes, make_discount, subscribe
 
 PAGE = f"/stores/{SHOP}"
 
@@ -125,6 +125,26 @@ def test_a_discount_link_without_a_redirect_names_no_path(client, state):
 
     page = client.get(PAGE).text
     assert "Discount code SALE-10 will be applied at checkout" in page and "Shopify would now open" not in page
+
+
+def test_a_discount_link_works_for_any_code_of_a_pool_discount(client, state):
+    pool = make_discount(state, "POOL-BASE", usage_limit=1)
+    add_codes(state, pool, "FRIEND-7QX2")
+
+    client.get(f"{PAGE}/discount/friend-7qx2?redirect=/")
+
+    assert link_cookie(client).value == "friend-7qx2"
+    assert "Discount code friend-7qx2 will be applied at checkout" in client.get(PAGE).text
+
+
+def test_a_pool_discount_lists_a_few_of_its_codes_and_counts_the_rest(client, state):
+    pool = make_discount(state, "POOL-00")
+    add_codes(state, pool, *(f"POOL-{n:02d}" for n in range(1, 12)))
+
+    page = client.get(PAGE).text
+
+    assert page.count("<code>POOL-") == 5
+    assert "+ 7 more codes" in page
 
 
 def test_a_discount_link_to_an_unknown_code_says_so(client, state):

@@ -99,9 +99,9 @@ class World:
 @pytest.fixture
 def world(app_factory: Callable[..., Flask]) -> Iterator[World]:
     store_port, app_port = free_port(), free_port()
-    store = devstore.create_app(DevstoreConfig(api_key=API_KEY, api_secret=API_SECRET, auto_approve=True,
-                                               retry_base_seconds=0))
     app_url, store_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{store_port}"
+    store = devstore.create_app(DevstoreConfig(api_key=API_KEY, api_secret=API_SECRET, auto_approve=True,
+                                               retry_base_seconds=0, app_proxy_url=f"{app_url}/proxy"))
     app = app_factory(app_url=app_url, shopify_store_base_url=f"{store_url}/stores/{{shop}}")
     servers = [serve(store, store_port), serve(app, app_port)]
     runtime.activate(app.extensions["oncecode"])  # the in-process worker must use this app's settings
@@ -146,6 +146,8 @@ class Workers:
     world: World
     count: int = 1
     log_dir: Path | None = None
+    # Short, so that a killed worker's job is taken back within seconds (production: 15).
+    lease_seconds: int = 5
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def environment(self) -> dict[str, str]:
@@ -155,12 +157,14 @@ class Workers:
                 "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url or "",
                 "TOKEN_ENCRYPTION_KEY": TOKEN_KEY, "SECRET_KEY": settings.secret_key,
                 "SHOPIFY_STORE_BASE_URL": settings.shopify_store_base_url, "LOG_LEVEL": "INFO",
-                "SHOP_JOB_CONCURRENCY": str(settings.shop_job_concurrency)}
+                "SHOP_JOB_CONCURRENCY": str(settings.shop_job_concurrency),
+                "WORKER_LEASE_SECONDS": str(self.lease_seconds)}
 
     def start(self) -> Workers:
         env = self.environment()
         for n in range(self.count):
-            log = open(self.log_dir / f"worker-{n}.log", "wb") if self.log_dir else subprocess.DEVNULL  # noqa: SIM115
+            name = f"worker-{uuid.uuid4().hex[:6]}-{n}.log"  # a pool started after a kill keeps its own log
+            log = open(self.log_dir / name, "wb") if self.log_dir else subprocess.DEVNULL  # noqa: SIM115
             self.processes.append(subprocess.Popen(  # noqa: S603
                 [sys.executable, "-m", "workers"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True))
