@@ -4,6 +4,7 @@ from rq import cron
 
 from workers.cleanup import schedule_store_cleanup
 from workers.maintenance import requeue_stranded_codes, requeue_stranded_events
+from workers.pools import schedule_pool_expiry, schedule_pool_top_ups
 from workers.reconcile import expire_codes, schedule_catch_up
 from workers.retention import delete_old_events
 
@@ -13,3 +14,5 @@ cron.register(schedule_catch_up, queue_name="maintenance", interval=60, job_time
 cron.register(expire_codes, queue_name="maintenance", interval=300, job_timeout=600)
 cron.register(delete_old_events, queue_name="maintenance", interval=3600, job_timeout=1800)
 cron.register(schedule_store_cleanup, queue_name="maintenance", interval=3600, job_timeout=300)
+cron.register(schedule_pool_top_ups, queue_name="maintenance", interval=60, job_timeout=300)
+cron.register(schedule_pool_expiry, queue_name="maintenance", interval=900, job_timeout=300)

@@ -1,0 +1,169 @@
+"""Taking a friend code from a pool: one atomic UPDATE, never the same code twice, never the Admin API.
+
+The pools are written straight into the database (as the top-up job leaves them); devstore is not
+needed, and no Admin API client exists here at all.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from app.codes import pools
+from app.db import utcnow
+from app.models import CodePool, PoolCode, Program
+from app.queues import job_status, pool_top_up_job_id
+from tests.helpers import make_shop_with_programs, program_of
+
+DAY = timedelta(days=1)
+
+
+def a_pool(session, program: Program, codes: int, *, start=None, days: int = 7, status: str = "active") -> CodePool:
+    """A pool of the program's current terms with ``codes`` available codes."""
+    start = start or utcnow() - DAY
+    terms = pools.pool_terms(program)
+    pool = CodePool(shop_id=program.shop_id, program_id=program.id, terms=terms, terms_key=pools.terms_key(terms),
+                    expires_after_days=program.expires_after_days, status=status, hands_out_from=start,
+                    hands_out_until=start + days * DAY, first_code=f"FIRST-{start:%H%M%S%f}",
+                    discount_gid="gid://shopify/DiscountCodeNode/1")
+    session.add(pool)
+    session.flush()
+    session.add_all(PoolCode(shop_id=program.shop_id, program_id=program.id, pool_id=pool.id,
+                             code=f"FRIEND-{pool.id}-{n:05}", status="available") for n in range(codes))
+    session.commit()
+    return pool
+
+
+@pytest.fixture
+def friend(rt, db) -> Program:
+    shop = make_shop_with_programs(db, rt.cipher)
+    program = program_of(db, shop, "referral_friend")
+    program.active, program.pool_low_water = True, 5
+    db.commit()
+    return program
+
+
+def take(rt, program: Program, visitor: str, **options) -> PoolCode | None:
+    with rt.db.session_scope() as session:
+        return pools.take_friend_code(session, program.shop_id, program.id, visitor, **options)
+
+
+def test_fifty_concurrent_takers_get_fifty_different_codes(rt, db, friend):
+    a_pool(db, friend, 60)
+    got: list[str | None] = []
+    barrier = threading.Barrier(50)
+
+    def taker(n: int) -> None:
+        barrier.wait()
+        code = take(rt, friend, f"visitor-{n}", on_low=lambda *_: None)
+        got.append(code.code if code else None)
+
+    threads = [threading.Thread(target=taker, args=(n,)) for n in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(got) == 50 and None not in got
+    assert len(set(got)) == 50
+    db.expire_all()
+    rows = db.scalars(select(PoolCode).where(PoolCode.status == "handed_out")).all()
+    assert len(rows) == 50 and len({r.visitor for r in rows}) == 50
+
+
+def test_the_same_visitor_gets_the_same_code_and_it_carries_the_pool_expiry(rt, db, friend):
+    a_pool(db, friend, 10)
+    first = take(rt, friend, "browser-a")
+    again = take(rt, friend, "browser-a")
+    other = take(rt, friend, "browser-b")
+    assert first.code == again.code != other.code
+    assert first.status == "handed_out" and first.visitor == "browser-a"
+    assert abs((first.expires_at - first.handed_out_at) - friend.expires_after_days * DAY) < timedelta(seconds=1)
+
+
+def test_one_visitor_racing_themselves_gets_one_code(rt, db, friend):
+    a_pool(db, friend, 20)
+    got: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def tab() -> None:
+        barrier.wait()
+        got.append(take(rt, friend, "two-tabs", on_low=lambda *_: None).code)
+
+    threads = [threading.Thread(target=tab) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(got) == 8 and len(set(got)) == 1
+    db.expire_all()
+    assert len(db.scalars(select(PoolCode).where(PoolCode.status == "handed_out")).all()) == 1
+
+
+def test_an_empty_pool_answers_none_and_queues_a_top_up(rt, db, friend):
+    a_pool(db, friend, 1)
+    assert take(rt, friend, "lucky") is not None
+    assert take(rt, friend, "late") is None
+    assert job_status(rt.redis, pool_top_up_job_id(friend.shop_id, friend.id)).value == "queued"
+
+
+def test_no_pool_at_all_answers_none_and_queues_a_top_up(rt, db, friend):
+    assert take(rt, friend, "first-ever") is None
+    assert job_status(rt.redis, pool_top_up_job_id(friend.shop_id, friend.id)).value == "queued"
+
+
+def test_a_top_up_is_asked_for_only_when_the_pool_falls_below_low_water(rt, db, friend):
+    a_pool(db, friend, 8)  # low water is 5
+    asked: list[tuple[int, int]] = []
+    for n in range(3):
+        take(rt, friend, f"v{n}", on_low=lambda *key: asked.append(key))
+    assert asked == []  # 5 left
+    take(rt, friend, "v3", on_low=lambda *key: asked.append(key))
+    assert asked == [(friend.shop_id, friend.id)]  # 4 left: below the mark
+
+
+def test_pools_outside_their_window_or_retired_hand_nothing_out(rt, db, friend):
+    a_pool(db, friend, 3, start=utcnow() - 10 * DAY)  # window over
+    a_pool(db, friend, 3, start=utcnow() + DAY)  # the successor, not yet its turn
+    a_pool(db, friend, 3, status="retired")
+    assert take(rt, friend, "nobody", on_low=lambda *_: None) is None
+
+
+def test_the_oldest_current_pool_is_drained_first(rt, db, friend):
+    older = a_pool(db, friend, 1, start=utcnow() - 2 * DAY)
+    newer = a_pool(db, friend, 1, start=utcnow() - DAY)
+    assert take(rt, friend, "a", on_low=lambda *_: None).pool_id == older.id
+    assert take(rt, friend, "b", on_low=lambda *_: None).pool_id == newer.id
+
+
+def test_another_shops_visitor_key_is_not_this_shops(rt, db, friend):
+    a_pool(db, friend, 2)
+    other = make_shop_with_programs(db, rt.cipher, domain="other.myshopify.com")
+    other_program = program_of(db, other, "referral_friend")
+    a_pool(db, other_program, 2)
+    mine = take(rt, friend, "same-key", on_low=lambda *_: None)
+    theirs = take(rt, other_program, "same-key", on_low=lambda *_: None)
+    assert mine.shop_id == friend.shop_id and theirs.shop_id == other.id and mine.code != theirs.code
+
+
+def test_sqlite_single_writer_takes_distinct_codes_too(sqlite_app):
+    rt = sqlite_app.extensions["oncecode"]
+    session = rt.db.sessions()
+    shop = make_shop_with_programs(session, rt.cipher)
+    program = program_of(session, shop, "referral_friend")
+    a_pool(session, program, 12)
+    session.close()
+    got: list[str] = []
+
+    def taker(n: int) -> None:
+        got.append(take(rt, program, f"s{n}", on_low=lambda *_: None).code)
+
+    threads = [threading.Thread(target=taker, args=(n,)) for n in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(got) == 10 and len(set(got)) == 10
+    assert take(rt, program, "s3", on_low=lambda *_: None).code in got  # the same visitor, the same code
