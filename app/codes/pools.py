@@ -127,17 +127,11 @@ def take_friend_code(session: Session, shop_id: int, program_id: int, visitor_ke
         CodePool.shop_id == shop_id, CodePool.program_id == program_id, _hands_out(now))
         .order_by(CodePool.hands_out_from, CodePool.id)).all()
     for pool_id, days in pools:
-        oldest = (select(PoolCode.id).where(PoolCode.pool_id == pool_id, PoolCode.status == "available")
-                  .order_by(PoolCode.id).limit(1).with_for_update(skip_locked=True).scalar_subquery())
-        expires_at = now + timedelta(days=days) if days else None
+        statement = take_statement(shop_id, pool_id, visitor_key, now, now + timedelta(days=days) if days else None)
         for _ in range(3):  # an empty answer while codes remain: the one we saw was taken meanwhile
             try:
                 with session.begin_nested():
-                    taken = session.scalars(
-                        update(PoolCode).where(PoolCode.id == oldest, PoolCode.status == "available",
-                                               PoolCode.shop_id == shop_id)
-                        .values(status="handed_out", visitor=visitor_key, handed_out_at=now, expires_at=expires_at)
-                        .returning(PoolCode).execution_options(synchronize_session=False)).one_or_none()
+                    taken = session.scalars(statement).one_or_none()
             except IntegrityError:  # the same visitor was given a code by a concurrent request
                 return _visitor_code(session, shop_id, program_id, visitor_key)
             if taken is not None:
@@ -148,6 +142,17 @@ def take_friend_code(session: Session, shop_id: int, program_id: int, visitor_ke
                 break
     on_low(shop_id, program_id)
     return None
+
+
+def take_statement(shop_id: int, pool_id: int, visitor_key: str, now: datetime,
+                   expires_at: datetime | None) -> Any:
+    """``UPDATE pool_codes SET status = 'handed_out', ... WHERE id = (SELECT id ... WHERE status = 'available'
+    ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) AND status = 'available' RETURNING *``."""
+    oldest = (select(PoolCode.id).where(PoolCode.pool_id == pool_id, PoolCode.status == "available")
+              .order_by(PoolCode.id).limit(1).with_for_update(skip_locked=True).scalar_subquery())
+    return (update(PoolCode).where(PoolCode.id == oldest, PoolCode.status == "available", PoolCode.shop_id == shop_id)
+            .values(status="handed_out", visitor=visitor_key, handed_out_at=now, expires_at=expires_at)
+            .returning(PoolCode).execution_options(synchronize_session=False))
 
 
 def _visitor_code(session: Session, shop_id: int, program_id: int, visitor_key: str) -> PoolCode | None:

@@ -10,7 +10,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from app.codes import pools
 from app.db import utcnow
@@ -167,3 +167,15 @@ def test_sqlite_single_writer_takes_distinct_codes_too(sqlite_app):
         thread.join(timeout=60)
     assert len(got) == 10 and len(set(got)) == 10
     assert take(rt, program, "s3", on_low=lambda *_: None).code in got  # the same visitor, the same code
+
+
+def test_postgresql_runs_the_take_subquery_once_as_an_init_plan(rt, db, friend):
+    # An uncorrelated scalar subquery is an InitPlan: evaluated once per statement, so the UPDATE can
+    # never take a second row the way an ``IN (... LIMIT n)`` semi-join may on a re-scan.
+    pool = a_pool(db, friend, 3)
+    statement = pools.take_statement(friend.shop_id, pool.id, "explained", utcnow(), None)
+    compiled = statement.compile(dialect=db.get_bind().dialect, compile_kwargs={"literal_binds": True})
+    plan = "\n".join(row[0] for row in db.execute(text(f"EXPLAIN {compiled}")))
+    db.rollback()
+    assert "InitPlan" in plan and "LockRows" in plan
+    assert "SubPlan" not in plan  # nothing re-run per row
