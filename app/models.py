@@ -136,7 +136,7 @@ class Program(Timestamped, Base):
 
 
 POOL_STATUSES = ("active", "retired", "removed")
-POOL_CODE_STATUSES = ("pending", "available", "handed_out", "failed", "expired", "removed")
+POOL_CODE_STATUSES = ("anchor", "pending", "available", "handed_out", "failed", "expired", "removed")
 
 
 class CodePool(Timestamped, Base):
@@ -174,8 +174,6 @@ class CodePool(Timestamped, Base):
     discount_gid: Mapped[str | None] = mapped_column(String(255))
     first_code: Mapped[str] = mapped_column(String(64))
     create_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    # Where reading the discount's redeem code ids (needed to delete single codes) has got to.
-    codes_cursor: Mapped[str | None] = mapped_column(String(2000))
     # Admin API points this pool has cost so far (Shopify's actual cost of each call made for it).
     points_spent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     store_removal_job: Mapped[str | None] = mapped_column(String(255))
@@ -204,6 +202,9 @@ class PoolBulkCreation(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # How far its codes' redeem code ids (needed to delete single codes) have been read, in its order.
+    codes_read: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    codes_cursor: Mapped[str | None] = mapped_column(String(2000))
 
 
 POOL_CODE_HANDED_OUT = "status = 'handed_out'"
@@ -214,7 +215,9 @@ POOL_CODE_VISITOR = "visitor IS NOT NULL"
 class PoolCode(Base):
     """One single-use friend code of a pool: drawn (``pending``), on the store (``available``), given to
     a visitor (``handed_out``, with its own ``expires_at``), then ``expired``/``removed``; ``failed``
-    when the store refused it (``error`` says why; a fresh code replaces it).
+    when the store refused it (``error`` says why; a fresh code replaces it). The code the pool discount
+    was created with is its ``anchor``: never handed out (it is in no bulk creation, so its redeem code
+    id could not be read cheaply to delete it alone), it leaves with the discount.
 
     ``visitor`` is the landing's key for the browser that got the code: one code per visitor and program.
     """

@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -273,7 +274,7 @@ def _start_pool(session: Session, program: Program, terms: dict[str, Any], key: 
             with session.begin_nested():
                 insert_ignoring_conflict(session, PoolCode, ["shop_id", "code"], shop_id=pool.shop_id,
                                          program_id=pool.program_id, pool_id=pool.id, code=pool.first_code,
-                                         status="pending")
+                                         status="anchor")
         except IntegrityError:
             continue
         if session.scalar(select(PoolCode.pool_id).where(PoolCode.shop_id == pool.shop_id,
@@ -410,10 +411,6 @@ class PoolFiller:
             session.execute(update(CodePool).where(CodePool.shop_id == self.shop.id, CodePool.id == pool.id,
                                                    CodePool.discount_gid.is_(None))
                             .values(discount_gid=gid, last_error=None))
-            session.execute(update(PoolCode).where(PoolCode.shop_id == self.shop.id, PoolCode.pool_id == pool.id,
-                                                   PoolCode.code == pool.first_code, PoolCode.status == "pending")
-                            .values(status="available"))
-        self.outcome.created += 1
         return self._pool(pool.id)
 
     def _redraw_first(self, pool: CodePool) -> CodePool:
@@ -624,7 +621,8 @@ class PoolFiller:
         while True:
             self._room(303)
             data = self._call(pool.id, lambda a=after: self.client.query(
-                "discountRedeemCodeBulkCreationCodes", {"id": gid, "after": a})).get("discountRedeemCodeBulkCreation")
+                "discountRedeemCodeBulkCreationCodes", {"id": gid, "first": BATCH, "after": a}),
+            ).get("discountRedeemCodeBulkCreation")
             if not data:
                 return found
             page = data["codes"]
@@ -769,41 +767,41 @@ class PoolSweeper:
                 session.execute(update(PoolCode).where(*where).values(store_removal_job=None))
 
     def _learn_ids(self, pool: CodePool) -> None:
-        """Read the redeem code ids the expired codes need from the pool discount's codes, oldest first,
-        from where the last read stopped, until every such code has one (codes the store no longer
-        has are removed already)."""
-        def missing() -> set[str]:
+        """Read the redeem code ids the pool's expired codes need, from their bulk creations: a creation
+        lists its codes in the order they were sent (our id order), so each read goes no further than
+        the newest code wanted and resumes where the last one stopped (1.2 points a code read)."""
+        with self.db.session_scope() as session:
+            wanted = session.execute(
+                select(PoolCode.bulk_creation_id, func.max(PoolCode.id)).where(
+                    PoolCode.pool_id == pool.id, PoolCode.shop_id == self.shop.id, codes_to_delete(),
+                    PoolCode.redeem_code_gid.is_(None), PoolCode.bulk_creation_id.is_not(None))
+                .group_by(PoolCode.bulk_creation_id)).all()
+        for creation_id, newest in wanted:
             with self.db.session_scope() as session:
-                return set(session.scalars(select(PoolCode.code).where(
-                    PoolCode.pool_id == pool.id, codes_to_delete(), PoolCode.redeem_code_gid.is_(None))))
-
-        wanted = missing()
-        after = pool.codes_cursor
-        while wanted:
-            if (wait := self.client.wait_for(253)) > 0:
+                creation = session.get_one(PoolBulkCreation, creation_id)
+                position = session.scalar(select(func.count()).select_from(PoolCode).where(
+                    PoolCode.bulk_creation_id == creation_id, PoolCode.id <= newest)) or 0
+            unread = position - creation.codes_read
+            if creation.gid is None or unread <= 0:
+                continue
+            first = min(BATCH, unread)
+            if (wait := self.client.wait_for(math.ceil(first * 1.2) + 3)) > 0:
                 raise Throttled(f"{self.shop.domain}'s bucket is short of a page of codes", wait)
-            node = self._call(lambda a=after: self.client.query(
-                "poolRedeemCodes", {"id": pool.discount_gid, "after": a}), pool.id).get("codeDiscountNode")
-            page = ((node or {}).get("codeDiscount") or {}).get("codes")
-            if page is None:
-                break
-            ids = {item["code"].upper(): item["id"] for item in page["nodes"]}
+            data = self._call(lambda c=creation, f=first: self.client.query(
+                "discountRedeemCodeBulkCreationCodes", {"id": c.gid, "first": f, "after": c.codes_cursor}),
+                pool.id).get("discountRedeemCodeBulkCreation")
+            page = (data or {}).get("codes") or {"nodes": [], "pageInfo": {}}
+            ids = {node["code"].upper(): (node.get("discountRedeemCode") or {}).get("id") for node in page["nodes"]}
             with self.db.session_scope() as session:
-                for row in session.scalars(select(PoolCode).where(
-                        PoolCode.pool_id == pool.id, PoolCode.redeem_code_gid.is_(None),
-                        PoolCode.code.in_(list(ids)))):
-                    row.redeem_code_gid = ids[row.code]
-                if page["pageInfo"]["endCursor"]:
-                    after = page["pageInfo"]["endCursor"]
-                    session.execute(update(CodePool).where(CodePool.id == pool.id).values(codes_cursor=after))
-            wanted = missing()
-            if not page["pageInfo"]["hasNextPage"]:
-                break
-        if wanted:  # read to the end and still unknown: not on the store any more
-            with self.db.session_scope() as session:
-                session.execute(update(PoolCode).where(PoolCode.pool_id == pool.id, codes_to_delete(),
-                                                       PoolCode.redeem_code_gid.is_(None), PoolCode.code.in_(wanted))
-                                .values(status="removed", removed_at=utcnow()))
+                for row in session.scalars(select(PoolCode).where(PoolCode.bulk_creation_id == creation_id,
+                                                                  PoolCode.code.in_(list(ids)))):
+                    if ids[row.code]:
+                        row.redeem_code_gid = ids[row.code]
+                    elif row.status == "expired":  # the store no longer has it: nothing to delete
+                        row.status, row.removed_at = "removed", utcnow()
+                session.execute(update(PoolBulkCreation).where(PoolBulkCreation.id == creation_id).values(
+                    codes_read=PoolBulkCreation.codes_read + len(page["nodes"]),
+                    codes_cursor=page["pageInfo"].get("endCursor") or creation.codes_cursor))
 
     # -- whole pools --
 

@@ -1,0 +1,245 @@
+"""Friend code pools on devstore over HTTP: filled in bulk, rotated, topped up, expired codes deleted.
+
+The app and devstore talk HTTP as in production; jobs run in a real rq worker. devstore's bulk
+creations finish 0.2 s after they start so that the tests do not wait on them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from app.codes import pools
+from app.codes.issuance import ShopRef
+from app.db import utcnow
+from app.models import CodePool, PoolBulkCreation, PoolCode, Program
+from app.queues import enqueue_pool_top_up
+from devstore.models import Discount, DiscountCode
+from devstore.state import State
+from tests.conftest import run_worker
+from tests.e2e.harness import SHOP, World, installed_with_welcome, set_program
+from workers.pools import expire_pool_codes, schedule_pool_expiry, schedule_pool_top_ups, top_up_pool
+
+DAY = timedelta(days=1)
+
+
+@pytest.fixture
+def shop(world: World) -> ShopRef:
+    state = world.store.extensions["devstore"]
+    state.config = replace(state.config, job_seconds=0.2)
+    installed_with_welcome(world)
+    found = world.shop()
+    return ShopRef(found.id, found.domain)
+
+
+def friend_program(world: World, low_water: int = 20, size: int = 100, window_days: int = 7,
+                   **changes: Any) -> Program:
+    program = set_program(world, kind="referral_friend", **changes)
+    with world.rt.db.session_scope() as session:
+        session.execute(update(Program).where(Program.id == program.id).values(
+            pool_low_water=low_water, pool_size=size, pool_window_days=window_days))
+    return program
+
+
+def usage(world: World) -> dict[str, int]:
+    return world.control("GET", "/graphql_usage")
+
+
+def counts(world: World, program: Program) -> dict[str, int]:
+    with world.rt.db.session_scope() as session:
+        return dict(session.execute(select(PoolCode.status, func.count()).where(
+            PoolCode.program_id == program.id).group_by(PoolCode.status)).all())
+
+
+def store_codes(world: World) -> dict[str, set[str]]:
+    """The store's discounts by title: their codes."""
+    with world.store.extensions["devstore"].session() as session:
+        found: dict[str, set[str]] = {}
+        for discount in session.scalars(select(Discount)):
+            found[discount.title] = set(session.scalars(select(DiscountCode.code).where(
+                DiscountCode.discount_id == discount.id)))
+        return found
+
+
+def pool_rows(world: World, program: Program) -> list[CodePool]:
+    with world.rt.db.session_scope() as session:
+        return list(session.scalars(select(CodePool).where(CodePool.program_id == program.id)
+                                    .order_by(CodePool.id)))
+
+
+def take(world: World, program: Program, visitor: str) -> PoolCode | None:
+    with world.rt.db.session_scope() as session:
+        return pools.take_friend_code(session, program.shop_id, program.id, visitor, on_low=lambda *_: None)
+
+
+def fill(world: World, program: Program) -> str:
+    enqueue_pool_top_up(world.rt.redis, program.shop_id, program.id)
+    run_worker(world.rt.redis)
+    return top_up_pool(program.shop_id, program.id)  # a second run: nothing left to do
+
+
+def test_a_pool_of_1000_costs_under_a_tenth_of_a_point_per_code(world: World, shop: ShopRef):
+    program = friend_program(world, low_water=200, size=1000)
+    world.control("DELETE", "/graphql_usage")
+    assert schedule_pool_top_ups() == {"queued": 1}
+    run_worker(world.rt.redis)
+
+    assert counts(world, program) == {"anchor": 1, "available": 1000}  # the anchor: the discount's own code
+    [pool] = pool_rows(world, program)
+    [(title, on_store)] = [(t, c) for t, c in store_codes(world).items() if "friend codes" in t]
+    assert title.startswith("Referred friend: friend codes") and len(on_store) == 1001
+    with world.rt.db.session_scope() as session:
+        ours = set(session.scalars(select(PoolCode.code).where(PoolCode.pool_id == pool.id)))
+        creations = session.scalars(select(PoolBulkCreation).where(PoolBulkCreation.pool_id == pool.id)).all()
+    assert ours == on_store
+    assert [(c.requested, c.imported, c.failed, c.done) for c in creations] == [(250, 250, 0, True)] * 4
+    spent = usage(world)["points"]
+    per_code = spent / 1000
+    print(f"\npool of 1,000: {spent} points, {per_code:.3f} points per friend code")
+    assert per_code <= 0.1
+    assert pool.points_spent == spent  # the pool counts what it cost, as the store charged it
+    assert fill(world, program).startswith("0 codes added")  # full: a second run adds nothing
+    assert schedule_pool_top_ups() == {"queued": 0}
+
+
+def test_taking_below_low_water_is_topped_up_without_the_landing_waiting(world: World, shop: ShopRef):
+    program = friend_program(world, low_water=20, size=50)
+    fill(world, program)
+    assert counts(world, program) == {"anchor": 1, "available": 50}
+    for n in range(31):
+        assert take(world, program, f"visitor-{n}") is not None
+    assert counts(world, program)["available"] == 19
+    assert schedule_pool_top_ups() == {"queued": 1}
+    run_worker(world.rt.redis)
+    assert counts(world, program) == {"anchor": 1, "available": 50, "handed_out": 31}
+
+
+def test_codes_the_store_refuses_are_recorded_and_replaced(world: World, shop: ShopRef):
+    program = friend_program(world, low_water=5, size=10)
+    fill(world, program)
+    [pool] = pool_rows(world, program)
+    # A creation reserved by a run that died before sending it; one of its codes is someone else's on the store.
+    clash = "FRIEND-CLASH00001"  # the merchant's own discount already has this code
+    with world.store.extensions["devstore"].session() as session:
+        theirs = Discount(id=State.new_id(), shop=SHOP, kind="basic", title="Merchant's own", value_type="percentage",
+                          value=Decimal("0.1"), starts_at=utcnow(), usage_limit=None, combines_with={})
+        session.add(theirs)
+        session.add(DiscountCode(id=State.new_id(), shop=SHOP, discount_id=theirs.id, code=clash, code_key=clash))
+    with world.rt.db.session_scope() as session:
+        creation = PoolBulkCreation(shop_id=shop.id, pool_id=pool.id, requested=3, done=False, attempts=0)
+        session.add(creation)
+        session.flush()
+        session.add_all(PoolCode(shop_id=shop.id, program_id=program.id, pool_id=pool.id,
+                                 bulk_creation_id=creation.id, code=code, status="pending")
+                        for code in (clash, "FRIEND-LEFTOVER01", "FRIEND-LEFTOVER02"))
+    for n in range(8):
+        take(world, program, f"v{n}")
+    fill(world, program)
+    with world.rt.db.session_scope() as session:
+        rows = {r.code: r for r in session.scalars(select(PoolCode).where(PoolCode.program_id == program.id))}
+        done = session.get(PoolBulkCreation, creation.id)
+    assert rows[clash].status == "failed" and "must be unique" in rows[clash].error
+    assert rows["FRIEND-LEFTOVER01"].status == "available" and rows["FRIEND-LEFTOVER01"].redeem_code_gid
+    assert (done.done, done.imported, done.failed) == (True, 2, 1)
+    assert counts(world, program)["available"] == 10  # the refused code replaced: topped up to the size again
+
+
+def test_a_send_whose_answer_was_lost_is_sent_again_and_its_codes_kept(world: World, shop: ShopRef):
+    program = friend_program(world, low_water=5, size=10)
+    fill(world, program)
+    [pool] = pool_rows(world, program)
+    client = world.rt.admin_client(shop.id, shop.domain)
+    codes = ["FRIEND-LOSTANSWR1", "FRIEND-LOSTANSWR2"]
+    client.mutate("discountRedeemCodeBulkAdd", {"discountId": pool.discount_gid,
+                                                "codes": [{"code": c} for c in codes]})
+    time.sleep(0.4)  # the store added them; our commit of the creation's id never happened
+    with world.rt.db.session_scope() as session:
+        creation = PoolBulkCreation(shop_id=shop.id, pool_id=pool.id, requested=2, done=False, attempts=1)
+        session.add(creation)
+        session.flush()
+        session.add_all(PoolCode(shop_id=shop.id, program_id=program.id, pool_id=pool.id,
+                                 bulk_creation_id=creation.id, code=code, status="pending") for code in codes)
+    fill(world, program)
+    with world.rt.db.session_scope() as session:
+        statuses = {r.code: r.status for r in session.scalars(select(PoolCode).where(PoolCode.code.in_(codes)))}
+    assert statuses == dict.fromkeys(codes, "available")
+
+
+def test_pools_rotate_and_a_change_of_terms_starts_a_new_pool(world: World, shop: ShopRef):
+    program = friend_program(world, low_water=3, size=5, window_days=7)
+    fill(world, program)
+    [first] = pool_rows(world, program)
+    handed = take(world, program, "early-friend")
+    assert handed.pool_id == first.id
+
+    set_program(world, kind="referral_friend", value="25")  # new terms
+    assert schedule_pool_top_ups() == {"queued": 1}
+    run_worker(world.rt.redis)
+    old, new = pool_rows(world, program)
+    assert (old.status, new.status) == ("retired", "active")
+    assert new.terms["value"] == "25.00" and old.terms["value"] == "10.00"
+    assert take(world, program, "later-friend").pool_id == new.id
+    again = take(world, program, "early-friend")
+    assert again.code == handed.code and again.expires_at == handed.expires_at  # keeps its terms and expiry
+
+    # A day before the window ends, the successor is made ready; once the window is over, it hands out.
+    with world.rt.db.session_scope() as session:
+        session.execute(update(CodePool).where(CodePool.id == new.id).values(
+            hands_out_from=utcnow() - 7 * DAY + timedelta(hours=2), hands_out_until=utcnow() + timedelta(hours=2)))
+    assert schedule_pool_top_ups() == {"queued": 1}
+    run_worker(world.rt.redis)
+    _, current, successor = pool_rows(world, program)
+    assert successor.hands_out_from == current.hands_out_until
+    assert successor.ends_at == successor.hands_out_until + program.expires_after_days * DAY
+    assert counts(world, program)["available"] >= 3 + 3
+
+
+def test_expired_codes_and_ended_pools_leave_the_store(world: World, shop: ShopRef):
+    program = friend_program(world, low_water=3, size=300)
+    fill(world, program)
+    [pool] = pool_rows(world, program)
+    taken = [take(world, program, f"v{n}") for n in range(4)]
+    with world.rt.db.session_scope() as session:  # three of them reach their own end
+        session.execute(update(PoolCode).where(PoolCode.id.in_([c.id for c in taken[:3]])).values(
+            expires_at=utcnow() - timedelta(minutes=1)))
+    world.control("DELETE", "/graphql_usage")
+    assert schedule_pool_expiry() == {"queued": 1}
+    run_worker(world.rt.redis)
+    gone = {c.code for c in taken[:3]}
+    on_store = next(codes for title, codes in store_codes(world).items() if "friend codes" in title)
+    assert not gone & on_store and taken[3].code in on_store and len(on_store) == 301 - 3
+    with world.rt.db.session_scope() as session:
+        rows = {r.code: r for r in session.scalars(select(PoolCode).where(PoolCode.program_id == program.id))}
+    assert all(rows[c].status == "removed" and rows[c].redeem_code_gid for c in gone)
+    assert rows[taken[3].code].status == "handed_out"
+    spent = usage(world)["points"]
+    print(f"\n3 expired codes deleted: {spent} points")
+    # Their ids read from their bulk creation up to the newest of them (1 + 2 + 3 x 1.2 points), one
+    # delete (10), its polls (1 each): not a page of 250 (303 points).
+    assert spent < 30
+    assert schedule_pool_expiry() == {"queued": 0}
+
+    # The pool discount ended more than the grace period ago: deleted whole, its codes marked removed.
+    with world.rt.db.session_scope() as session:
+        session.execute(update(CodePool).where(CodePool.id == pool.id).values(
+            hands_out_until=utcnow() - 40 * DAY, hands_out_from=utcnow() - 47 * DAY, ends_at=utcnow() - 10 * DAY))
+    assert expire_pool_codes(shop.id).startswith("0 friend codes expired, 0 deleted from the store, 1 pool")
+    assert not any("friend codes" in title for title in store_codes(world))
+    assert counts(world, program) == {"removed": 301}
+    assert pool_rows(world, program)[0].status == "removed"
+
+
+def test_the_schedules_are_registered():
+    from rq import cron
+
+    import workers.cron  # noqa: F401  (registers the jobs)
+
+    registered = {j["func"]: j for j in cron._job_data_registry}
+    assert registered[schedule_pool_top_ups]["interval"] == 60
+    assert registered[schedule_pool_expiry]["interval"] == 900
