@@ -492,6 +492,9 @@ def register_cli(app: Flask) -> None:
 
     for group in (shops, events, data_requests, tokens, programs, codes, reconcile):
         app.cli.add_command(group)
+    from app.cli_pools import referrals
+
+    app.cli.add_command(referrals)
 
 
 def _cell(value: Any) -> str:

@@ -56,6 +56,7 @@ from app.codes.generator import CodeFormat
 from app.codes.issuance import DISCOUNT_TAG, MAX_CODE_TRIES, MUTATION_POINTS, ShopRef, discount_create, terms_of
 from app.codes.programs import code_format, get_program
 from app.db import Database, insert_ignoring_conflict, utcnow
+from app.errors import BadRequest
 from app.models import CodePool, PoolBulkCreation, PoolCode, Program, Shop
 from app.shopify.client import AdminAPIError, AdminClient, Throttled, UserErrors
 
@@ -931,3 +932,48 @@ def shops_with_expiry_work(session: Session, now: datetime, grace: timedelta) ->
     codes = select(PoolCode.shop_id).where(PoolCode.shop_id.in_(installed), or_(expired_codes(now), codes_to_delete()))
     pools = select(CodePool.shop_id).where(CodePool.shop_id.in_(installed), pools_ended(now, grace))
     return sorted(set(session.scalars(codes.distinct())) | set(session.scalars(pools.distinct())))
+
+
+# --- the merchant's pool settings -------------------------------------------------------------------
+
+POOL_SETTINGS = {"low_water": "pool_low_water", "size": "pool_size", "window_days": "pool_window_days"}
+MAX_POOL_SIZE = 100_000
+MAX_WINDOW_DAYS = 90
+
+
+def set_pool_settings(session: Session, shop_id: int, program_id: int, changes: dict[str, Any]) -> Program:
+    """Change a referral-friend program's pool settings (``low_water``, ``size``, ``window_days``), all or
+    nothing; every problem is reported at once in a ``BadRequest`` naming the setting and the rule.
+
+    A new size or mark applies at the next top-up; a new window to pools started afterwards.
+    """
+    program = get_program(session, shop_id, program_id, for_update=True)
+    problems = []
+    if program.kind != "referral_friend":
+        problems.append(f"only the referral_friend program has a code pool, not {program.kind}")
+    unknown = [name for name in changes if name not in POOL_SETTINGS]
+    if unknown:
+        problems.append(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+                        f"(the pool settings are {', '.join(POOL_SETTINGS)})")
+    new = {name: getattr(program, column) for name, column in POOL_SETTINGS.items()}
+    for name, raw in changes.items():
+        if name not in POOL_SETTINGS:
+            continue
+        if not isinstance(raw, int) or isinstance(raw, bool):
+            problems.append(f"{name} must be a whole number, not {raw!r}")
+        else:
+            new[name] = raw
+    if not problems:
+        if not 1 <= new["size"] <= MAX_POOL_SIZE:
+            problems.append(f"size must be 1 to {MAX_POOL_SIZE:,} codes, not {new['size']}")
+        if not 0 <= new["low_water"] < new["size"]:
+            problems.append(f"low_water must be 0 or more and less than the size ({new['size']}), "
+                            f"not {new['low_water']}")
+        if not 1 <= new["window_days"] <= MAX_WINDOW_DAYS:
+            problems.append(f"window_days must be 1 to {MAX_WINDOW_DAYS} days, not {new['window_days']}")
+    if problems:
+        raise BadRequest("; ".join(problems))
+    for name, column in POOL_SETTINGS.items():
+        setattr(program, column, new[name])
+    session.flush()
+    return program
