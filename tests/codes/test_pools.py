@@ -16,10 +16,12 @@ import pytest
 from sqlalchemy import func, select, update
 
 from app.codes import pools
+from app.codes.cleanup import JobNotDone
 from app.codes.issuance import ShopRef
 from app.db import utcnow
 from app.models import CodePool, PoolBulkCreation, PoolCode, Program
-from app.queues import enqueue_pool_top_up
+from app.queues import enqueue_pool_top_up, job_status, pool_top_up_job_id
+from app.shopify.throttle import ShopBuckets
 from devstore.models import Discount, DiscountCode
 from devstore.state import State
 from tests.conftest import run_worker
@@ -243,3 +245,42 @@ def test_the_schedules_are_registered():
     registered = {j["func"]: j for j in cron._job_data_registry}
     assert registered[schedule_pool_top_ups]["interval"] == 60
     assert registered[schedule_pool_expiry]["interval"] == 900
+
+
+def test_a_creation_still_running_at_the_end_of_a_turn_is_polled_later_not_sent_again(world: World, shop: ShopRef):
+    program = friend_program(world, low_water=5, size=20)
+    filler = pools.PoolFiller(world.rt.db, world.rt.admin_client(shop.id, shop.domain), shop)
+    with pytest.raises(JobNotDone):
+        filler.top_up(program.id, deadline=time.monotonic())  # the turn ends before the store's creation is done
+    assert counts(world, program) == {"anchor": 1, "pending": 20}
+    again = pools.PoolFiller(world.rt.db, world.rt.admin_client(shop.id, shop.domain), shop)
+    outcome = again.top_up(program.id, deadline=time.monotonic() + 20)
+    assert outcome.sends == 0 and outcome.created == 20  # polled the recorded creation, sent nothing again
+    assert counts(world, program) == {"anchor": 1, "available": 20}
+    with world.rt.db.session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(PoolBulkCreation)) == 1
+
+
+def test_an_empty_bucket_defers_the_top_up_without_holding_a_worker(world: World, shop: ShopRef):
+    program = friend_program(world, low_water=5, size=20)
+    ShopBuckets(world.rt.redis).observe(SHOP, {"maximumAvailable": 2000, "currentlyAvailable": 0,
+                                               "restoreRate": 1})  # 10 s until a mutation fits
+    world.control("DELETE", "/graphql_usage")
+    enqueue_pool_top_up(world.rt.redis, shop.id, program.id)
+    run_worker(world.rt.redis)
+    assert job_status(world.rt.redis, pool_top_up_job_id(shop.id, program.id)).value == "scheduled"
+    assert usage(world)["requests"] == 0 and pool_rows(world, program)[0].discount_gid is None
+
+
+def test_a_second_top_up_while_one_runs_does_nothing(world: World, shop: ShopRef):
+    program = friend_program(world)
+    world.rt.redis.set(f"oncecode:lock:pool-top-up:{shop.id}:{program.id}", "another-job")
+    world.control("DELETE", "/graphql_usage")
+    assert top_up_pool(shop.id, program.id) == "another top-up is running"
+    assert usage(world)["requests"] == 0
+
+
+def test_a_program_that_is_off_gets_no_pool(world: World, shop: ShopRef):
+    program = friend_program(world, active=False)
+    assert schedule_pool_top_ups() == {"queued": 0}
+    assert top_up_pool(shop.id, program.id).startswith("0 codes added") and pool_rows(world, program) == []
