@@ -6,6 +6,7 @@ creations finish 0.2 s after they start so that the tests do not wait on them.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -86,24 +87,29 @@ def fill(world: World, program: Program) -> str:
     return top_up_pool(program.shop_id, program.id)  # a second run: nothing left to do
 
 
-def test_a_pool_of_1000_costs_under_a_tenth_of_a_point_per_code(world: World, shop: ShopRef):
-    program = friend_program(world, low_water=200, size=1000)
+POOL_SIZES = [1000] + [int(n) for n in os.environ.get("POOL_BENCH_SIZES", "").split(",") if n.strip()]
+
+
+@pytest.mark.parametrize("size", POOL_SIZES)
+def test_a_pool_costs_under_a_tenth_of_a_point_per_code(world: World, shop: ShopRef, size: int):
+    """1,000 codes here; ``POOL_BENCH_SIZES=10000`` measures more (the README's figures)."""
+    program = friend_program(world, low_water=200, size=size)
     world.control("DELETE", "/graphql_usage")
     assert schedule_pool_top_ups() == {"queued": 1}
     run_worker(world.rt.redis)
 
-    assert counts(world, program) == {"anchor": 1, "available": 1000}  # the anchor: the discount's own code
+    assert counts(world, program) == {"anchor": 1, "available": size}  # the anchor: the discount's own code
     [pool] = pool_rows(world, program)
     [(title, on_store)] = [(t, c) for t, c in store_codes(world).items() if "friend codes" in t]
-    assert title.startswith("Referred friend: friend codes") and len(on_store) == 1001
+    assert title.startswith("Referred friend: friend codes") and len(on_store) == size + 1
     with world.rt.db.session_scope() as session:
         ours = set(session.scalars(select(PoolCode.code).where(PoolCode.pool_id == pool.id)))
         creations = session.scalars(select(PoolBulkCreation).where(PoolBulkCreation.pool_id == pool.id)).all()
     assert ours == on_store
-    assert [(c.requested, c.imported, c.failed, c.done) for c in creations] == [(250, 250, 0, True)] * 4
-    spent = usage(world)["points"]
-    per_code = spent / 1000
-    print(f"\npool of 1,000: {spent} points, {per_code:.3f} points per friend code")
+    assert [(c.requested, c.imported, c.failed, c.done) for c in creations] == [(250, 250, 0, True)] * (size // 250)
+    used = usage(world)
+    spent, per_code = used["points"], used["points"] / size
+    print(f"\npool of {size:,}: {spent} points in {used['requests']} requests, {per_code:.3f} points per friend code")
     assert per_code <= 0.1
     assert pool.points_spent == spent  # the pool counts what it cost, as the store charged it
     assert fill(world, program).startswith("0 codes added")  # full: a second run adds nothing
@@ -284,3 +290,18 @@ def test_a_program_that_is_off_gets_no_pool(world: World, shop: ShopRef):
     program = friend_program(world, active=False)
     assert schedule_pool_top_ups() == {"queued": 0}
     assert top_up_pool(shop.id, program.id).startswith("0 codes added") and pool_rows(world, program) == []
+
+
+def test_deleting_expired_codes_costs_about_a_point_and_a_quarter_each(world: World, shop: ShopRef):
+    program = friend_program(world, low_water=3, size=260)
+    fill(world, program)
+    taken = [take(world, program, f"v{n}") for n in range(250)]
+    with world.rt.db.session_scope() as session:
+        session.execute(update(PoolCode).where(PoolCode.id.in_([c.id for c in taken])).values(
+            expires_at=utcnow() - timedelta(minutes=1)))
+    world.control("DELETE", "/graphql_usage")
+    assert expire_pool_codes(shop.id).startswith("250 friend codes expired, 250 deleted from the store")
+    spent = usage(world)["points"]
+    print(f"\n250 expired codes deleted: {spent} points, {spent / 250:.2f} a code")
+    # Their ids read from their creation (2 + 250 x 1.2 + 1), one delete (10), a few polls.
+    assert spent / 250 <= 1.3
