@@ -82,3 +82,11 @@ def test_pool_setting_rules(rt, db, friend, changes, problem):
 def test_unknown_shop(runner):
     result = runner.invoke(args=["referrals", "pool", "nowhere.myshopify.com"])
     assert result.exit_code == 1 and "no shop 'nowhere.myshopify.com'" in result.output
+
+
+def test_only_the_referral_friend_program_has_pool_settings(rt, db, friend):
+    from app.errors import BadRequest
+
+    welcome = program_of(db, db.get(Program, friend.id).shop, "welcome")
+    with pytest.raises(BadRequest, match="only the referral_friend program has a code pool, not welcome"):
+        pools.set_pool_settings(db, friend.shop_id, welcome.id, {"size": 10})

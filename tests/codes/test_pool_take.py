@@ -179,3 +179,20 @@ def test_postgresql_runs_the_take_subquery_once_as_an_init_plan(rt, db, friend):
     db.rollback()
     assert "InitPlan" in plan and "LockRows" in plan
     assert "SubPlan" not in plan  # nothing re-run per row
+
+
+def test_shop_redact_erases_the_pools_and_their_visitors(rt, db, friend):
+    from app import lifecycle
+    from app.models import PoolBulkCreation, Shop
+
+    pool = a_pool(db, friend, 3)
+    db.add(PoolBulkCreation(shop_id=friend.shop_id, pool_id=pool.id, requested=3, done=True, attempts=1))
+    db.commit()
+    take(rt, friend, "someone", on_low=lambda *_: None)
+    shop = db.get(Shop, friend.shop_id)
+    shop.uninstalled_at, shop.access_token = utcnow(), None
+    db.commit()
+    assert lifecycle.redact_shop(db, shop.domain, "event-1") == "redacted"
+    db.commit()
+    for model in (CodePool, PoolCode, PoolBulkCreation):
+        assert db.scalars(select(model)).all() == []
