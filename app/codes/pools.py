@@ -505,6 +505,8 @@ class PoolFiller:
             raise
         except UserErrors as exc:
             self._refused(pool, creation_id, str(exc))
+            if any(list(e.get("field") or []) == ["discountId"] for e in exc.errors):
+                self._discount_gone(pool)
             raise PoolRefused(f"the store refused a bulk add: {exc}") from exc
         creation = payload.get("bulkCreation") or {}
         if not creation.get("id"):
@@ -522,6 +524,19 @@ class PoolFiller:
             session.execute(update(CodePool).where(CodePool.id == pool.id).values(last_error=reason[:2000]))
         self.outcome.failed += failed
         self.outcome.refused.append(reason)
+
+    def _discount_gone(self, pool: CodePool) -> None:
+        """The pool's discount was deleted on the store (by the merchant, say): its codes no longer work, so
+        the pool stops handing out at once and is marked removed; the next plan starts a new one."""
+        now = utcnow()
+        with self.db.session_scope() as session:
+            session.execute(update(CodePool).where(CodePool.shop_id == self.shop.id, CodePool.id == pool.id)
+                            .values(status="removed", removed_from_store_at=now))
+            session.execute(update(PoolCode).where(PoolCode.shop_id == self.shop.id, PoolCode.pool_id == pool.id,
+                                                   PoolCode.status != "removed")
+                            .values(status="removed", removed_at=now))
+        log.warning("pool discount gone from the store; a new pool replaces it",
+                    extra={"shop": self.shop.domain, "status": f"pool {pool.id}"})
 
     def _record(self, creation_id: int, **values: Any) -> None:
         with self.db.session_scope() as session:

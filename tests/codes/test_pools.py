@@ -305,3 +305,26 @@ def test_deleting_expired_codes_costs_about_a_point_and_a_quarter_each(world: Wo
     print(f"\n250 expired codes deleted: {spent} points, {spent / 250:.2f} a code")
     # Their ids read from their creation (2 + 250 x 1.2 + 1), one delete (10), a few polls.
     assert spent / 250 <= 1.3
+
+
+def test_a_pool_whose_discount_the_merchant_deleted_is_replaced(world: World, shop: ShopRef):
+    program = friend_program(world, low_water=5, size=10)
+    fill(world, program)
+    [pool] = pool_rows(world, program)
+    _delete_on_store(world, pool.discount_gid)
+    for n in range(6):
+        take(world, program, f"v{n}")
+    assert top_up_pool(shop.id, program.id).startswith("refused: the store refused a bulk add")
+    gone = pool_rows(world, program)[0]
+    assert gone.status == "removed" and "Code discount does not exist" in gone.last_error
+    assert take(world, program, "after") is None  # its codes no longer work: none is handed out
+    assert schedule_pool_top_ups() == {"queued": 1}
+    run_worker(world.rt.redis)
+    _, fresh = pool_rows(world, program)
+    assert fresh.status == "active" and take(world, program, "after").pool_id == fresh.id
+
+
+def _delete_on_store(world: World, gid: str) -> None:
+    """The merchant deletes the discount in Shopify's admin."""
+    with world.store.extensions["devstore"].session() as session:
+        session.delete(session.get(Discount, int(gid.rsplit("/", 1)[1])))  # its codes go with it
