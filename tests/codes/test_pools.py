@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import requests
 from sqlalchemy import func, select, update
 
 from app.codes import pools
@@ -120,8 +121,10 @@ def test_taking_below_low_water_is_topped_up_without_the_landing_waiting(world: 
     program = friend_program(world, low_water=20, size=50)
     fill(world, program)
     assert counts(world, program) == {"anchor": 1, "available": 50}
+    world.control("DELETE", "/graphql_usage")
     for n in range(31):
         assert take(world, program, f"visitor-{n}") is not None
+    assert usage(world)["requests"] == 0  # the landing's side never calls the Admin API
     assert counts(world, program)["available"] == 19
     assert schedule_pool_top_ups() == {"queued": 1}
     run_worker(world.rt.redis)
@@ -328,3 +331,30 @@ def _delete_on_store(world: World, gid: str) -> None:
     """The merchant deletes the discount in Shopify's admin."""
     with world.store.extensions["devstore"].session() as session:
         session.delete(session.get(Discount, int(gid.rsplit("/", 1)[1])))  # its codes go with it
+
+
+def test_a_free_shipping_pool_and_its_terms_on_the_store(world: World, shop: ShopRef):
+    program = friend_program(world, low_water=2, size=5, value_type="free_shipping", minimum_subtotal="30")
+    fill(world, program)
+    [pool] = pool_rows(world, program)
+    with world.store.extensions["devstore"].session() as session:
+        discount = session.get(Discount, int(pool.discount_gid.rsplit("/", 1)[1]))
+        assert (discount.kind, discount.usage_limit, discount.applies_once_per_customer) == ("free_shipping", 1, True)
+        assert discount.ends_at.replace(tzinfo=None) == pool.ends_at.replace(tzinfo=None, microsecond=0)
+        assert discount.minimum_subtotal == Decimal("30")
+    assert pool.terms["value_type"] == "free_shipping" and pool.terms["lock_to_customer"] is False
+
+
+def test_each_friend_code_works_once_at_the_stores_checkout(world: World, shop: ShopRef):
+    program = friend_program(world, low_water=2, size=5)
+    fill(world, program)
+    mine, theirs = take(world, program, "friend-1"), take(world, program, "friend-2")
+    first = world.control("POST", "/orders", json={"amount": "50.00", "codes": [mine.code],
+                                                   "email": "one@example.com"})
+    assert [c["code"] for c in first["discount_codes"]] == [mine.code]
+    again = requests.post(f"{world.store_url}/_devstore/stores/{SHOP}/orders", timeout=10,
+                          json={"amount": "50.00", "codes": [mine.code], "email": "two@example.com"})
+    assert again.status_code == 409 and again.json()["rule"] == "usage_limit"  # single use, per code
+    other = world.control("POST", "/orders", json={"amount": "50.00", "codes": [theirs.code],
+                                                   "email": "one@example.com"})
+    assert [c["code"] for c in other["discount_codes"]] == [theirs.code]  # another code of the same pool works
