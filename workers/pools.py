@@ -33,16 +33,19 @@ def _lock(redis: Redis, key: str, claimant: str) -> bool:
     """Take (or take back, for the same job id) a lock that only spares duplicate work."""
     if redis.set(key, claimant, nx=True, ex=LOCK_SECONDS):
         return True
-    held = redis.get(key)
-    if held is not None and held.decode() == claimant:
+    if _holder(redis, key) == claimant:
         redis.expire(key, LOCK_SECONDS)
         return True
     return False
 
 
-def _unlock(redis: Redis, key: str, claimant: str) -> None:
+def _holder(redis: Redis, key: str) -> str | None:
     held = redis.get(key)
-    if held is not None and held.decode() == claimant:
+    return held.decode() if isinstance(held, bytes) else held
+
+
+def _unlock(redis: Redis, key: str, claimant: str) -> None:
+    if _holder(redis, key) == claimant:
         redis.delete(key)
 
 

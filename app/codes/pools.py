@@ -218,7 +218,8 @@ def plan(session: Session, program: Program, now: datetime) -> list[Fill]:
     Pools whose window is over are retired. With no pool of the current terms handing out now, one is
     started now; when the newest ends within ``ROTATE_AHEAD``, its successor is started to take over at
     its end. The pool handing out now is filled to ``pool_size`` once it is below ``pool_low_water``
-    (or not yet full when new); a successor waiting for its turn gets ``pool_low_water`` codes. Pools
+    (or not yet full when new); a successor waiting for its turn gets ``pool_low_water`` codes (its size
+    when the mark is 0). Pools
     of older terms are retired as soon as a pool of the current terms has codes to hand out.
     """
     terms = pool_terms(program)
@@ -244,8 +245,8 @@ def plan(session: Session, program: Program, now: datetime) -> list[Fill]:
         if pool.hands_out_from <= now:
             new = _count(session, pool.id, "handed_out") == 0
             target = program.pool_size if there < program.pool_low_water or new else there
-        else:
-            target = program.pool_low_water
+        else:  # its turn is to come: enough to start with, the rest once it hands out
+            target = program.pool_low_water or program.pool_size
         if target > there:
             fills.append(Fill(pool.id, target - there))
     if any(_count(session, p.id, "available") for p in same if p.hands_out_from <= now):

@@ -1,4 +1,4 @@
-"""Taking a friend code from a pool: one atomic UPDATE, never the same code twice, never the Admin API.
+"""Taking a friend code from a pool (one atomic UPDATE, never the same code twice, no Admin API); planning pools.
 
 The pools are written straight into the database (as the top-up job leaves them); devstore is not
 needed, and no Admin API client exists here at all.
@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from app.codes import pools
 from app.db import utcnow
@@ -196,3 +197,51 @@ def test_shop_redact_erases_the_pools_and_their_visitors(rt, db, friend):
     db.commit()
     for model in (CodePool, PoolCode, PoolBulkCreation):
         assert db.scalars(select(model)).all() == []
+
+
+def plan_now(db, program: Program, now=None) -> list[pools.Fill]:
+    fills = pools.plan(db, program, now or utcnow())
+    db.commit()
+    return fills
+
+
+def live_pools(db, program: Program) -> list[CodePool]:
+    db.expire_all()
+    return list(db.scalars(select(CodePool).where(CodePool.program_id == program.id).order_by(CodePool.id)))
+
+
+def test_plan_starts_a_pool_and_its_successor_a_day_ahead(rt, db, friend):
+    friend.pool_low_water, friend.pool_size, friend.pool_window_days = 50, 400, 7
+    now = utcnow()
+    [fill] = plan_now(db, friend, now)
+    [pool] = live_pools(db, friend)
+    assert (fill.pool_id, fill.wanted) == (pool.id, 400)
+    assert (pool.hands_out_from, pool.hands_out_until) == (now, now + 7 * DAY)
+    assert pool.ends_at == now + (7 + friend.expires_after_days) * DAY
+    assert db.scalars(select(PoolCode.status).where(PoolCode.pool_id == pool.id)).all() == ["anchor"]
+
+    later = now + 6 * DAY + timedelta(hours=1)  # less than a day left
+    fills = plan_now(db, friend, later)
+    first, successor = live_pools(db, friend)
+    assert successor.hands_out_from == first.hands_out_until
+    assert {f.pool_id: f.wanted for f in fills} == {first.id: 400, successor.id: 50}
+
+
+def test_a_successor_gets_the_whole_size_when_the_mark_is_zero(rt, db, friend):
+    friend.pool_low_water, friend.pool_size, friend.pool_window_days = 0, 30, 1
+    now = utcnow()
+    assert [f.wanted for f in plan_now(db, friend, now)] == [30]
+    assert [f.wanted for f in plan_now(db, friend, now + timedelta(hours=1))] == [30, 30]
+
+
+def test_new_terms_retire_the_old_pool_only_once_the_new_one_has_codes(rt, db, friend):
+    old = a_pool(db, friend, 5)
+    friend.value = Decimal("20.00")
+    db.commit()
+    [fill] = plan_now(db, friend)
+    assert fill.pool_id != old.id
+    assert [p.status for p in live_pools(db, friend)] == ["active", "active"]  # the old one still hands out
+    db.execute(update(PoolCode).where(PoolCode.pool_id == fill.pool_id).values(status="available"))
+    db.commit()
+    plan_now(db, friend)
+    assert [p.status for p in live_pools(db, friend)] == ["retired", "active"]
