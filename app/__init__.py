@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.url_map.converters["id"] = IdConverter  # before the blueprints, whose routes use it
 
+    from app.api import pools as _pool_routes  # noqa: F401  (adds the pool's routes to the API blueprint)
     from app.api.routes import bp as api_bp
     from app.auth.routes import bp as auth_bp
     from app.cli import register_cli
