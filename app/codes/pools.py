@@ -762,8 +762,19 @@ class PoolSweeper:
                 return
             if (wait := self.client.wait_for(MUTATION_POINTS)) > 0:
                 raise Throttled(f"{self.shop.domain}'s bucket is short of a mutation", wait)
-            payload = self._call(lambda b=batch: self.client.mutate("discountCodeRedeemCodeBulkDelete", {
-                "discountId": pool.discount_gid, "ids": [gid for _, gid in b]}), pool.id)
+            try:
+                payload = self._call(lambda b=batch: self.client.mutate("discountCodeRedeemCodeBulkDelete", {
+                    "discountId": pool.discount_gid, "ids": [gid for _, gid in b]}), pool.id)
+            except UserErrors as exc:
+                if any(list(e.get("field") or []) == ["discountId"] for e in exc.errors):
+                    self._pools_removed([pool.id])  # deleted on the store already: its codes went with it
+                else:  # left as they are for the next run; the pool shows why
+                    log.warning("store refused to delete expired friend codes",
+                                extra={"shop": self.shop.domain, "reason": str(exc)})
+                    with self.db.session_scope() as session:
+                        session.execute(update(CodePool).where(CodePool.id == pool.id)
+                                        .values(last_error=str(exc)[:2000]))
+                return
             job = payload.get("job") or {}
             if not job.get("id"):
                 raise AdminAPIError(f"{self.shop.domain}: discountCodeRedeemCodeBulkDelete answered without a job")

@@ -358,3 +358,16 @@ def test_each_friend_code_works_once_at_the_stores_checkout(world: World, shop: 
     other = world.control("POST", "/orders", json={"amount": "50.00", "codes": [theirs.code],
                                                    "email": "one@example.com"})
     assert [c["code"] for c in other["discount_codes"]] == [theirs.code]  # another code of the same pool works
+
+
+def test_expired_codes_of_a_discount_deleted_on_the_store_are_simply_marked_removed(world: World, shop: ShopRef):
+    program = friend_program(world, low_water=2, size=5)
+    fill(world, program)
+    [pool] = pool_rows(world, program)
+    code = take(world, program, "v")
+    with world.rt.db.session_scope() as session:
+        session.execute(update(PoolCode).where(PoolCode.id == code.id).values(
+            expires_at=utcnow() - timedelta(minutes=1), redeem_code_gid="gid://shopify/DiscountRedeemCode/1"))
+    _delete_on_store(world, pool.discount_gid)
+    assert "1 pool discounts deleted" in expire_pool_codes(shop.id)
+    assert pool_rows(world, program)[0].status == "removed" and set(counts(world, program)) == {"removed"}
