@@ -234,7 +234,9 @@ def plan(session: Session, program: Program, now: datetime) -> list[Fill]:
     same = [p for p in live if p.terms_key == key]
     window = timedelta(days=program.pool_window_days)
     if not any(p.hands_out_from <= now for p in same):
-        same.insert(0, _start_pool(session, program, terms, key, now, now + window))
+        # From the start of the minute: two plans racing without the job's lock start the same pool.
+        start = now.replace(second=0, microsecond=0)
+        same.insert(0, _start_pool(session, program, terms, key, start, start + window))
     latest = max(same, key=lambda p: p.hands_out_until)
     if latest.hands_out_until - now < ROTATE_AHEAD:
         same.append(_start_pool(session, program, terms, key, latest.hands_out_until,

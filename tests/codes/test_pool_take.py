@@ -216,11 +216,12 @@ def test_plan_starts_a_pool_and_its_successor_a_day_ahead(rt, db, friend):
     [fill] = plan_now(db, friend, now)
     [pool] = live_pools(db, friend)
     assert (fill.pool_id, fill.wanted) == (pool.id, 400)
-    assert (pool.hands_out_from, pool.hands_out_until) == (now, now + 7 * DAY)
-    assert pool.ends_at == now + (7 + friend.expires_after_days) * DAY
+    start = now.replace(second=0, microsecond=0)
+    assert (pool.hands_out_from, pool.hands_out_until) == (start, start + 7 * DAY)
+    assert pool.ends_at == start + (7 + friend.expires_after_days) * DAY
     assert db.scalars(select(PoolCode.status).where(PoolCode.pool_id == pool.id)).all() == ["anchor"]
 
-    later = now + 6 * DAY + timedelta(hours=1)  # less than a day left
+    later = start + 6 * DAY + timedelta(hours=1)  # less than a day left
     fills = plan_now(db, friend, later)
     first, successor = live_pools(db, friend)
     assert successor.hands_out_from == first.hands_out_until

@@ -7,6 +7,7 @@ creations finish 0.2 s after they start so that the tests do not wait on them.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -371,3 +372,32 @@ def test_expired_codes_of_a_discount_deleted_on_the_store_are_simply_marked_remo
     _delete_on_store(world, pool.discount_gid)
     assert "1 pool discounts deleted" in expire_pool_codes(shop.id)
     assert pool_rows(world, program)[0].status == "removed" and set(counts(world, program)) == {"removed"}
+
+
+def test_two_top_ups_racing_without_the_lock_never_put_a_code_on_the_store_twice(world: World, shop: ShopRef):
+    program = friend_program(world, low_water=100, size=300)
+    outcomes: list[pools.TopUp] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        filler = pools.PoolFiller(world.rt.db, world.rt.admin_client(shop.id, shop.domain), shop)
+        try:
+            outcomes.append(filler.top_up(program.id, deadline=time.monotonic() + 30))
+        except BaseException as exc:  # noqa: BLE001  (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    [pool] = pool_rows(world, program)  # one pool, one discount
+    [on_store] = [codes for title, codes in store_codes(world).items() if "friend codes" in title]
+    with world.rt.db.session_scope() as session:
+        ours = list(session.scalars(select(PoolCode.code).where(PoolCode.pool_id == pool.id,
+                                                              PoolCode.status.in_(("available", "anchor")))))
+        assert session.scalar(select(func.count()).select_from(PoolBulkCreation).where(
+            PoolBulkCreation.done.is_(False))) == 0
+    assert sorted(ours) == sorted(on_store) and len(ours) == len(set(ours))
+    assert 301 <= len(ours) <= 601  # the lock spares the duplicate work; without it, at most twice the codes
