@@ -236,6 +236,10 @@ def plan(session: Session, program: Program, now: datetime) -> list[Fill]:
     if not any(p.hands_out_from <= now for p in same):
         # From the start of the minute: two plans racing without the job's lock start the same pool.
         start = now.replace(second=0, microsecond=0)
+        if session.scalar(select(CodePool.id).where(
+                CodePool.shop_id == program.shop_id, CodePool.program_id == program.id, CodePool.terms_key == key,
+                CodePool.hands_out_from == start, CodePool.status != "active")) is not None:
+            start = now  # a pool of this minute was retired or removed already (its discount deleted, say)
         same.insert(0, _start_pool(session, program, terms, key, start, start + window))
     latest = max(same, key=lambda p: p.hands_out_until)
     if latest.hands_out_until - now < ROTATE_AHEAD:
