@@ -10,7 +10,7 @@ from redis import Redis
 from rq import Retry, get_current_job
 
 from app import runtime
-from app.codes import pools
+from app.codes import pool_store, pools
 from app.codes.cleanup import JobNotDone
 from app.db import utcnow
 from app.queues import enqueue_pool_expiry, enqueue_pool_top_up
@@ -67,13 +67,13 @@ def top_up_pool(shop_id: int, program_id: int) -> str | Retry:
     if not _lock(rt.redis, lock, claimant):
         return "another top-up is running"
     try:
-        filler = pools.PoolFiller(rt.db, rt.admin_client(shop.id, shop.domain), shop)
+        filler = pool_store.PoolFiller(rt.db, rt.admin_client(shop.id, shop.domain), shop)
         outcome = filler.top_up(program_id, deadline=time.monotonic() + TURN_SECONDS)
     except ShopNotInstalled:
         return "shop not installed"
     except AccessDenied:  # the token was revoked under us: the uninstall webhook is on its way
         return "store refused the token"
-    except pools.PoolRefused as exc:
+    except pool_store.PoolRefused as exc:
         _unlock(rt.redis, lock, claimant)
         log.warning("pool top-up refused by the store", extra={"shop": shop.domain, "reason": str(exc)})
         return f"refused: {exc}"
@@ -93,7 +93,7 @@ def top_up_pool(shop_id: int, program_id: int) -> str | Retry:
 
 def expire_pool_codes(shop_id: int) -> str | Retry:
     """Delete the shop's handed-out friend codes past their own expiry from the store, and its pool
-    discounts that ended ``STORE_CLEANUP_GRACE_DAYS`` ago (``pools.PoolSweeper``).
+    discounts that ended ``STORE_CLEANUP_GRACE_DAYS`` ago (``pool_store.PoolSweeper``).
 
     Safe to run twice or concurrently: a store job recorded on rows is polled, never sent again;
     deleting codes or discounts that are gone already deletes nothing; the lock spares duplicate work.
@@ -108,7 +108,7 @@ def expire_pool_codes(shop_id: int) -> str | Retry:
         return "another expiry run is running"
     grace = timedelta(days=rt.settings.store_cleanup_grace_days)
     try:
-        sweeper = pools.PoolSweeper(rt.db, rt.admin_client(shop.id, shop.domain), shop, grace)
+        sweeper = pool_store.PoolSweeper(rt.db, rt.admin_client(shop.id, shop.domain), shop, grace)
         outcome = sweeper.run(deadline=time.monotonic() + TURN_SECONDS)
     except ShopNotInstalled:
         return "shop not installed"

@@ -18,7 +18,7 @@ import pytest
 import requests
 from sqlalchemy import func, select, update
 
-from app.codes import pools
+from app.codes import pool_store, pools
 from app.codes.cleanup import JobNotDone
 from app.codes.issuance import ShopRef
 from app.db import utcnow
@@ -259,11 +259,11 @@ def test_the_schedules_are_registered():
 
 def test_a_creation_still_running_at_the_end_of_a_turn_is_polled_later_not_sent_again(world: World, shop: ShopRef):
     program = friend_program(world, low_water=5, size=20)
-    filler = pools.PoolFiller(world.rt.db, world.rt.admin_client(shop.id, shop.domain), shop)
+    filler = pool_store.PoolFiller(world.rt.db, world.rt.admin_client(shop.id, shop.domain), shop)
     with pytest.raises(JobNotDone):
         filler.top_up(program.id, deadline=time.monotonic())  # the turn ends before the store's creation is done
     assert counts(world, program) == {"anchor": 1, "pending": 20}
-    again = pools.PoolFiller(world.rt.db, world.rt.admin_client(shop.id, shop.domain), shop)
+    again = pool_store.PoolFiller(world.rt.db, world.rt.admin_client(shop.id, shop.domain), shop)
     outcome = again.top_up(program.id, deadline=time.monotonic() + 20)
     assert outcome.sends == 0 and outcome.created == 20  # polled the recorded creation, sent nothing again
     assert counts(world, program) == {"anchor": 1, "available": 20}
@@ -376,11 +376,11 @@ def test_expired_codes_of_a_discount_deleted_on_the_store_are_simply_marked_remo
 
 def test_two_top_ups_racing_without_the_lock_never_put_a_code_on_the_store_twice(world: World, shop: ShopRef):
     program = friend_program(world, low_water=100, size=300)
-    outcomes: list[pools.TopUp] = []
+    outcomes: list[pool_store.TopUp] = []
     errors: list[BaseException] = []
 
     def run() -> None:
-        filler = pools.PoolFiller(world.rt.db, world.rt.admin_client(shop.id, shop.domain), shop)
+        filler = pool_store.PoolFiller(world.rt.db, world.rt.admin_client(shop.id, shop.domain), shop)
         try:
             outcomes.append(filler.top_up(program.id, deadline=time.monotonic() + 30))
         except BaseException as exc:  # noqa: BLE001  (reported below)
