@@ -126,8 +126,134 @@ class Program(Timestamped, Base):
     combines_with_product: Mapped[bool] = mapped_column(Boolean, default=False)
     combines_with_order: Mapped[bool] = mapped_column(Boolean, default=False)
     combines_with_shipping: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Friend code pools (referral_friend programs, ``app.codes.pools``): when fewer codes than
+    # ``pool_low_water`` are left to hand out, a job tops the pool up to ``pool_size``; a pool discount
+    # hands codes out for ``pool_window_days``, then the next one takes over.
+    pool_low_water: Mapped[int] = mapped_column(Integer, default=200, server_default="200")
+    pool_size: Mapped[int] = mapped_column(Integer, default=1000, server_default="1000")
+    pool_window_days: Mapped[int] = mapped_column(Integer, default=7, server_default="7")
 
     shop: Mapped[Shop] = relationship(back_populates="programs")
+
+
+POOL_STATUSES = ("active", "retired", "removed")
+POOL_CODE_STATUSES = ("anchor", "pending", "available", "handed_out", "failed", "expired", "removed")
+
+
+class CodePool(Timestamped, Base):
+    """One pool discount: a discount on the store holding many single-use friend codes (``app.codes.pools``).
+
+    ``terms`` is the referral-friend program's offer, expiry and code format as they stood when the
+    pool was started (``terms_key`` is their digest): every code of the pool has them, whatever the
+    merchant changes later. The pool hands codes out from ``hands_out_from`` until ``hands_out_until``;
+    its discount ends ``expires_after_days`` after that (``ends_at``), so that a code handed out at the
+    last moment still lives its full expiry. ``status``: ``active`` (handing out, or about to),
+    ``retired`` (its window is over or its terms were replaced; its codes still live on the store),
+    ``removed`` (its discount was deleted from the store).
+    """
+
+    __tablename__ = "code_pools"
+    __table_args__ = (
+        CheckConstraint(_in("status", POOL_STATUSES), name="status"),
+        CheckConstraint("hands_out_until > hands_out_from", name="window"),
+        CheckConstraint("expires_after_days IS NULL OR expires_after_days > 0", name="expiry"),
+        UniqueConstraint("shop_id", "program_id", "terms_key", "hands_out_from"),
+        Index("ix_code_pools_shop_program_status", "shop_id", "program_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    terms: Mapped[dict[str, Any]] = mapped_column(JSON)
+    terms_key: Mapped[str] = mapped_column(String(64))
+    expires_after_days: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    hands_out_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    hands_out_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the discount's endsAt (None: no expiry)
+    # The discount on the store (``gid://shopify/DiscountCodeNode/...``), created with the pool's first code.
+    discount_gid: Mapped[str | None] = mapped_column(String(255))
+    first_code: Mapped[str] = mapped_column(String(64))
+    create_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Admin API points this pool has cost so far (Shopify's actual cost of each call made for it).
+    points_spent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    store_removal_job: Mapped[str | None] = mapped_column(String(255))
+    removed_from_store_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class PoolBulkCreation(Base):
+    """What one ``discountRedeemCodeBulkAdd`` did: the codes sent, then the store's counts once done.
+
+    The row is written before the call (``gid`` None) so that a crash between the store's answer and
+    our commit is known: ``attempts`` > 1 means an earlier send of the same codes may have landed.
+    """
+
+    __tablename__ = "pool_bulk_creations"
+    __table_args__ = (Index("ix_pool_bulk_creations_pool", "shop_id", "pool_id", "done"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    pool_id: Mapped[int] = mapped_column(ForeignKey("code_pools.id", ondelete="CASCADE"))
+    gid: Mapped[str | None] = mapped_column(String(255))  # gid://shopify/DiscountRedeemCodeBulkCreation/...
+    requested: Mapped[int] = mapped_column(Integer)
+    imported: Mapped[int | None] = mapped_column(Integer)
+    failed: Mapped[int | None] = mapped_column(Integer)
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # How far its codes' redeem code ids (needed to delete single codes) have been read, in its order.
+    codes_read: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    codes_cursor: Mapped[str | None] = mapped_column(String(2000))
+
+
+POOL_CODE_HANDED_OUT = "status = 'handed_out'"
+POOL_CODE_AVAILABLE = "status = 'available'"
+POOL_CODE_VISITOR = "visitor IS NOT NULL"
+
+
+class PoolCode(Base):
+    """One single-use friend code of a pool: drawn (``pending``), on the store (``available``), given to
+    a visitor (``handed_out``, with its own ``expires_at``), then ``expired``/``removed``; ``failed``
+    when the store refused it (``error`` says why; a fresh code replaces it). The code the pool discount
+    was created with is its ``anchor``: never handed out (it is in no bulk creation, so its redeem code
+    id could not be read cheaply to delete it alone), it leaves with the discount.
+
+    ``visitor`` is the landing's key for the browser that got the code: one code per visitor and program.
+    """
+
+    __tablename__ = "pool_codes"
+    __table_args__ = (
+        CheckConstraint(_in("status", POOL_CODE_STATUSES), name="status"),
+        CheckConstraint("code = upper(code)", name="code_upper"),
+        UniqueConstraint("shop_id", "code"),
+        # The landing takes the oldest available code of the current pools, reading this index only.
+        Index("ix_pool_codes_available", "pool_id", "id",
+              postgresql_where=text(POOL_CODE_AVAILABLE), sqlite_where=text(POOL_CODE_AVAILABLE)),
+        Index("uq_pool_codes_visitor", "shop_id", "program_id", "visitor", unique=True,
+              postgresql_where=text(POOL_CODE_VISITOR), sqlite_where=text(POOL_CODE_VISITOR)),
+        # The expiry sweep finds handed-out codes past their end without reading the others.
+        Index("ix_pool_codes_handed_out_expiry", "shop_id", "expires_at",
+              postgresql_where=text(POOL_CODE_HANDED_OUT), sqlite_where=text(POOL_CODE_HANDED_OUT)),
+        Index("ix_pool_codes_creation", "bulk_creation_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    pool_id: Mapped[int] = mapped_column(ForeignKey("code_pools.id", ondelete="CASCADE"))
+    bulk_creation_id: Mapped[int | None] = mapped_column(ForeignKey("pool_bulk_creations.id", ondelete="SET NULL"))
+    code: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    visitor: Mapped[str | None] = mapped_column(String(128))
+    handed_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The code's own id on the store (``gid://shopify/DiscountRedeemCode/...``), read only when needed.
+    redeem_code_gid: Mapped[str | None] = mapped_column(String(255))
+    store_removal_job: Mapped[str | None] = mapped_column(String(255))
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class Customer(Base):

@@ -314,3 +314,28 @@ def enqueue_referral_link(redis: Redis, shop_id: int, link_id: int, status: str)
         log.warning("referral link job not enqueued, Redis unavailable; the sweep will retry",
                     extra={"shop_id": shop_id, "link_id": link_id, "reason": type(exc).__name__})
         return False
+
+
+def pool_top_up_job_id(shop_id: int, program_id: int) -> str:
+    return f"pool-top-up-{shop_id}-{program_id}"
+
+
+def enqueue_pool_top_up(redis: Redis, shop_id: int, program_id: int) -> bool:
+    """Queue the top-up of a referral program's friend code pool unless it is queued or running; True if
+    queued now. Raises ``RedisError`` for the caller to report (the sweep tries again next minute)."""
+    job_id = pool_top_up_job_id(shop_id, program_id)
+    return requeue(redis, job_id, lambda: enqueue_for_shop(
+        redis, "default", "workers.pools.top_up_pool", shop_id, program_id, job_id=job_id,
+        retry=ISSUE_RETRY, job_timeout=ISSUE_TIMEOUT, result_ttl=KEEP_RESULT, failure_ttl=KEEP_FAILURE))
+
+
+def pool_expiry_job_id(shop_id: int) -> str:
+    return f"pool-expiry-{shop_id}"
+
+
+def enqueue_pool_expiry(redis: Redis, shop_id: int) -> bool:
+    """Queue the deletion of the shop's expired friend codes and ended pool discounts from its store
+    unless it is queued or running; True if queued now. Raises ``RedisError`` for the caller."""
+    return requeue(redis, pool_expiry_job_id(shop_id), lambda: enqueue_for_shop(
+        redis, "default", "workers.pools.expire_pool_codes", shop_id, job_id=pool_expiry_job_id(shop_id),
+        retry=ISSUE_RETRY, job_timeout=ISSUE_TIMEOUT, result_ttl=KEEP_RESULT, failure_ttl=KEEP_FAILURE))

@@ -218,13 +218,22 @@ def _iso(moment: datetime | None) -> str | None:
 
 def discount_input(row: IssuedCode, customer: str | None) -> tuple[str, dict[str, Any]]:
     """The create mutation and its variables for a reserved code (``customer`` is the customer's gid)."""
-    terms = row.terms
+    return discount_create(row.terms, title=f"{row.terms['name']} {row.code}", code=row.code,
+                           starts_at=row.issued_at, ends_at=row.expires_at, tags=[DISCOUNT_TAG, reference_tag(row.id)],
+                           customer=customer)
+
+
+def discount_create(terms: dict[str, Any], *, title: str, code: str, starts_at: datetime, ends_at: datetime | None,
+                    tags: list[str], customer: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The create mutation and its variables for a discount with ``terms`` (``terms_of``): single use per
+    code and once per customer; locked to ``customer`` when the terms lock codes. Every discount the
+    app creates is built here (a customer's code, a friend code pool)."""
     combines = terms["combines_with"]
     free_shipping = terms["value_type"] == "free_shipping"
     body: dict[str, Any] = {
-        "title": f"{terms['name']} {row.code}",
-        "code": row.code,
-        "startsAt": _iso(row.issued_at),
+        "title": title,
+        "code": code,
+        "startsAt": _iso(starts_at),
         "usageLimit": 1,
         "appliesOncePerCustomer": True,
         # Locked: only this customer; otherwise anyone with the code, still once.
@@ -232,10 +241,10 @@ def discount_input(row: IssuedCode, customer: str | None) -> tuple[str, dict[str
         # A free-shipping discount cannot combine with other shipping discounts (Shopify refuses it).
         "combinesWith": {"productDiscounts": combines["product"], "orderDiscounts": combines["order"],
                          "shippingDiscounts": combines["shipping"] and not free_shipping},
-        "tags": [DISCOUNT_TAG, reference_tag(row.id)],
+        "tags": tags,
     }
-    if row.expires_at is not None:
-        body["endsAt"] = _iso(row.expires_at)
+    if ends_at is not None:
+        body["endsAt"] = _iso(ends_at)
     if terms["minimum_subtotal"] is not None:
         body["minimumRequirement"] = {"subtotal": {"greaterThanOrEqualToSubtotal": terms["minimum_subtotal"]}}
     if free_shipping:

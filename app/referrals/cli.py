@@ -16,7 +16,8 @@ from app.models import LINK_STATUSES
 from app.queues import enqueue_referral_link
 from app.web import rt
 
-referrals_cli = AppGroup("referrals", help="Customers' referral links: create, list, retire.")
+referrals_cli = AppGroup("referrals",
+                         help="The referral program: customers' links (create, list, retire) and friend code pools.")
 
 
 # The API's rules, as usage errors (exit code 2) naming the argument.

@@ -1,0 +1,53 @@
+"""The friend code pool in the JSON API (session token, scoped to its shop): status, settings, top-up.
+
+Routes on the API blueprint, kept in a module of their own; ``create_app`` imports it.
+"""
+
+from __future__ import annotations
+
+from flask import jsonify
+from sqlalchemy import select
+
+from app.api.routes import _json_object, _shop, bp
+from app.codes import pools
+from app.errors import Conflict, NotFound
+from app.models import Program
+from app.queues import enqueue_pool_top_up
+from app.web import db_session, rt
+
+
+def _friend_program(shop_id: int) -> Program:
+    program = db_session().scalars(select(Program).where(Program.shop_id == shop_id,
+                                                         Program.kind == "referral_friend")).first()
+    if program is None:
+        raise NotFound("this store has no referral_friend program")
+    return program
+
+
+@bp.get("/referrals/pool")
+def pool_status():  # type: ignore[no-untyped-def]
+    """Codes available, handed out, expired, pending and failed; the current window; points spent; each pool."""
+    shop = _shop()
+    return jsonify(pools.pool_status(db_session(), shop.id, _friend_program(shop.id).id))
+
+
+@bp.patch("/referrals/pool")
+def pool_settings():  # type: ignore[no-untyped-def]
+    """Change ``low_water``, ``size``, ``window_days``; 400 naming every problem, nothing changed then."""
+    shop = _shop()
+    program = _friend_program(shop.id)
+    changes = _json_object("give the pool settings to change as a JSON object, e.g. {\"size\": 2000}")
+    pools.set_pool_settings(db_session(), shop.id, program.id, changes)
+    db_session().commit()
+    return jsonify(pools.pool_status(db_session(), shop.id, program.id))
+
+
+@bp.post("/referrals/pool/top-up")
+def pool_top_up():  # type: ignore[no-untyped-def]
+    """Queue a top-up now: 202 queued, or 200 when one is already queued or running."""
+    shop = _shop()
+    program = _friend_program(shop.id)
+    if not program.active:
+        raise Conflict("the referral_friend program is off; switch it on first")
+    queued = enqueue_pool_top_up(rt().redis, shop.id, program.id)
+    return jsonify(queued=queued), 202 if queued else 200

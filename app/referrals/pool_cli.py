@@ -1,0 +1,96 @@
+"""``flask --app app referrals pool|top-up|pool-settings SHOP``: the friend code pools (``app.codes.pools``),
+commands of the one ``referrals`` group (``app.referrals.cli``)."""
+
+from __future__ import annotations
+
+import click
+from sqlalchemy import select
+
+from app.codes import pools
+from app.errors import BadRequest
+from app.models import Program, Shop
+from app.queues import enqueue_pool_top_up, job_status, pool_top_up_job_id
+from app.referrals.cli import referrals_cli as referrals
+from app.web import rt
+
+
+def _friend_program(session, domain: str) -> tuple[Shop, Program]:  # type: ignore[no-untyped-def]
+    from app.cli import _shop_or_fail
+
+    shop = _shop_or_fail(session, domain)
+    program = session.scalars(select(Program).where(Program.shop_id == shop.id,
+                                                    Program.kind == "referral_friend")).first()
+    if program is None:
+        raise click.ClickException(f"{domain} has no referral_friend program")
+    return shop, program
+
+
+@referrals.command("pool")
+@click.argument("domain")
+def pool_show(domain: str) -> None:
+    """Friend codes available, handed out and failed; the current window; the points the pools cost."""
+    with rt().db.session_scope() as session:
+        shop, program = _friend_program(session, domain)
+        status = pools.pool_status(session, shop.id, program.id)
+    state = job_status(rt().redis, pool_top_up_job_id(shop.id, program.id))
+    window = status["current_window"]
+    settings = status["settings"]
+    rows = [
+        ("program", f"{program.id} ({'active' if status['active'] else 'off'})"),
+        ("available", str(status["available"])),
+        ("handed out", str(status["handed_out"])),
+        ("expired", str(status["expired"])),
+        ("pending", str(status["pending"])),
+        ("failed", str(status["failed"])),
+        ("current window", f"{window['from'][:16]} to {window['until'][:16]} UTC" if window else "none"),
+        ("settings", f"top up below {settings['low_water']} to {settings['size']}; "
+                     f"a pool hands out for {settings['window_days']} days"),
+        ("bulk creations", f"{status['bulk_creations']['count']} ({status['bulk_creations']['imported']} codes "
+                           f"imported, {status['bulk_creations']['failed']} failed)"),
+        ("points spent", f"{status['points_spent']}"
+                         + (f" ({status['points_per_code']} a code)" if status["points_per_code"] else "")),
+        ("top-up job", state.value if state is not None else "none"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        click.echo(f"{name.ljust(width)}  {value}")
+    for pool in status["pools"]:
+        click.echo(f"pool {pool['id']}: {pool['status']}, {pool['from'][:10]} to {pool['until'][:10]}, "
+                   + ", ".join(f"{n} {s}" for s, n in sorted(pool["codes"].items()))
+                   + (f"; error: {pool['error']}" if pool["error"] else ""))
+
+
+@referrals.command("top-up")
+@click.argument("domain")
+def pool_top_up(domain: str) -> None:
+    """Queue the top-up (and rotation) of the shop's friend code pool now."""
+    with rt().db.session_scope() as session:
+        shop, program = _friend_program(session, domain)
+        if not shop.is_installed:
+            raise click.ClickException(f"{domain} is not installed; its pool cannot be filled")
+        if not program.active:
+            raise click.ClickException(f"{domain}'s referral_friend program is off; switch it on first")
+    queued = enqueue_pool_top_up(rt().redis, shop.id, program.id)
+    click.echo("top-up queued" if queued else "a top-up is already queued or running", nl=False)
+    click.echo(f"; `flask referrals pool {domain}` shows the pool")
+
+
+@referrals.command("pool-settings")
+@click.argument("domain")
+@click.argument("assignments", nargs=-1, required=True)
+def pool_settings(domain: str, assignments: tuple[str, ...]) -> None:
+    """Set low_water=N, size=N, window_days=N (e.g. ``size=5000 low_water=1000``)."""
+    changes: dict[str, object] = {}
+    for item in assignments:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"{item!r} is not SETTING=VALUE")
+        changes[name.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value
+    with rt().db.session_scope() as session:
+        shop, program = _friend_program(session, domain)
+        try:
+            pools.set_pool_settings(session, shop.id, program.id, changes)
+        except BadRequest as exc:
+            raise click.UsageError(str(exc)) from None
+        click.echo(f"pool: top up below {program.pool_low_water} to {program.pool_size}; "
+                   f"a pool hands out for {program.pool_window_days} days")
