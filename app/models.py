@@ -132,6 +132,10 @@ class Program(Timestamped, Base):
     pool_low_water: Mapped[int] = mapped_column(Integer, default=200, server_default="200")
     pool_size: Mapped[int] = mapped_column(Integer, default=1000, server_default="1000")
     pool_window_days: Mapped[int] = mapped_column(Integer, default=7, server_default="7")
+    # Landing caps (referral_friend programs, ``app.codes.landing``; 0 turns a cap off): friend codes one
+    # link may hand out in 24 hours, and one client address in an hour.
+    friend_codes_per_link_per_day: Mapped[int] = mapped_column(Integer, default=20, server_default="20")
+    friend_codes_per_address_per_hour: Mapped[int] = mapped_column(Integer, default=5, server_default="5")
 
     shop: Mapped[Shop] = relationship(back_populates="programs")
 
@@ -237,6 +241,9 @@ class PoolCode(Base):
         Index("ix_pool_codes_handed_out_expiry", "shop_id", "expires_at",
               postgresql_where=text(POOL_CODE_HANDED_OUT), sqlite_where=text(POOL_CODE_HANDED_OUT)),
         Index("ix_pool_codes_creation", "bulk_creation_id"),
+        # The per-link daily cap counts the link's codes of the last 24 hours from this index.
+        Index("ix_pool_codes_link", "link_id", "handed_out_at",
+              postgresql_where=text("link_id IS NOT NULL"), sqlite_where=text("link_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -254,6 +261,8 @@ class PoolCode(Base):
     store_removal_job: Mapped[str | None] = mapped_column(String(255))
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
+    # The referral link whose landing handed the code out (None: taken otherwise, or the link is gone).
+    link_id: Mapped[int | None] = mapped_column(ForeignKey("referral_links.id", ondelete="SET NULL"))
 
 
 class Customer(Base):
@@ -306,6 +315,27 @@ class ReferralLink(Base):
     last_clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+REFERRAL_BLOCK_REASONS = ("link_daily_cap", "address_hourly_cap")
+
+
+class ReferralBlock(Base):
+    """A friend code the landing refused to hand out, and why (``REFERRAL_BLOCK_REASONS``): what the
+    merchant sees of the fraud caps. No client address is kept: the reason and the link say enough."""
+
+    __tablename__ = "referral_blocks"
+    __table_args__ = (
+        CheckConstraint(_in("reason", REFERRAL_BLOCK_REASONS), name="reason"),
+        Index("ix_referral_blocks_shop", "shop_id", "id"),
+        Index("ix_referral_blocks_link", "link_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    link_id: Mapped[int | None] = mapped_column(ForeignKey("referral_links.id", ondelete="SET NULL"))
+    reason: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class IssuedCode(Timestamped, Base):
