@@ -16,13 +16,18 @@ request fails because of the limiter; any other storage error is logged and the 
 
 from __future__ import annotations
 
-from flask import Flask, Response
+import logging
+
+from flask import Flask, Response, current_app
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
+from limits import RateLimitItemPerHour
 from redis import Redis
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import Settings
+
+log = logging.getLogger(__name__)
 
 # Blueprints whose routes are never limited by address, and why.
 NOT_LIMITED_BY_ADDRESS = {
@@ -42,6 +47,18 @@ NOT_LIMITED_BY_ADDRESS = {
 def client_address() -> str:
     """The address a request is counted against (after ProxyFix, when proxies are trusted)."""
     return get_remote_address()
+
+
+def hit_address_budget(per_hour: int, *scope: str) -> bool:
+    """Count one against this client address's hourly budget of ``per_hour`` within ``scope`` (e.g. a
+    landing's friend codes of one shop), on the limiter's storage and with its strategy; ``False`` once
+    spent. A storage failure lets the request through (logged), like the limiter itself."""
+    limiter: Limiter = current_app.extensions["oncecode.limiter"]
+    try:
+        return limiter.limiter.hit(RateLimitItemPerHour(per_hour), "budget", *scope, client_address())
+    except Exception as exc:  # noqa: BLE001 - whatever the storage raises, the page must answer
+        log.warning("address budget not counted, limiter storage failed", extra={"reason": type(exc).__name__})
+        return True
 
 
 def trust_proxies(app: Flask, hops: int) -> None:
@@ -68,6 +85,7 @@ def init_rate_limits(app: Flask, settings: Settings, redis: Redis) -> Limiter:
         in_memory_fallback_enabled=True,
         swallow_errors=True,
     )
+    app.extensions["oncecode.limiter"] = limiter
     for name in NOT_LIMITED_BY_ADDRESS:
         if name in app.blueprints:
             limiter.exempt(app.blueprints[name])

@@ -101,7 +101,8 @@ def _hands_out(now: datetime) -> Any:
 
 def take_friend_code(session: Session, shop_id: int, program_id: int, visitor_key: str,
                      now: datetime | None = None,
-                     on_low: Callable[[int, int], object] | None = None) -> PoolCode | None:
+                     on_low: Callable[[int, int], object] | None = None,
+                     link_id: int | None = None) -> PoolCode | None:
     """The visitor's friend code of this program: the one they had already, or a fresh one from the
     current pool; None when the pool is empty. Never calls the Admin API.
 
@@ -113,7 +114,8 @@ def take_friend_code(session: Session, shop_id: int, program_id: int, visitor_ke
     tabs) hits the unique (shop, program, visitor) index and gets the code the other request took.
 
     ``on_low(shop_id, program_id)`` is called when the pool is empty or this take left it below its
-    low-water mark (``queue_top_up`` by default: a debounced enqueue of the top-up job).
+    low-water mark (``queue_top_up`` by default: a debounced enqueue of the top-up job). ``link_id``
+    records the referral link whose landing takes a fresh code (for its daily cap and metrics).
     The caller commits.
     """
     now = now or utcnow()
@@ -125,7 +127,8 @@ def take_friend_code(session: Session, shop_id: int, program_id: int, visitor_ke
         CodePool.shop_id == shop_id, CodePool.program_id == program_id, _hands_out(now))
         .order_by(CodePool.hands_out_from, CodePool.id)).all()
     for pool_id, days in pools:
-        statement = take_statement(shop_id, pool_id, visitor_key, now, now + timedelta(days=days) if days else None)
+        statement = take_statement(shop_id, pool_id, visitor_key, now, now + timedelta(days=days) if days else None,
+                                   link_id)
         for _ in range(3):  # an empty answer while codes remain: the one we saw was taken meanwhile
             try:
                 with session.begin_nested():
@@ -143,13 +146,14 @@ def take_friend_code(session: Session, shop_id: int, program_id: int, visitor_ke
 
 
 def take_statement(shop_id: int, pool_id: int, visitor_key: str, now: datetime,
-                   expires_at: datetime | None) -> Any:
+                   expires_at: datetime | None, link_id: int | None = None) -> Any:
     """``UPDATE pool_codes SET status = 'handed_out', ... WHERE id = (SELECT id ... WHERE status = 'available'
     ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) AND status = 'available' RETURNING *``."""
     oldest = (select(PoolCode.id).where(PoolCode.pool_id == pool_id, PoolCode.status == "available")
               .order_by(PoolCode.id).limit(1).with_for_update(skip_locked=True).scalar_subquery())
     return (update(PoolCode).where(PoolCode.id == oldest, PoolCode.status == "available", PoolCode.shop_id == shop_id)
-            .values(status="handed_out", visitor=visitor_key, handed_out_at=now, expires_at=expires_at)
+            .values(status="handed_out", visitor=visitor_key, handed_out_at=now, expires_at=expires_at,
+                    link_id=link_id)
             .returning(PoolCode).execution_options(synchronize_session=False))
 
 

@@ -252,6 +252,8 @@ class Landing:
 
     state: str
     shop_domain: str | None = None
+    shop_id: int | None = None
+    link_id: int | None = None
 
 
 def land(session: Session, token: str, count_click: bool = True) -> Landing:
@@ -260,11 +262,11 @@ def land(session: Session, token: str, count_click: bool = True) -> Landing:
     if not looks_like_token(token):
         return Landing("unknown")
     found = session.execute(
-        select(ReferralLink.id, ReferralLink.status, Shop.domain, Shop.uninstalled_at, Shop.access_token.is_(None))
-        .join(Shop, Shop.id == ReferralLink.shop_id).where(ReferralLink.token == token)).first()
+        select(ReferralLink.id, ReferralLink.status, Shop.domain, Shop.uninstalled_at, Shop.access_token.is_(None),
+               Shop.id).join(Shop, Shop.id == ReferralLink.shop_id).where(ReferralLink.token == token)).first()
     if found is None:
         return Landing("unknown")
-    link_id, status, domain, uninstalled_at, no_token = found
+    link_id, status, domain, uninstalled_at, no_token, shop_id = found
     if status != "active":
         return Landing("retired", domain)
     if uninstalled_at is not None or no_token:
@@ -277,7 +279,7 @@ def land(session: Session, token: str, count_click: bool = True) -> Landing:
             session.execute(text("SET LOCAL synchronous_commit = off"))
         session.execute(update(ReferralLink).where(ReferralLink.id == link_id)
                         .values(clicks=ReferralLink.clicks + 1, last_clicked_at=utcnow()))
-    return Landing("active", domain)
+    return Landing("active", domain, shop_id, link_id)
 
 
 # --- the customer's metafield ---------------------------------------------------------------------

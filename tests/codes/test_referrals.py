@@ -247,8 +247,8 @@ def test_link_json(db, shop, settings):
 def test_landing_counts_clicks_on_an_active_link_only(db, shop):
     link, _ = referrals.create_link(db, shop.id, 42)
     db.commit()
-    assert referrals.land(db, link.token) == referrals.Landing("active", shop.domain)
-    assert referrals.land(db, link.token) == referrals.Landing("active", shop.domain)
+    assert referrals.land(db, link.token) == referrals.Landing("active", shop.domain, shop.id, link.id)
+    assert referrals.land(db, link.token) == referrals.Landing("active", shop.domain, shop.id, link.id)
     assert referrals.land(db, link.token, count_click=False).state == "active"
     db.commit()
     db.refresh(link)
