@@ -4,6 +4,7 @@ retired link leaves it, and ``/r/{token}`` answers without ever calling the Admi
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -13,11 +14,12 @@ from rq.job import Job
 from sqlalchemy import delete, select, update
 
 from app.codes import attachment, referrals
-from app.models import ReferralLink
-from app.queues import ISSUE_RETRY, QUEUES, enqueue_referral_link, referral_link_job_id
+from app.models import Program, ReferralLink
+from app.queues import ISSUE_RETRY, QUEUES, enqueue_pool_top_up, enqueue_referral_link, referral_link_job_id
 from app.shopify.client import AdminUnavailable
 from app.shopify.throttle import ShopBuckets
 from devstore.models import MetafieldDefinition
+from devstore.pages import DISCOUNT_COOKIE
 from tests.conftest import API_KEY, run_worker
 from tests.e2e.harness import SHOP, World, install, set_program, signup
 from tests.helpers import webhook_headers
@@ -226,23 +228,55 @@ def test_a_throttled_link_job_is_deferred_not_failed(world: World):
 
 # --- the landing ------------------------------------------------------------------------------------
 
-def test_an_active_link_redirects_to_the_store_and_never_calls_the_admin_api(world: World):
+def friend_pool(world: World, size: int = 40, low_water: int = 10) -> None:
+    """The referral-friend program on and its pool filled on devstore by the real top-up job."""
+    state = world.store.extensions["devstore"]
+    state.config = replace(state.config, job_seconds=0.2)
+    program = set_program(world, kind="referral_friend")
+    with world.rt.db.session_scope() as session:
+        session.execute(update(Program).where(Program.id == program.id).values(pool_size=size,
+                                                                              pool_low_water=low_water))
+    enqueue_pool_top_up(world.rt.redis, program.shop_id, program.id)
+    run_worker(world.rt.redis)
+
+
+def test_an_active_link_puts_a_friend_code_in_the_cart_and_never_calls_the_admin_api(world: World):
     installed(world)
+    friend_pool(world)
     customer = signup(world)
     run_worker(world.rt.redis)
     link = link_of(world, customer["id"])
     world.control("DELETE", "/graphql_usage")
     jobs = queued_jobs(world)
 
-    opened = requests.get(f"{world.app_url}/r/{link.token}", allow_redirects=False, timeout=5)
-    assert opened.status_code == 302 and opened.headers["Location"] == f"{world.store_url}/stores/{SHOP}"
+    browser = requests.Session()
+    opened = browser.get(f"{world.app_url}/r/{link.token}", allow_redirects=False, timeout=5)
+    discount = f"{world.store_url}/stores/{SHOP}/discount/"
+    assert opened.status_code == 302 and opened.headers["Location"].startswith(discount)
     assert opened.headers["Cache-Control"] == "no-store"
-    landed = requests.get(f"{world.app_url}/r/{link.token}", timeout=5)  # followed: devstore's store page
+    code = opened.headers["Location"][len(discount):]
+    landed = browser.get(f"{world.app_url}/r/{link.token}", timeout=5)  # followed: into devstore's cart
     assert landed.status_code == 200 and landed.url == f"{world.store_url}/stores/{SHOP}"
+    assert f"Discount code {code} will be applied at checkout" in landed.text  # a code the store knows
+    assert browser.cookies.get(DISCOUNT_COOKIE) == code
+    other = requests.get(f"{world.app_url}/r/{link.token}", allow_redirects=False, timeout=5)
+    assert other.headers["Location"].startswith(discount) and other.headers["Location"] != discount + code
 
     assert world.control("GET", "/graphql_usage")["requests"] == 0
-    assert queued_jobs(world) == jobs
-    assert link_of(world, customer["id"]).clicks == 2
+    assert queued_jobs(world) == jobs  # still above the low-water mark: not even a top-up
+    assert link_of(world, customer["id"]).clicks == 3
+
+
+def test_without_friend_codes_the_link_goes_on_to_the_store(world: World):
+    installed(world)  # the referral program on, its friend program off
+    customer = signup(world)
+    run_worker(world.rt.redis)
+    link = link_of(world, customer["id"])
+    world.control("DELETE", "/graphql_usage")
+    page = requests.get(f"{world.app_url}/r/{link.token}", timeout=5)
+    assert page.status_code == 200 and "Referrals are paused" in page.text
+    assert f'href="{world.store_url}/stores/{SHOP}"' in page.text
+    assert world.control("GET", "/graphql_usage")["requests"] == 0
 
 
 @pytest.mark.parametrize("state", ["retired", "unknown"])
