@@ -90,3 +90,23 @@ def test_only_the_referral_friend_program_has_pool_settings(rt, db, friend):
     welcome = program_of(db, db.get(Program, friend.id).shop, "welcome")
     with pytest.raises(BadRequest, match="only the referral_friend program has a code pool, not welcome"):
         pools.set_pool_settings(db, friend.shop_id, welcome.id, {"size": 10})
+
+
+def test_caps_shows_sets_and_lists_blocks(runner, db, friend):
+    from app.codes import referrals
+    from app.db import utcnow
+    from app.models import ReferralBlock
+
+    shown = runner.invoke(args=["referrals", "caps", SHOP])
+    assert shown.exit_code == 0
+    assert "friend codes per link per day: 20; per client address per hour: 5" in shown.output
+    assert "no blocks recorded" in shown.output
+    link, _ = referrals.create_link(db, friend.shop_id, 42)
+    db.add(ReferralBlock(shop_id=friend.shop_id, link_id=link.id, reason="address_hourly_cap", at=utcnow()))
+    db.commit()
+    changed = runner.invoke(args=["referrals", "caps", SHOP, "per_link_per_day=0", "per_address_per_hour=9"])
+    assert changed.exit_code == 0 and "per link per day: off; per client address per hour: 9" in changed.output
+    assert f"link {link.id}: address_hourly_cap" in changed.output
+    bad = runner.invoke(args=["referrals", "caps", SHOP, "per_link_per_day=-2", "colour=blue"])
+    assert bad.exit_code == 2 and "per_link_per_day must be a whole number from 0" in bad.output
+    assert "unknown cap 'colour'" in bad.output

@@ -200,6 +200,8 @@ BASELINES: dict[str, Callable[[Ids], Baseline]] = {
     "api.referral_link_list": lambda ids: Baseline(query={"status": "active", "customer_id": "42", "limit": "10",
                                                           "before": "1000"}),
     "api.referral_link_create": lambda ids: Baseline(body={"customer_id": 42}),
+    "api.landing_caps": lambda ids: Baseline(query={"link_id": str(ids.link)}),
+    "api.landing_caps_settings": lambda ids: Baseline(body={"per_link_per_day": 30, "per_address_per_hour": 4}),
     "webhooks.receive": lambda ids: Baseline(body=order_payload(4242, [("WELCOME-FUZZ", "1.00")]),
                                              fields=WEBHOOK_FIELDS),
     "auth.launch": lambda ids: Baseline(query={"shop": SHOP, "host": "YWRtaW4uc2hvcGlmeS5jb20vc3RvcmUvZGVtbw",

@@ -1,17 +1,19 @@
-"""The friend code pool in the JSON API (session token, scoped to its shop): status, settings, top-up.
+"""The friend code pool in the JSON API (session token, scoped to its shop): status, settings, top-up;
+the landing's caps and the blocks they recorded.
 
 Routes on the API blueprint, kept in a module of their own; ``create_app`` imports it.
 """
 
 from __future__ import annotations
 
-from flask import jsonify
+from flask import jsonify, request
 from sqlalchemy import select
 
 from app.api.routes import _json_object, _shop, bp
-from app.codes import pools
+from app.codes import landing, pools
 from app.errors import Conflict, NotFound
 from app.models import Program
+from app.params import parse_id
 from app.queues import enqueue_pool_top_up
 from app.web import db_session, rt
 
@@ -51,3 +53,25 @@ def pool_top_up():  # type: ignore[no-untyped-def]
         raise Conflict("the referral_friend program is off; switch it on first")
     queued = enqueue_pool_top_up(rt().redis, shop.id, program.id)
     return jsonify(queued=queued), 202 if queued else 200
+
+
+@bp.get("/referrals/caps")
+def landing_caps():  # type: ignore[no-untyped-def]
+    """The landing's caps (friend codes per link per day, per client address per hour; 0 = off) and the
+    latest blocks they recorded (``?link_id=`` for one link's)."""
+    shop = _shop()
+    link_id = request.args.get("link_id")
+    return jsonify(caps=landing.caps_json(_friend_program(shop.id)),
+                   blocks=landing.blocks(db_session(), shop.id,
+                                         link_id=parse_id(link_id, "link_id") if link_id is not None else None))
+
+
+@bp.patch("/referrals/caps")
+def landing_caps_settings():  # type: ignore[no-untyped-def]
+    """Change ``per_link_per_day``, ``per_address_per_hour``; 400 naming every problem, nothing changed then."""
+    shop = _shop()
+    program = _friend_program(shop.id)
+    changes = _json_object("give the caps to change as a JSON object, e.g. {\"per_link_per_day\": 50}")
+    landing.set_caps(db_session(), program, changes)
+    db_session().commit()
+    return jsonify(caps=landing.caps_json(program), blocks=landing.blocks(db_session(), shop.id))

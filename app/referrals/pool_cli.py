@@ -1,4 +1,5 @@
-"""``flask --app app referrals pool|top-up|pool-settings SHOP``: the friend code pools (``app.codes.pools``),
+"""``flask --app app referrals pool|top-up|pool-settings|caps SHOP``: the friend code pools (``app.codes.pools``)
+and the landing caps (``app.codes.landing``),
 commands of the one ``referrals`` group (``app.referrals.cli``)."""
 
 from __future__ import annotations
@@ -6,7 +7,7 @@ from __future__ import annotations
 import click
 from sqlalchemy import select
 
-from app.codes import pools
+from app.codes import landing, pools
 from app.errors import BadRequest
 from app.models import Program, Shop
 from app.queues import enqueue_pool_top_up, job_status, pool_top_up_job_id
@@ -94,3 +95,32 @@ def pool_settings(domain: str, assignments: tuple[str, ...]) -> None:
             raise click.UsageError(str(exc)) from None
         click.echo(f"pool: top up below {program.pool_low_water} to {program.pool_size}; "
                    f"a pool hands out for {program.pool_window_days} days")
+
+
+@referrals.command("caps")
+@click.argument("domain")
+@click.argument("assignments", nargs=-1)
+def landing_caps(domain: str, assignments: tuple[str, ...]) -> None:
+    """Show the landing's caps and latest blocks; set per_link_per_day=N, per_address_per_hour=N (0 = off)."""
+    changes: dict[str, object] = {}
+    for item in assignments:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"{item!r} is not SETTING=VALUE")
+        changes[name.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value
+    with rt().db.session_scope() as session:
+        shop, program = _friend_program(session, domain)
+        if changes:
+            try:
+                landing.set_caps(session, program, changes)
+            except BadRequest as exc:
+                raise click.UsageError(str(exc)) from None
+        caps = landing.caps_json(program)
+        blocked = landing.blocks(session, shop.id, limit=20)
+    shown = {name: (str(value) if value else "off") for name, value in caps.items()}
+    click.echo(f"friend codes per link per day: {shown['per_link_per_day']}; "
+               f"per client address per hour: {shown['per_address_per_hour']}")
+    for block in blocked:
+        click.echo(f"blocked {block['at'][:19]} link {block['link_id']}: {block['reason']}")
+    if not blocked:
+        click.echo("no blocks recorded")

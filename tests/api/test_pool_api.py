@@ -58,3 +58,34 @@ def test_top_up_on_demand(client, rt, db, friend):
 
 def test_a_session_token_is_required(client, friend):
     assert client.get("/api/referrals/pool").status_code == 401
+
+
+def test_landing_caps_and_their_blocks_are_the_shops_own(client, db, rt, friend):
+    from app.codes import referrals
+    from app.db import utcnow
+    from app.models import ReferralBlock
+
+    link, _ = referrals.create_link(db, friend.shop_id, 42)
+    other = install(db, rt, OTHER)
+    db.add_all([ReferralBlock(shop_id=friend.shop_id, link_id=link.id, reason="link_daily_cap", at=utcnow()),
+                ReferralBlock(shop_id=other.id, reason="address_hourly_cap", at=utcnow())])
+    db.commit()
+    answer = client.get("/api/referrals/caps", headers=auth())
+    assert answer.status_code == 200
+    body = answer.get_json()
+    assert body["caps"] == {"per_link_per_day": 20, "per_address_per_hour": 5}
+    assert [(b["link_id"], b["reason"]) for b in body["blocks"]] == [(link.id, "link_daily_cap")]
+    assert client.get(f"/api/referrals/caps?link_id={link.id + 1000}", headers=auth()).get_json()["blocks"] == []
+    assert client.get("/api/referrals/caps?link_id=x", headers=auth()).status_code == 400
+
+
+def test_landing_caps_change_and_bad_input_is_a_400_that_changes_nothing(client, db, friend):
+    ok = client.patch("/api/referrals/caps", json={"per_link_per_day": 50, "per_address_per_hour": 0},
+                      headers=auth())
+    assert ok.status_code == 200 and ok.get_json()["caps"] == {"per_link_per_day": 50, "per_address_per_hour": 0}
+    bad = client.patch("/api/referrals/caps", json={"per_link_per_day": 1, "per_address_per_hour": -1},
+                       headers=auth())
+    assert bad.status_code == 400 and "per_address_per_hour must be a whole number from 0" in bad.get_json()["error"]
+    db.expire_all()
+    assert db.get(Program, friend.id).friend_codes_per_link_per_day == 50
+    assert client.get("/api/referrals/caps").status_code == 401
