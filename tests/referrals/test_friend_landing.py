@@ -261,3 +261,18 @@ def test_the_landing_answers_in_milliseconds(app_factory, db, friend, link):
         print(f"landing ({kind}): p50 {statistics.median(ms):.1f} ms, p99 {ms[int(len(ms) * 0.99) - 1]:.1f} ms")
     db.expire_all()
     assert db.scalar(select(CodePool.id).where(CodePool.program_id == friend.id)) is not None
+
+
+def test_shop_redact_erases_the_blocks_and_the_codes_links(app, client, db, friend, link):
+    from app import lifecycle
+
+    set_caps(db, friend, per_link_per_day=1)
+    code_of(client.get(f"/r/{link.token}"))
+    assert app.test_client().get(f"/r/{link.token}").status_code == 200  # another browser: capped
+    assert len(blocks(db)) == 1
+    shop = db.get(Shop, friend.shop_id)
+    shop.uninstalled_at, shop.access_token = utcnow(), None
+    db.commit()
+    assert lifecycle.redact_shop(db, SHOP, "event-1") == "redacted"
+    db.commit()
+    assert not blocks(db) and db.scalar(select(PoolCode.id)) is None
