@@ -69,6 +69,9 @@ class Shop(Timestamped, Base):
     # Post-install work (webhook subscriptions, default programs) finished for the current install.
     setup_completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     setup_error: Mapped[str | None] = mapped_column(Text)
+    # The webhook topics the last completed setup subscribed (``app.queues.topics_key``); when the app
+    # handles more topics, the sweep sets up the shop again to subscribe the new ones.
+    webhook_topics: Mapped[str | None] = mapped_column(String(1000))
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # The store's time zone (Shopify's ``shop.ianaTimezone``, read by catch-up): the metrics' days.
     iana_timezone: Mapped[str | None] = mapped_column(String(64))

@@ -14,6 +14,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from sqlalchemy.orm import Session
+
+from app.codes.issuance import remember_customer
+
 GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 
 
@@ -39,3 +43,18 @@ def email_fingerprint(key: str, email: object) -> str | None:
     if normalised is None:
         return None
     return hmac.new(key.encode(), normalised.encode(), hashlib.sha256).hexdigest()
+
+
+def remember_email(session: Session, shop_id: int, shopify_customer_id: int, key: str, email: object) -> bool:
+    """Keep the customer's email fingerprint (recording the customer if new); True when one was set.
+
+    No usable email (Shopify leaves it empty without protected-data access) keeps the one already
+    stored: an empty field says nothing about the customer's address. Setting the same value again is
+    a no-op, so a replayed webhook changes nothing.
+    """
+    fingerprint = email_fingerprint(key, email)
+    if fingerprint is None:
+        return False
+    customer, _ = remember_customer(session, shop_id, shopify_customer_id)
+    customer.email_hash = fingerprint
+    return True

@@ -2,7 +2,8 @@
 
 ``orders/cancelled`` and ``refunds/create`` are recorded by Shopify order id in tables of their own
 (``order_cancellations``, ``order_refunds`` unique per refund id), since they can arrive before the
-order's ``orders/paid``; ``paid_orders`` gains the copy reconciliation keeps of them. Customers gain
+order's ``orders/paid``; ``paid_orders`` gains the copy reconciliation keeps of them. Shops remember which
+topics their setup subscribed, so that shops set up before get the new ones. Customers gain
 the keyed hash of their normalised email (the self-referral check), never the email.
 
 Revision ID: 0014
@@ -61,9 +62,14 @@ def upgrade() -> None:
                                       nullable=False))
     with op.batch_alter_table('customers', schema=None) as batch_op:
         batch_op.add_column(sa.Column('email_hash', sa.String(length=64), nullable=True))
+    # NULL for every shop set up before: the sweep sets them up again, which subscribes the new topics.
+    with op.batch_alter_table('shops', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('webhook_topics', sa.String(length=1000), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('shops', schema=None) as batch_op:
+        batch_op.drop_column('webhook_topics')
     with op.batch_alter_table('customers', schema=None) as batch_op:
         batch_op.drop_column('email_hash')
     with op.batch_alter_table('paid_orders', schema=None) as batch_op:
