@@ -8,6 +8,8 @@ README's run command works on a fresh machine with no configuration at all.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -45,7 +47,7 @@ SETTING_NAMES = ("ONCECODE_ENV", "SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "SHOPI
                  "TOKEN_ENCRYPTION_KEY", "SECRET_KEY", "SHOPIFY_STORE_BASE_URL", "WEBHOOK_MAX_BYTES",
                  "SHOP_JOB_CONCURRENCY", "LOG_LEVEL", "DEVSTORE_PORT", "PUBLIC_RATE_LIMIT",
                  "TRUSTED_PROXY_HOPS", "WEBHOOK_RETENTION_DAYS", "WEBHOOK_FAILED_RETENTION_DAYS",
-                 "STORE_CLEANUP_GRACE_DAYS", "WORKER_LEASE_SECONDS")
+                 "STORE_CLEANUP_GRACE_DAYS", "WORKER_LEASE_SECONDS", "EMAIL_HASH_KEY")
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class Settings:
     # The secret before a rotation: webhooks signed with it stay valid until Shopify switches over.
     shopify_api_secret_previous: str | None = field(default=None, repr=False)
     webhook_max_bytes: int = 4 * 1024 * 1024
+    # The key of customers' email fingerprints (``app.codes.fingerprints``); see ``email_hash_key_for``.
+    email_hash_key: str = field(default="", repr=False)
     # Days the webhook inbox keeps handled (processed or ignored) events, and failed ones, counted from
     # receipt; a scheduled job deletes older ones (workers.retention.delete_old_events).
     webhook_retention_days: int = 7
@@ -191,6 +195,13 @@ def load_settings(environ: Mapping[str, str] | None = None, *, prefer_developmen
     if production and secret_key and len(secret_key) < 32:
         problems.append("SECRET_KEY must be at least 32 characters")
 
+    email_hash_key = env.get("EMAIL_HASH_KEY", "").strip()
+    if email_hash_key and len(email_hash_key) < 32:
+        problems.append("EMAIL_HASH_KEY must be at least 32 characters (e.g. python -c \"import secrets; "
+                        "print(secrets.token_urlsafe(48))\")")
+    elif not email_hash_key:
+        email_hash_key = dev_secrets["EMAIL_HASH_KEY"] if dev_secrets is not None else email_hash_key_for(secret_key)
+
     # Nothing in development reaches the real Shopify: its stores are devstore's unless told otherwise.
     local_stores = f"http://127.0.0.1:{env.get('DEVSTORE_PORT', DEVSTORE_PORT)}/stores/{{shop}}"
     store_base = get("SHOPIFY_STORE_BASE_URL", "https://{shop}" if production else local_stores) or ""
@@ -254,6 +265,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, prefer_developmen
         redis_url=redis_url,
         token_encryption_keys=keys,
         secret_key=secret_key,
+        email_hash_key=email_hash_key,
         shopify_store_base_url=store_base,
         webhook_max_bytes=int(max_bytes),
         webhook_retention_days=retention["WEBHOOK_RETENTION_DAYS"],
@@ -340,16 +352,27 @@ def normalise_database_url(url: str) -> str:
 def _dev_secrets() -> dict[str, str]:
     """Secrets for development only, generated on first use and kept under instance/ across restarts."""
     path = INSTANCE_DIR / "dev-secrets.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    INSTANCE_DIR.mkdir(mode=0o700, exist_ok=True)  # a new instance/ is the owner's alone, too
-    values = {
-        "SHOPIFY_API_SECRET": secrets.token_hex(16),
-        "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-        "SECRET_KEY": secrets.token_urlsafe(48),
+    fresh = {
+        "SHOPIFY_API_SECRET": lambda: secrets.token_hex(16),
+        "TOKEN_ENCRYPTION_KEY": lambda: Fernet.generate_key().decode(),
+        "SECRET_KEY": lambda: secrets.token_urlsafe(48),
+        "EMAIL_HASH_KEY": lambda: secrets.token_urlsafe(48),
     }
+    values: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    if all(name in values for name in fresh):
+        return values
+    # A new instance/, or one from before a secret was added (EMAIL_HASH_KEY): keep what is there.
+    INSTANCE_DIR.mkdir(mode=0o700, exist_ok=True)  # a new instance/ is the owner's alone, too
+    values = {**{name: make() for name, make in fresh.items() if name not in values}, **values}
     write_private_file(path, json.dumps(values, indent=2))
     return values
+
+
+def email_hash_key_for(secret_key: str) -> str:
+    """The email fingerprints' key when ``EMAIL_HASH_KEY`` is not set in production: derived from
+    ``SECRET_KEY`` (so every deployment has its own without a new required setting). Set
+    ``EMAIL_HASH_KEY`` to rotate ``SECRET_KEY`` without changing the fingerprints already stored."""
+    return hmac.new(secret_key.encode(), b"oncecode email fingerprints", hashlib.sha256).hexdigest()
 
 
 def write_private_file(path: Path, text: str) -> None:

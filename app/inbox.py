@@ -12,12 +12,20 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from redis import Redis
-from sqlalchemy import Connection, bindparam, delete, select
+from sqlalchemy import Connection, bindparam, delete, or_, select
 from sqlalchemy.orm import Session
 
 from app.db import insert_ignoring_conflict, utcnow
 from app.models import Shop, WebhookEvent
-from app.queues import WEBHOOK_JOBS, enqueue_event, enqueue_setup, job_id_for_event, requeue
+from app.queues import (
+    WEBHOOK_JOBS,
+    enqueue_event,
+    enqueue_setup,
+    job_id_for_event,
+    requeue,
+    resubscribe_job_id,
+    topics_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +103,24 @@ def requeue_stranded(session: Session, redis: Redis, limit: int = 500) -> int:
 
 
 def requeue_unfinished_setups(session: Session, redis: Redis) -> int:
-    """Enqueue post-install work for installed shops whose setup never completed."""
+    """Enqueue post-install work for installed shops whose setup never completed, or that were set up
+    before the app subscribed to the topics it handles now."""
     cutoff = utcnow() - STRANDED_AFTER
     shops = session.execute(
         select(Shop.id, Shop.installed_at).where(
             Shop.uninstalled_at.is_(None), Shop.access_token.is_not(None),
             Shop.setup_completed_at.is_(None), Shop.installed_at < cutoff)
     ).all()
-    return sum(enqueue_setup(redis, shop_id, installed_at) for shop_id, installed_at in shops)
+    queued = sum(enqueue_setup(redis, shop_id, installed_at) for shop_id, installed_at in shops)
+    # Shops set up before the app handled its current topics (an upgrade added some): the setup runs
+    # again (every step of it is idempotent) and subscribes what is missing, once per set of topics.
+    outdated = session.execute(
+        select(Shop.id, Shop.installed_at).where(
+            Shop.uninstalled_at.is_(None), Shop.access_token.is_not(None), Shop.setup_completed_at.is_not(None),
+            or_(Shop.webhook_topics.is_(None), Shop.webhook_topics != topics_key()))
+    ).all()
+    return queued + sum(enqueue_setup(redis, shop_id, installed_at, resubscribe_job_id(shop_id, installed_at))
+                        for shop_id, installed_at in outdated)
 
 
 # --- retention ------------------------------------------------------------------------------------

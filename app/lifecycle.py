@@ -124,6 +124,8 @@ def customer_data(session: Session, shop: Shop, shopify_customer_id: int) -> dic
             "shopify_customer_id": customer.shopify_customer_id,
             "known_since": customer.created_at.isoformat(),
             "referred_by_shopify_customer_id": referrer.shopify_customer_id if referrer else None,
+            # Said, never shown: the keyed hash is useless to anyone without the key, and is no email.
+            "email_fingerprint": "held (a keyed hash; no email is stored)" if customer.email_hash else None,
         },
         "referral_links": [
             {"token": link.token, "status": link.status, "created_at": link.created_at.isoformat(),

@@ -69,6 +69,9 @@ class Shop(Timestamped, Base):
     # Post-install work (webhook subscriptions, default programs) finished for the current install.
     setup_completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     setup_error: Mapped[str | None] = mapped_column(Text)
+    # The webhook topics the last completed setup subscribed (``app.queues.topics_key``); when the app
+    # handles more topics, the sweep sets up the shop again to subscribe the new ones.
+    webhook_topics: Mapped[str | None] = mapped_column(String(1000))
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # The store's time zone (Shopify's ``shop.ianaTimezone``, read by catch-up): the metrics' days.
     iana_timezone: Mapped[str | None] = mapped_column(String(64))
@@ -276,6 +279,9 @@ class Customer(Base):
     shopify_customer_id: Mapped[int] = mapped_column(BigInteger)
     referred_by_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # HMAC-SHA256 (key ``EMAIL_HASH_KEY``) of the customer's normalised email, hex; never the email itself.
+    # Only for the self-referral check (``app.codes.fingerprints``); erased with the row on customers/redact.
+    email_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class ReferralLink(Base):
@@ -448,6 +454,50 @@ class PaidOrder(Base):
     our_codes: Mapped[int] = mapped_column(Integer)  # entries of discount_codes that are codes we issued
     other_codes: Mapped[int] = mapped_column(Integer)  # the rest (the merchant's own codes)
     source: Mapped[str] = mapped_column(String(16))  # which path recorded it first
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # What happened to the order after it was paid (``app.codes.order_changes``), copied here from
+    # ``order_cancellations`` and ``order_refunds`` whichever arrived first: the order's cancellation,
+    # and the sum of its refunds in the shop's currency (0 when none).
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_reason: Mapped[str | None] = mapped_column(String(32))
+    refunded_amount: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0.00"), server_default="0")
+
+
+class OrderCancellation(Base):
+    """An ``orders/cancelled`` seen for an order, kept by the Shopify order id whether or not the paid
+    order is recorded yet (webhooks arrive in any order): reconciliation copies it onto the
+    ``paid_orders`` row when that comes. An order is cancelled once, so one row per order."""
+
+    __tablename__ = "order_cancellations"
+    __table_args__ = (UniqueConstraint("shop_id", "shopify_order_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    shopify_order_id: Mapped[int] = mapped_column(BigInteger)
+    cancelled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    cancel_reason: Mapped[str | None] = mapped_column(String(32))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OrderRefund(Base):
+    """A refund of an order (``refunds/create``, or one listed by ``orders/cancelled``), once per refund
+    id: a duplicate or replayed delivery counts once. Kept by the Shopify order id, like cancellations,
+    so a refund that arrives before ``orders/paid`` is not lost. ``amount`` is what its successful
+    refund transactions paid back."""
+
+    __tablename__ = "order_refunds"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "refund_id"),
+        Index("ix_order_refunds_shop_order", "shop_id", "shopify_order_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    refund_id: Mapped[int] = mapped_column(BigInteger)
+    shopify_order_id: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    refunded_at: Mapped[datetime] = mapped_column(UTCDateTime)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -36,11 +36,18 @@ WEBHOOK_JOBS = {
     "customers/create": "workers.webhooks.handle_customers_create",
     "customers/data_request": "workers.webhooks.handle_customers_data_request",
     "customers/redact": "workers.webhooks.handle_customers_redact",
+    "orders/cancelled": "workers.webhooks.handle_orders_cancelled",
     "orders/paid": "workers.webhooks.handle_orders_paid",
+    "refunds/create": "workers.webhooks.handle_refunds_create",
     "shop/redact": "workers.webhooks.handle_shop_redact",
 }
 # COMPLIANCE_TOPICS can only be subscribed in shopify.app.toml; the rest we register per shop at install.
 SUBSCRIBED_TOPICS = tuple(t for t in WEBHOOK_JOBS if t not in COMPLIANCE_TOPICS)
+
+
+def topics_key() -> str:
+    """``SUBSCRIBED_TOPICS`` as a shop's setup records them (``Shop.webhook_topics``): sorted, comma-separated."""
+    return ",".join(sorted(SUBSCRIBED_TOPICS))
 
 # Back-off for transient failures (seconds): about 2 h in all, then the event is marked failed.
 WEBHOOK_RETRY = Retry(max=8, interval=[5, 15, 60, 120, 300, 600, 1800, 3600])
@@ -99,11 +106,18 @@ def setup_job_id(shop_id: int, installed_at: datetime) -> str:
     return f"setup-{shop_id}-{int(installed_at.timestamp() * 1000)}"
 
 
-def enqueue_setup(redis: Redis, shop_id: int, installed_at: datetime) -> bool:
-    """Queue post-install work (webhook subscriptions, default programs) once per install."""
+def resubscribe_job_id(shop_id: int, installed_at: datetime) -> str:
+    """The setup run again for new topics: once per install and set of topics."""
+    digest = hashlib.sha256(topics_key().encode()).hexdigest()[:12]
+    return f"{setup_job_id(shop_id, installed_at)}-topics-{digest}"
+
+
+def enqueue_setup(redis: Redis, shop_id: int, installed_at: datetime, job_id: str | None = None) -> bool:
+    """Queue post-install work (webhook subscriptions, default programs) once per install (or ``job_id``)."""
     try:
         return enqueue_for_shop(
-            redis, "default", "workers.install.set_up_shop", shop_id, job_id=setup_job_id(shop_id, installed_at),
+            redis, "default", "workers.install.set_up_shop", shop_id,
+            job_id=job_id or setup_job_id(shop_id, installed_at),
             retry=SETUP_RETRY, job_timeout=300, result_ttl=KEEP_RESULT, failure_ttl=KEEP_FAILURE,
         )
     except RedisError as exc:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.models import Program, Shop
+from app.queues import topics_key
 from app.shopify.oauth import TokenGrant
 from app.shopify.tokens import TokenCipher, store_grant
 from tests.conftest import API_SECRET
@@ -65,6 +66,7 @@ def make_shop(session: Session, cipher: TokenCipher, domain: str = "demo.myshopi
                 cipher)
     shop.installed_at = now - timedelta(minutes=10)
     shop.setup_completed_at = shop.installed_at if set_up else None
+    shop.webhook_topics = topics_key() if set_up else None  # set up by this release: every topic subscribed
     if not installed:
         shop.uninstalled_at = now
         shop.access_token = shop.refresh_token = None

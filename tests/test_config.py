@@ -157,3 +157,30 @@ def test_env_example_describes_production_with_development_commented_out():
     commented = dict(re.findall(r"^# ([A-Z_]+)=(.*)$", path.read_text(), re.MULTILINE))
     assert commented["ONCECODE_ENV"] == "development"
     assert commented["SHOPIFY_STORE_BASE_URL"].startswith("http://127.0.0.1")
+
+
+def test_the_email_hash_key_is_derived_from_the_secret_key_unless_set():
+    from app.config import email_hash_key_for
+
+    derived = load_settings(PRODUCTION).email_hash_key
+    assert derived == email_hash_key_for(PRODUCTION["SECRET_KEY"]) and len(derived) == 64
+    assert derived != load_settings({**PRODUCTION, "SECRET_KEY": "t" * 40}).email_hash_key  # per deployment
+    assert load_settings({**PRODUCTION, "EMAIL_HASH_KEY": "e" * 32}).email_hash_key == "e" * 32
+    assert "e" * 32 not in repr(load_settings({**PRODUCTION, "EMAIL_HASH_KEY": "e" * 32}))
+    with pytest.raises(ConfigError, match="EMAIL_HASH_KEY must be at least 32 characters"):
+        load_settings({**PRODUCTION, "EMAIL_HASH_KEY": "short"})
+
+
+def test_development_generates_an_email_hash_key_also_for_an_older_instance(monkeypatch, tmp_path):
+    import json
+
+    monkeypatch.setattr("app.config.INSTANCE_DIR", tmp_path)
+    older = {"SHOPIFY_API_SECRET": "a" * 32, "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+             "SECRET_KEY": "b" * 40}
+    (tmp_path / "dev-secrets.json").write_text(json.dumps(older))
+    settings = load_settings({"ONCECODE_ENV": "development"})
+    assert len(settings.email_hash_key) >= 32 and settings.shopify_api_secret == "a" * 32
+    stored = json.loads((tmp_path / "dev-secrets.json").read_text())
+    assert stored["EMAIL_HASH_KEY"] == settings.email_hash_key and stored["SECRET_KEY"] == "b" * 40
+    assert (tmp_path / "dev-secrets.json").stat().st_mode & 0o077 == 0
+    assert load_settings({"ONCECODE_ENV": "development"}).email_hash_key == settings.email_hash_key

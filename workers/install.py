@@ -10,7 +10,7 @@ from app import lifecycle, runtime
 from app.codes import attachment
 from app.db import utcnow
 from app.models import Shop
-from app.queues import SUBSCRIBED_TOPICS
+from app.queues import SUBSCRIBED_TOPICS, topics_key
 from app.shopify.client import AdminClient, Throttled
 from app.shopify.tokens import ShopNotInstalled
 from workers.deferral import defer
@@ -56,6 +56,7 @@ def set_up_shop(shop_id: int) -> str | Retry:
         if shop is not None and shop.is_installed:
             shop.setup_completed_at = utcnow()
             shop.setup_error = None
+            shop.webhook_topics = topics_key()
     log.info("shop set up", extra={"shop": domain, "status": f"{registered} subscriptions and {definitions} "
                                                             "metafield definitions created"})
     return "set up"

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app import lifecycle
-from app.codes import reconciliation, referrals, welcome
+from app.codes import fingerprints, order_changes, reconciliation, referrals, welcome
 from app.db import after_commit
 from app.models import Shop, WebhookEvent
 from app.queues import enqueue_issuance, enqueue_referral_link
@@ -41,6 +41,8 @@ def handle_customers_create(event_id: str) -> str:
         if shop is None:
             return "shop not installed"
         signup = welcome.customer_signed_up(session, shop, int(payload["id"]))
+        fingerprints.remember_email(session, shop.id, int(payload["id"]), rt.settings.email_hash_key,
+                                    payload.get("email"))
         code = signup.code
         shop_id = shop.id
         if code is not None and code.status in ("reserved", "created"):
@@ -64,7 +66,44 @@ def handle_orders_paid(event_id: str) -> str:
         if not order.paid:
             event.status = "ignored"
             return "order not paid"
-        return reconciliation.reconcile(session, shop.id, order, "webhook").summary()
+        summary = reconciliation.reconcile(session, shop.id, order, "webhook").summary()
+        customer = payload.get("customer") if isinstance(payload.get("customer"), dict) else {}
+        if customer.get("id") is not None:  # the buyer's email fingerprint, for the self-referral check
+            fingerprints.remember_email(session, shop.id, int(customer["id"]), rt.settings.email_hash_key,
+                                        customer.get("email") or payload.get("email"))
+        # A paid order can already carry refunds (or arrive after its cancellation, if replayed late).
+        changes = order_changes.OrderChanges.from_webhook(payload)
+        if changes.cancelled_at is not None or changes.refunds:
+            summary += "; " + order_changes.record_changes(session, shop.id, changes).summary()
+        return summary
+
+    return run_event(event_id, handle)
+
+
+def handle_orders_cancelled(event_id: str) -> str:
+    """Record the order's cancellation and the refunds it lists (``app.codes.order_changes``), once each,
+    whether or not its ``orders/paid`` has come yet."""
+    def handle(session: Session, rt: Runtime, event: WebhookEvent, payload: dict[str, Any]) -> str:
+        shop = _installed_shop(session, event)
+        if shop is None:
+            return "shop not installed"
+        changes = order_changes.OrderChanges.from_webhook(payload)
+        if changes.cancelled_at is None:
+            raise reconciliation.InvalidOrder("orders/cancelled without cancelled_at")
+        return order_changes.record_changes(session, shop.id, changes).summary()
+
+    return run_event(event_id, handle)
+
+
+def handle_refunds_create(event_id: str) -> str:
+    """Record the refund once per refund id (``app.codes.order_changes``), whether or not its order's
+    ``orders/paid`` has come yet."""
+    def handle(session: Session, rt: Runtime, event: WebhookEvent, payload: dict[str, Any]) -> str:
+        shop = _installed_shop(session, event)
+        if shop is None:
+            return "shop not installed"
+        refund = order_changes.RefundFacts.from_webhook(payload)
+        return order_changes.record_refund(session, shop.id, refund).summary()
 
     return run_event(event_id, handle)
 

@@ -133,11 +133,19 @@ def reconcile(session: Session, shop_id: int, order: PaidOrderFacts, source: str
         .where(IssuedCode.shop_id == shop_id, IssuedCode.code.in_(sorted(wanted)))
         .order_by(IssuedCode.id)).all() if wanted else []
     others = len(wanted) - len(ours)
+    # Imported here: order_changes reads orders with this module's parsers.
+    from app.codes import order_changes
+
+    # A refund or cancellation recorded before this order (out-of-order delivery) is copied onto its
+    # row below; the lock makes one that commits meanwhile wait, then see this row (order_changes).
+    order_changes.lock_order(session, shop_id, order.order_id)
     result = Reconciled(other_codes=others, new_order=insert_ignoring_conflict(
         session, PaidOrder, ["shop_id", "shopify_order_id"], shop_id=shop_id, shopify_order_id=order.order_id,
         name=order.name, currency=order.currency, total_price=order.total_price,
         subtotal_price=order.subtotal_price, total_discounts=order.total_discounts, paid_at=order.paid_at,
         our_codes=len(ours), other_codes=others, source=source, recorded_at=utcnow()))
+    if result.new_order:
+        order_changes.sync_paid_order(session, shop_id, order.order_id)
     # Rows in id order: two orders that share codes (an anomaly) lock them in the same order.
     for code_id, code, redeemed_by in ours:
         if redeemed_by is None and _redeem(session, shop_id, code_id, order, wanted[code].amount):

@@ -32,6 +32,8 @@ ID_FIELDS: dict[str, tuple[tuple[str, bool], ...]] = {
     "app/uninstalled": (("id", False),),
     "customers/create": (("id", True),),
     "orders/paid": (("id", True), ("customer.id", False)),
+    "orders/cancelled": (("id", True), ("customer.id", False)),
+    "refunds/create": (("id", True), ("order_id", True)),
     "customers/data_request": (("shop_id", False), ("customer.id", True), ("data_request.id", True),
                                ("orders_requested[]", False)),
     "customers/redact": (("shop_id", False), ("customer.id", True), ("orders_to_redact[]", False)),

@@ -30,7 +30,8 @@ def test_install_subscribe_and_receive_webhooks_over_http(world: World):
 
     run_worker(redis)  # post-install work: subscriptions through devstore's Admin GraphQL, programs
     subscriptions = world.control("GET", "/webhook_subscriptions")
-    assert sorted(s["topic"] for s in subscriptions) == ["APP_UNINSTALLED", "CUSTOMERS_CREATE", "ORDERS_PAID"]
+    assert sorted(s["topic"] for s in subscriptions) == ["APP_UNINSTALLED", "CUSTOMERS_CREATE", "ORDERS_CANCELLED",
+                                                               "ORDERS_PAID", "REFUNDS_CREATE"]
     assert {s["uri"] for s in subscriptions} == {f"{world.app_url}/webhooks"}
     db.expire_all()
     assert db.get(Shop, shop.id).setup_completed_at is not None
@@ -83,9 +84,8 @@ def test_setup_points_an_existing_subscription_at_our_address(world: World):
     install(world)
     run_worker(rt.redis)
     subscriptions = world.control("GET", "/webhook_subscriptions")
-    assert sorted((s["topic"], s["uri"]) for s in subscriptions) == [
-        ("APP_UNINSTALLED", f"{world.app_url}/webhooks"), ("CUSTOMERS_CREATE", f"{world.app_url}/webhooks"),
-        ("ORDERS_PAID", f"{world.app_url}/webhooks")]
+    assert sorted((s["topic"], s["uri"]) for s in subscriptions) == [(topic, f"{world.app_url}/webhooks") for topic in (
+        "APP_UNINSTALLED", "CUSTOMERS_CREATE", "ORDERS_CANCELLED", "ORDERS_PAID", "REFUNDS_CREATE")]
     assert "gid://shopify/WebhookSubscription/1" in {s["id"] for s in subscriptions}
 
 
