@@ -7,7 +7,7 @@ topics their setup subscribed, so that shops set up before get the new ones. Cus
 the keyed hash of their normalised email (the self-referral check), never the email.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-07 14:15:00.000000
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 import app.db
 
 revision: str = '0014'
-down_revision: str | None = '0012'
+down_revision: str | None = '0013'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """friend landing: the link that handed each pool code out, landing caps on programs, recorded blocks
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-07 14:30:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import app.db
 
 revision: str = '0015'
-down_revision: str | None = '0013'
+down_revision: str | None = '0014'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
