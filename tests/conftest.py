@@ -6,6 +6,7 @@ mocks the database or the queue; ``responses`` is used only at the Admin API / O
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -18,7 +19,7 @@ from cryptography.fernet import Fernet
 from flask import Flask
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from app import create_app, runtime
 from app.config import DEFAULT_SCOPES, ROOT, Settings
@@ -83,12 +84,23 @@ def migrated_database() -> Iterator[str]:
         isolation.drop_database(TEST_DATABASE_URL)
 
 
+@functools.cache
+def _truncation_engine(database_url: str) -> Engine:
+    """One engine (and pooled connection) for the clean-ups between tests, not a new connection each time."""
+    return create_engine(database_url)
+
+
 def _truncate(database_url: str) -> None:
-    engine = create_engine(database_url)
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-    with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    engine.dispose()
+    """Empty every table and restart every id sequence: as ``TRUNCATE ... RESTART IDENTITY``, but with
+    DELETE (children first), which on a test's handful of rows costs ~6 ms where TRUNCATE, writing new
+    files for every table and index, costs ~65 ms — a minute of the suite's time."""
+    with _truncation_engine(database_url).begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
+        sequences = connection.scalars(text(
+            "SELECT sequence_name FROM information_schema.sequences WHERE sequence_schema = current_schema()")).all()
+        for sequence in sequences:
+            connection.execute(text("SELECT setval(:sequence, 1, false)"), {"sequence": sequence})
 
 
 @pytest.fixture
