@@ -24,7 +24,7 @@ services:
 
 test: $(STAMP) services
 	$(VENV)/bin/ruff check app workers devstore tests migrations bench
-	$(VENV)/bin/pytest -n auto $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n auto --dist worksteal $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check app workers devstore tests migrations bench
