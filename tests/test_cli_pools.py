@@ -66,6 +66,11 @@ def test_pool_settings_are_validated_like_programs(runner, rt, db, friend):
     assert db.get(Program, friend.id).pool_size == 5000  # the refused call changed nothing
 
 
+def test_a_unicode_digit_is_a_usage_error_not_a_traceback(runner, friend):
+    result = runner.invoke(args=["referrals", "pool-settings", SHOP, "size=²"])
+    assert result.exit_code == 2 and "size" in result.output  # int("²") used to raise ValueError: exit 1
+
+
 @pytest.mark.parametrize(("changes", "problem"), [
     ({"size": 0}, "size must be 1 to 100,000 codes"),
     ({"low_water": 1000}, "low_water must be 0 or more and less than the size (1000)"),

@@ -26,6 +26,19 @@ def _friend_program(session, domain: str) -> tuple[Shop, Program]:  # type: igno
     return shop, program
 
 
+def _settings(assignments: tuple[str, ...]) -> dict[str, object]:
+    """``SETTING=VALUE`` strings as the values the domain's validation takes: whole numbers (ASCII digits
+    only, so ``²`` is not one) as ints, anything else passed on as text for the domain to refuse by name."""
+    changes: dict[str, object] = {}
+    for item in assignments:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"{item!r} is not SETTING=VALUE")
+        digits = value.strip().removeprefix("-")
+        changes[name.strip()] = int(value) if digits.isascii() and digits.isdigit() else value
+    return changes
+
+
 @referrals.command("pool")
 @click.argument("domain")
 def pool_show(domain: str) -> None:
@@ -81,12 +94,7 @@ def pool_top_up(domain: str) -> None:
 @click.argument("assignments", nargs=-1, required=True)
 def pool_settings(domain: str, assignments: tuple[str, ...]) -> None:
     """Set low_water=N, size=N, window_days=N (e.g. ``size=5000 low_water=1000``)."""
-    changes: dict[str, object] = {}
-    for item in assignments:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise click.UsageError(f"{item!r} is not SETTING=VALUE")
-        changes[name.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value
+    changes = _settings(assignments)
     with rt().db.session_scope() as session:
         shop, program = _friend_program(session, domain)
         try:
@@ -102,12 +110,7 @@ def pool_settings(domain: str, assignments: tuple[str, ...]) -> None:
 @click.argument("assignments", nargs=-1)
 def landing_caps(domain: str, assignments: tuple[str, ...]) -> None:
     """Show the landing's caps and latest blocks; set per_link_per_day=N, per_address_per_hour=N (0 = off)."""
-    changes: dict[str, object] = {}
-    for item in assignments:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise click.UsageError(f"{item!r} is not SETTING=VALUE")
-        changes[name.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value
+    changes = _settings(assignments)
     with rt().db.session_scope() as session:
         shop, program = _friend_program(session, domain)
         if changes:
