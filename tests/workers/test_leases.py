@@ -259,16 +259,17 @@ def test_a_worker_cut_off_from_redis_stops_its_job_before_its_lease_could_lapse(
 
 def test_a_worker_that_stopped_its_job_for_lack_of_redis_puts_it_back_itself_once_the_lease_lapses(redis):
     # It lives on (its key is fresh), so no other worker takes the lease back: it must give it up itself.
-    worker, job = started(redis, lease=1)
+    # A lease of 4 s, so that a busy machine still reaches the first check before it lapses.
+    worker, job = started(redis, lease=4)
+    worker.heartbeat(60)  # the worker lives on (went on to its next job)
     [(job_id, execution_id)] = StartedJobRegistry("default", connection=redis).get_job_and_execution_ids(
         cleanup=False)
-    keeper = LeaseKeeper(worker, 1)
+    keeper = LeaseKeeper(worker, 4)
     try:
         keeper.given_up.add(("default", f"{job_id}:{execution_id}"))
         keeper.give_up_lost()  # not lapsed yet: kept for the next tick
         assert keeper.given_up and job.get_status() == JobStatus.STARTED
-        wait_until(lambda: leases.lapsed_entries(redis, "default"), timeout=3, what="the lease to lapse")
-        worker.heartbeat(60)  # the worker went on to its next job
+        wait_until(lambda: leases.lapsed_entries(redis, "default"), timeout=8, what="the lease to lapse")
         assert leases.recover_abandoned(redis, ["default"]) == {}  # others leave a live worker's lease alone
         keeper.give_up_lost()
         assert not keeper.given_up and job.get_status() == JobStatus.QUEUED
