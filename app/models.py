@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -139,12 +140,22 @@ class Program(Timestamped, Base):
     # link may hand out in 24 hours, and one client address in an hour.
     friend_codes_per_link_per_day: Mapped[int] = mapped_column(Integer, default=20, server_default="20")
     friend_codes_per_address_per_hour: Mapped[int] = mapped_column(Integer, default=5, server_default="5")
+    # Rewards (referral_reward programs, ``app.codes.rewards``): a referred order is held ``hold_days``
+    # (0: rewarded at once); cancelled, or refunded beyond ``void_refund_percent`` of its total, within
+    # the hold, it earns nothing. ``first_order_only``: only a friend's first paid order is rewarded;
+    # ``block_same_email``: an order whose buyer has the advocate's (normalised) email is not;
+    # ``rewards_per_advocate_per_month`` caps an advocate's rewards in a calendar month (0: no cap).
+    hold_days: Mapped[int] = mapped_column(Integer, default=14, server_default="14")
+    void_refund_percent: Mapped[int] = mapped_column(Integer, default=50, server_default="50")
+    first_order_only: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    block_same_email: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    rewards_per_advocate_per_month: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
 
     shop: Mapped[Shop] = relationship(back_populates="programs")
 
 
 POOL_STATUSES = ("active", "retired", "removed")
-POOL_CODE_STATUSES = ("anchor", "pending", "available", "handed_out", "failed", "expired", "removed")
+POOL_CODE_STATUSES = ("anchor", "pending", "available", "handed_out", "redeemed", "failed", "expired", "removed")
 
 
 class CodePool(Timestamped, Base):
@@ -266,6 +277,9 @@ class PoolCode(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # The referral link whose landing handed the code out (None: taken otherwise, or the link is gone).
     link_id: Mapped[int | None] = mapped_column(ForeignKey("referral_links.id", ondelete="SET NULL"))
+    # Set by reconciliation when a paid order used the code (``redeemed``): the order that did.
+    order_id: Mapped[int | None] = mapped_column(BigInteger)
+    redeemed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Customer(Base):
@@ -342,6 +356,78 @@ class ReferralBlock(Base):
     link_id: Mapped[int | None] = mapped_column(ForeignKey("referral_links.id", ondelete="SET NULL"))
     reason: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReferralClickHour(Base):
+    """Clicks on one link in one hour (UTC), and how many came from a browser new to the landing: the
+    funnel's first step, summed into any time zone's days. Hours, not clicks: a row per link and hour."""
+
+    __tablename__ = "referral_click_hours"
+    __table_args__ = (
+        UniqueConstraint("link_id", "hour"),
+        Index("ix_referral_click_hours_shop", "shop_id", "hour"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    link_id: Mapped[int] = mapped_column(ForeignKey("referral_links.id", ondelete="CASCADE"))
+    hour: Mapped[datetime] = mapped_column(UTCDateTime)
+    clicks: Mapped[int] = mapped_column(Integer, default=0)
+    visitors: Mapped[int] = mapped_column(Integer, default=0)
+
+
+REFERRAL_STATUSES = ("held", "rewarded", "voided", "blocked")
+# Why a referral earns no reward. Blocked at reconciliation (the fraud controls): ``self_referral`` (the
+# buyer is the advocate), ``same_email`` (the buyer has the advocate's normalised email),
+# ``not_first_order`` (the buyer had paid an order before), ``advocate_monthly_cap``, ``no_advocate``
+# (the link's customer was erased). Voided later: ``order_cancelled``, ``order_refunded`` (within the
+# hold), ``reward_program_off`` (when the hold ended), ``advocate_erased``.
+REFERRAL_REASONS = ("self_referral", "same_email", "not_first_order", "advocate_monthly_cap", "no_advocate",
+                    "order_cancelled", "order_refunded", "reward_program_off", "advocate_erased")
+REFERRAL_HELD = "status = 'held'"
+
+
+class Referral(Base):
+    """A paid order that used a friend code: one per order (``shopify_order_id``), recorded by
+    reconciliation with the advocate whose link handed the code out. ``held`` until ``hold_until``, then
+    ``rewarded`` (``reward_code_id``: the advocate's code, issued exactly once) or ``voided``; ``blocked``
+    at once by a fraud control. ``reason`` says why it was voided or blocked. Nothing personal of the
+    friend is kept but their Shopify customer id (erased on ``customers/redact``)."""
+
+    __tablename__ = "referrals"
+    __table_args__ = (
+        CheckConstraint(_in("status", REFERRAL_STATUSES), name="status"),
+        CheckConstraint(f"reason IS NULL OR {_in('reason', REFERRAL_REASONS)}", name="reason"),
+        CheckConstraint("(status IN ('voided', 'blocked')) = (reason IS NOT NULL)", name="status_reason"),
+        UniqueConstraint("shop_id", "shopify_order_id"),
+        Index("ix_referrals_shop_created", "shop_id", "created_at"),
+        Index("ix_referrals_advocate", "shop_id", "advocate_id", "created_at"),
+        Index("ix_referrals_link", "link_id"),
+        # The scheduled release reads only the held ones whose hold has ended.
+        Index("ix_referrals_held", "shop_id", "hold_until",
+              postgresql_where=text(REFERRAL_HELD), sqlite_where=text(REFERRAL_HELD)),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    program_id: Mapped[int | None] = mapped_column(ForeignKey("programs.id", ondelete="SET NULL"))
+    link_id: Mapped[int | None] = mapped_column(ForeignKey("referral_links.id", ondelete="SET NULL"))
+    advocate_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
+    pool_code_id: Mapped[int | None] = mapped_column(ForeignKey("pool_codes.id", ondelete="SET NULL"))
+    friend_code: Mapped[str] = mapped_column(String(64))
+    friend_customer_id: Mapped[int | None] = mapped_column(BigInteger)  # Shopify's id of the buyer
+    shopify_order_id: Mapped[int] = mapped_column(BigInteger)
+    order_name: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
+    order_total: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    discount_amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    ordered_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the order's processed_at
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    hold_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    reward_code_id: Mapped[int | None] = mapped_column(ForeignKey("issued_codes.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class IssuedCode(Timestamped, Base):
@@ -440,6 +526,9 @@ class PaidOrder(Base):
         UniqueConstraint("shop_id", "shopify_order_id"),
         Index("ix_paid_orders_shop_paid", "shop_id", "paid_at",
               postgresql_include=["currency", "our_codes", "total_price"]),
+        Index("ix_paid_orders_customer", "shop_id", "shopify_customer_id", "paid_at",
+              postgresql_where=text("shopify_customer_id IS NOT NULL"),
+              sqlite_where=text("shopify_customer_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -461,6 +550,8 @@ class PaidOrder(Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_reason: Mapped[str | None] = mapped_column(String(32))
     refunded_amount: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0.00"), server_default="0")
+    # The buyer (None for a guest checkout): the referral check "the friend had paid an order before".
+    shopify_customer_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class OrderCancellation(Base):
