@@ -17,7 +17,7 @@ from sqlalchemy import String, cast, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.codes import referrals
+from app.codes import referrals, rewards
 from app.db import insert_ignoring_conflict, utcnow
 from app.models import Customer, DataRequest, IssuedCode, Program, ReferralLink, Shop, WebhookEvent
 from app.queues import COMPLIANCE_TOPICS, cancel_job, job_id_for_event
@@ -172,6 +172,7 @@ def redact_customer(session: Session, shop: Shop, payload: dict[str, Any], curre
         referrals.retire_for_redaction(session, shop.id, customer)
     session.execute(delete(Customer).where(Customer.shop_id == shop.id,
                                            Customer.shopify_customer_id == customer_id))
+    rewards.forget_buyer(session, shop.id, customer_id)
     session.execute(delete(DataRequest).where(DataRequest.shop_id == shop.id,
                                               DataRequest.shopify_customer_id == customer_id))
     # Unprocessed webhook bodies may still carry the customer's email, name or address.

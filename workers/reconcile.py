@@ -12,7 +12,7 @@ from app import runtime
 from app.codes import catch_up, expiry
 from app.db import utcnow
 from app.models import Shop
-from app.queues import enqueue_catch_up
+from app.queues import enqueue_catch_up, enqueue_issuance
 from app.shopify.client import AccessDenied, Throttled
 from app.shopify.tokens import ShopNotInstalled
 from workers.codes import MAX_RETURNS, TURN_SECONDS, installed_shop
@@ -37,9 +37,12 @@ def reconcile_orders(shop_id: int) -> str | Retry:
     done: Counter[str] = Counter()
     started = time.monotonic()
     try:
-        walk = catch_up.CatchUp(rt.db, rt.admin_client(shop_id, domain), shop_id)
+        walk = catch_up.CatchUp(rt.db, rt.admin_client(shop_id, domain), shop_id,
+                                email_key=rt.settings.email_hash_key)
         while True:
             page = walk.page()
+            if page.rewards:
+                enqueue_issuance(rt.redis, shop_id)
             done.update(pages=1, orders=page.orders, recovered=page.recovered, redeemed=page.redeemed)
             if page.finished:
                 break

@@ -8,8 +8,8 @@ import logging
 from rq import Retry
 
 from app import runtime
-from app.codes import attachment, referrals
-from app.queues import enqueue_referral_link
+from app.codes import attachment, referrals, rewards
+from app.queues import enqueue_issuance, enqueue_referral_link
 from app.shopify.client import AccessDenied, AdminClient, Throttled
 from app.shopify.tokens import ShopNotInstalled
 from workers.codes import installed_shop
@@ -83,3 +83,35 @@ def requeue_stranded_links() -> int:
     if queued:
         log.info("stranded referral links enqueued", extra={"status": f"{queued} queued"})
     return queued
+
+
+MAX_RELEASE_ROUNDS = 50  # batches of rewards.RELEASE_BATCH one run decides per shop; the next run goes on
+
+
+def release_rewards() -> dict[str, int]:
+    """End the hold of every held referral whose hold has ended: reward it (the advocate's code is
+    reserved, then issued by the shop's issuing jobs) or void it (rq cron, every minute).
+
+    Calls no Admin API, so one run serves every shop. Safe to run twice or concurrently: each referral
+    is decided from ``held`` under its row lock, and its reward has one idempotency key per order.
+    """
+    rt = runtime.current()
+    total = rewards.Released()
+    with rt.db.session_scope() as session:
+        shop_ids = rewards.shops_with_due_referrals(session)
+    for shop_id in shop_ids:
+        reserved = 0
+        for _ in range(MAX_RELEASE_ROUNDS):
+            with rt.db.session_scope() as session:
+                done = rewards.release_due(session, shop_id)
+            total.rewarded += done.rewarded
+            total.voided += done.voided
+            reserved += done.reserved
+            if done.rewarded + done.voided < rewards.RELEASE_BATCH:
+                break
+        if reserved:
+            enqueue_issuance(rt.redis, shop_id)
+        total.reserved += reserved
+    if total.rewarded or total.voided:
+        log.info("referral holds ended", extra={"status": f"{total.rewarded} rewarded, {total.voided} voided"})
+    return total.as_dict()

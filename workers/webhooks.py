@@ -62,11 +62,15 @@ def handle_orders_paid(event_id: str) -> str:
         shop = _installed_shop(session, event)
         if shop is None:  # nothing is lost: after a reinstall, catch-up reads the orders from where it stopped
             return "shop not installed"
-        order = reconciliation.PaidOrderFacts.from_webhook(payload)
+        order = reconciliation.PaidOrderFacts.from_webhook(payload, rt.settings.email_hash_key)
         if not order.paid:
             event.status = "ignored"
             return "order not paid"
-        summary = reconciliation.reconcile(session, shop.id, order, "webhook").summary()
+        reconciled = reconciliation.reconcile(session, shop.id, order, "webhook")
+        summary = reconciled.summary()
+        shop_id = shop.id
+        if reconciled.reward_reserved:  # no hold: the advocate's reward goes out now
+            after_commit(session, lambda: enqueue_issuance(rt.redis, shop_id))
         customer = payload.get("customer") if isinstance(payload.get("customer"), dict) else {}
         if customer.get("id") is not None:  # the buyer's email fingerprint, for the self-referral check
             fingerprints.remember_email(session, shop.id, int(customer["id"]), rt.settings.email_hash_key,

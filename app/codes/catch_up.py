@@ -48,6 +48,7 @@ class Page:
     recovered: int
     redeemed: int
     finished: bool
+    rewards: int = 0  # advocates' reward codes reserved (no hold): to be issued
 
 
 def cursor_for(session: Session, shop: Shop) -> ReconcileCursor:
@@ -114,8 +115,10 @@ def at(moment: datetime | None) -> str | None:
 class CatchUp:
     """One shop's catch-up, a page at a time (see the module docstring)."""
 
-    def __init__(self, db: Database, client: AdminClient, shop_id: int, page_size: int = PAGE_SIZE) -> None:
+    def __init__(self, db: Database, client: AdminClient, shop_id: int, page_size: int = PAGE_SIZE,
+                 email_key: str | None = None) -> None:
         self.db = db
+        self.email_key = email_key  # fingerprints buyers' emails for the self-referral check
         self.client = client
         self.shop_id = shop_id
         self.page_size = page_size
@@ -163,7 +166,7 @@ class CatchUp:
         page = Page(orders=len(nodes), reconciled=0, recovered=0, redeemed=0, finished=False)
         for node in nodes:
             try:
-                order = reconciliation.PaidOrderFacts.from_graphql(node)
+                order = reconciliation.PaidOrderFacts.from_graphql(node, self.email_key)
             except reconciliation.InvalidOrder as exc:
                 # One order we cannot read must not hold up every order after it, run after run.
                 log.warning("catch-up skipped an order it cannot read", extra={
@@ -175,6 +178,7 @@ class CatchUp:
             page.reconciled += 1
             page.recovered += outcome.new_order
             page.redeemed += len(outcome.redeemed)
+            page.rewards += outcome.reward_reserved
             if outcome.redeemed:
                 log.info("catch-up found a redemption", extra={"shop_id": self.shop_id,
                                                                "reason": outcome.summary()})

@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
+from app.codes import rewards
 from app.codes.reconciliation import InvalidOrder, _amount, _currency, _order_id, moment
 from app.db import insert_ignoring_conflict, utcnow
 from app.models import OrderCancellation, OrderRefund, PaidOrder
@@ -97,6 +98,8 @@ class Recorded:
     refunds: int = 0  # refunds new now
     seen_refunds: int = 0  # refunds recorded before (duplicates, replays)
     order_known: bool = False
+    referral_voided: str | None = None  # the reason the order's held referral was voided now
+
 
     def summary(self) -> str:
         parts = []
@@ -107,7 +110,8 @@ class Recorded:
         if self.seen_refunds:
             parts.append(f"{self.seen_refunds} seen before")
         where = "on the paid order" if self.order_known else "kept until the order's orders/paid"
-        return ", ".join(parts or ["nothing new"]) + f" ({where})"
+        voided = f"; referral voided ({self.referral_voided})" if self.referral_voided else ""
+        return ", ".join(parts or ["nothing new"]) + f" ({where})" + voided
 
 
 def record_changes(session: Session, shop_id: int, changes: OrderChanges) -> Recorded:
@@ -128,6 +132,8 @@ def record_changes(session: Session, shop_id: int, changes: OrderChanges) -> Rec
         else:
             result.seen_refunds += 1
     result.order_known = sync_paid_order(session, shop_id, changes.order_id)
+    if result.cancelled or result.refunds:
+        result.referral_voided = rewards.void_for_order_changes(session, shop_id, changes.order_id)
     return result
 
 
@@ -135,8 +141,11 @@ def record_refund(session: Session, shop_id: int, refund: RefundFacts) -> Record
     """``refunds/create``: the refund, once per refund id."""
     lock_order(session, shop_id, refund.order_id)
     new = _insert_refund(session, shop_id, refund)
-    return Recorded(refunds=int(new), seen_refunds=int(not new),
-                    order_known=sync_paid_order(session, shop_id, refund.order_id))
+    result = Recorded(refunds=int(new), seen_refunds=int(not new),
+                      order_known=sync_paid_order(session, shop_id, refund.order_id))
+    if new:
+        result.referral_voided = rewards.void_for_order_changes(session, shop_id, refund.order_id)
+    return result
 
 
 def _insert_refund(session: Session, shop_id: int, refund: RefundFacts) -> bool:

@@ -139,6 +139,9 @@ def update_program(session: Session, shop_id: int, program_id: int, changes: Map
     # The rules judge the fields that parsed, so a merchant sees every problem in one answer.
     new = {name: getattr(program, name) for name in FIELDS} | parsed
     problems += _check(new, given=set(parsed))
+    if program.kind == "referral_reward" and not new["lock_to_customer"]:
+        problems.append("lock_to_customer must stay true for the referral_reward program: a reward is the "
+                        "advocate's alone")
     if problems:
         raise BadRequest("; ".join(problems))
     for name, value in new.items():

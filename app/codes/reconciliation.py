@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from app.db import insert_ignoring_conflict, utcnow
 from app.errors import OnceCodeError
-from app.models import IssuedCode, PaidOrder, RedemptionAnomaly
+from app.models import IssuedCode, PaidOrder, PoolCode, RedemptionAnomaly
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +66,17 @@ class PaidOrderFacts:
     paid_at: datetime
     codes: tuple[UsedCode, ...]
     paid: bool = True
+    customer_id: int | None = None  # the buyer's Shopify id; None for a guest checkout
+    # The keyed fingerprint of the buyer's email (``fingerprints``), for the self-referral check: the
+    # email itself is never kept.
+    buyer_email_hash: str | None = field(default=None, repr=False)
 
     @classmethod
-    def from_webhook(cls, payload: Mapping[str, Any]) -> PaidOrderFacts:
-        """From an ``orders/paid`` body (Shopify's REST Order resource)."""
+    def from_webhook(cls, payload: Mapping[str, Any], email_key: str | None = None) -> PaidOrderFacts:
+        """From an ``orders/paid`` body (Shopify's REST Order resource); ``email_key`` fingerprints the
+        buyer's email."""
         order_id = _order_id(payload.get("id"))
+        customer = payload.get("customer") if isinstance(payload.get("customer"), Mapping) else {}
         total, currency = _rest_money(payload, "total_price")
         subtotal, _ = _rest_money(payload, "subtotal_price", currency)
         discounts, _ = _rest_money(payload, "total_discounts", currency)
@@ -78,10 +84,12 @@ class PaidOrderFacts:
         return cls(order_id=order_id, name=_name(payload.get("name"), order_id), currency=currency,
                    total_price=total, subtotal_price=subtotal, total_discounts=discounts,
                    paid_at=moment(payload.get("processed_at") or payload.get("created_at"), "processed_at"),
-                   codes=_rest_codes(payload), paid=status in REST_PAID_STATUSES)
+                   codes=_rest_codes(payload), paid=status in REST_PAID_STATUSES,
+                   customer_id=_buyer(customer.get("id")),
+                   buyer_email_hash=_fingerprint(email_key, customer.get("email") or payload.get("email")))
 
     @classmethod
-    def from_graphql(cls, node: Mapping[str, Any]) -> PaidOrderFacts:
+    def from_graphql(cls, node: Mapping[str, Any], email_key: str | None = None) -> PaidOrderFacts:
         """From an ``Order`` node of the Admin GraphQL ``orders`` query (``graphql/orders.graphql``).
 
         The query gives each order's codes but not what each took off, only the order's whole
@@ -94,10 +102,13 @@ class PaidOrderFacts:
         discounts, _ = _graphql_money(node, "totalDiscountsSet", currency)
         codes = _distinct(str(code) for code in node.get("discountCodes") or [])
         used = tuple(UsedCode(code, discounts if len(codes) == 1 else None) for code in codes)
+        customer = node.get("customer") if isinstance(node.get("customer"), Mapping) else {}
         return cls(order_id=order_id, name=_name(node.get("name"), order_id), currency=currency,
                    total_price=total, subtotal_price=subtotal, total_discounts=discounts,
                    paid_at=moment(node.get("processedAt") or node.get("createdAt"), "processedAt"), codes=used,
-                   paid=node.get("displayFinancialStatus") in PAID_STATUSES)
+                   paid=node.get("displayFinancialStatus") in PAID_STATUSES,
+                   customer_id=_buyer(customer.get("legacyResourceId")),
+                   buyer_email_hash=_fingerprint(email_key, node.get("email")))
 
 
 @dataclass
@@ -109,6 +120,9 @@ class Reconciled:
     already: int = 0  # our codes this order had redeemed before (a replay)
     anomalies: int = 0  # our codes another order had redeemed (newly flagged)
     other_codes: int = 0  # codes on the order that are not ours
+    friend_codes: int = 0  # friend codes (from a referral pool) the order used
+    referral: str | None = None  # what recording its referral did (``rewards.Recorded.summary``)
+    reward_reserved: bool = False  # the advocate's reward code was reserved now: queue its issuance
 
     def summary(self) -> str:
         parts = [f"{len(self.redeemed)} redeemed"]
@@ -116,8 +130,12 @@ class Reconciled:
             parts.append(f"{self.already} already redeemed by this order")
         if self.anomalies:
             parts.append(f"{self.anomalies} redeemed by another order (anomaly)")
+        if self.friend_codes:
+            parts.append(f"{self.friend_codes} friend code{'s' if self.friend_codes > 1 else ''}")
         if self.other_codes:
             parts.append(f"{self.other_codes} other code{'s' if self.other_codes > 1 else ''}")
+        if self.referral:
+            parts.append(self.referral)
         return ("new order: " if self.new_order else "order seen before: ") + ", ".join(parts)
 
 
@@ -132,9 +150,14 @@ def reconcile(session: Session, shop_id: int, order: PaidOrderFacts, source: str
         select(IssuedCode.id, IssuedCode.code, IssuedCode.order_id)
         .where(IssuedCode.shop_id == shop_id, IssuedCode.code.in_(sorted(wanted)))
         .order_by(IssuedCode.id)).all() if wanted else []
-    others = len(wanted) - len(ours)
-    # Imported here: order_changes reads orders with this module's parsers.
-    from app.codes import order_changes
+    left = sorted(set(wanted) - {code for _, code, _ in ours})
+    friends = session.execute(
+        select(PoolCode.id, PoolCode.code)
+        .where(PoolCode.shop_id == shop_id, PoolCode.code.in_(left), PoolCode.status != "anchor")
+        .order_by(PoolCode.id)).all() if left else []
+    others = len(left) - len(friends)
+    # Imported here: order_changes reads orders with this module's parsers; rewards issues codes.
+    from app.codes import order_changes, rewards
 
     # A refund or cancellation recorded before this order (out-of-order delivery) is copied onto its
     # row below; the lock makes one that commits meanwhile wait, then see this row (order_changes).
@@ -143,7 +166,8 @@ def reconcile(session: Session, shop_id: int, order: PaidOrderFacts, source: str
         session, PaidOrder, ["shop_id", "shopify_order_id"], shop_id=shop_id, shopify_order_id=order.order_id,
         name=order.name, currency=order.currency, total_price=order.total_price,
         subtotal_price=order.subtotal_price, total_discounts=order.total_discounts, paid_at=order.paid_at,
-        our_codes=len(ours), other_codes=others, source=source, recorded_at=utcnow()))
+        our_codes=len(ours) + len(friends), other_codes=others, source=source, recorded_at=utcnow(),
+        shopify_customer_id=order.customer_id), friend_codes=len(friends))
     if result.new_order:
         order_changes.sync_paid_order(session, shop_id, order.order_id)
     # Rows in id order: two orders that share codes (an anomaly) lock them in the same order.
@@ -162,7 +186,30 @@ def reconcile(session: Session, shop_id: int, order: PaidOrderFacts, source: str
             result.anomalies += 1
             log.warning("code redeemed by a second order", extra={
                 "code_id": code_id, "reason": f"order {order.order_id} after order {redeemed_by}"})
+    # A friend code is single use: the order that wins it records the referral (one per order).
+    for pool_code_id, code in friends:
+        pool_code = _redeem_friend_code(session, shop_id, pool_code_id, order)
+        if pool_code is not None and pool_code.link_id is not None and result.referral is None:
+            recorded = rewards.record_referral(session, shop_id, order, pool_code, wanted[code].amount)
+            result.referral, result.reward_reserved = recorded.summary(), recorded.reward_reserved
     return result
+
+
+def _redeem_friend_code(session: Session, shop_id: int, pool_code_id: int, order: PaidOrderFacts) -> PoolCode | None:
+    """Compare-and-set: the friend code is redeemed by this order if no order has it yet; the code, when
+    this order has it (now, or already: a replay records nothing twice)."""
+    session.execute(
+        update(PoolCode).where(PoolCode.shop_id == shop_id, PoolCode.id == pool_code_id,
+                               PoolCode.order_id.is_(None))
+        .values(status="redeemed", order_id=order.order_id, redeemed_at=order.paid_at)
+        .execution_options(synchronize_session=False))
+    code = session.scalar(select(PoolCode).where(PoolCode.shop_id == shop_id, PoolCode.id == pool_code_id)
+                          .execution_options(populate_existing=True))
+    if code is None or code.order_id != order.order_id:
+        log.warning("friend code used by a second order", extra={
+            "shop_id": shop_id, "reason": f"order {order.order_id} after order {code and code.order_id}"})
+        return None
+    return code
 
 
 def _redeem(session: Session, shop_id: int, code_id: int, order: PaidOrderFacts, amount: Decimal | None) -> bool:
@@ -196,6 +243,21 @@ def _order_id(value: Any) -> int:
     if order_id <= 0:
         raise InvalidOrder(f"the order has no numeric id (got {value!r})")
     return order_id
+
+
+def _buyer(value: Any) -> int | None:
+    """The buyer's Shopify customer id, or None (a guest checkout, or not a usable id)."""
+    try:
+        buyer = int(str(value))
+    except (TypeError, ValueError):
+        return None
+    return buyer if 0 < buyer < 2**63 else None
+
+
+def _fingerprint(key: str | None, email: Any) -> str | None:
+    from app.codes.fingerprints import email_fingerprint  # it imports issuance, which imports this module
+
+    return email_fingerprint(key, email) if key else None
 
 
 def _name(value: Any, order_id: int) -> str:
