@@ -36,7 +36,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.codes.issuance import reserve
@@ -209,16 +209,21 @@ def _void_reason(session: Session, referral: Referral, program: Program | None) 
 def void_for_order_changes(session: Session, shop_id: int, order_id: int, now: datetime | None = None) -> str | None:
     """The order's referral, if held, voided by the cancellation or refunds recorded for it; the reason, or None.
 
+    A cancellation also renames the reason of a referral its refund voided first (Shopify refunds a
+    cancelled order, and may deliver the refund before the cancellation): the merchant sees why.
     Called when a change is recorded, in that transaction (which holds the order's lock).
     """
-    referral = session.scalar(select(Referral).where(Referral.shop_id == shop_id, Referral.shopify_order_id == order_id,
-                                                     Referral.status == "held").with_for_update())
+    referral = session.scalar(select(Referral).where(
+        Referral.shop_id == shop_id, Referral.shopify_order_id == order_id,
+        or_(Referral.status == "held", and_(Referral.status == "voided", Referral.reason == "order_refunded")))
+        .with_for_update())
     if referral is None:
         return None
     reason = _void_reason(session, referral, reward_program(session, shop_id))
-    if reason is not None:
-        _decide(referral, "voided", reason, now or utcnow())
-        log.info("referral voided", extra={"shop_id": shop_id, "referral_id": referral.id, "reason": reason})
+    if reason is None or reason == referral.reason:
+        return None
+    _decide(referral, "voided", reason, now or utcnow())
+    log.info("referral voided", extra={"shop_id": shop_id, "referral_id": referral.id, "reason": reason})
     return reason
 
 

@@ -204,6 +204,10 @@ def test_refunds_void_only_beyond_the_merchants_share_and_only_within_the_hold(l
     loop.settings(void_refund_percent=0)  # any refund voids
     loop.pay(503, loop.friend_code(), customer=3004)
     assert refund(4, 503, "0.01", PAID + timedelta(days=1)) == "order_refunded"
+    assert refund(5, 503, "1.00", PAID + timedelta(days=1)) is None  # voided already
+    with loop.rt.db.session_scope() as session:  # the order's cancellation, delivered after its refund
+        order_changes.record_changes(session, loop.shop.id, OrderChanges(503, PAID + timedelta(days=1), "other", ()))
+    assert loop.referral(503).reason == "order_cancelled"  # the merchant sees the cause, not its refund
 
 
 def test_a_cancellation_delivered_before_the_orders_payment_voids_the_referral_when_it_is_recorded(loop):

@@ -1,0 +1,123 @@
+"""The whole referral loop on devstore over real HTTP: an advocate's link puts a friend code in a
+friend's cart, the friend's paid order becomes a held referral, the hold ends and the advocate's
+reward code is created on the store, locked to them and attached; the storefront page shows it.
+A friend order cancelled within the hold earns nothing; a self-referral is blocked and recorded."""
+
+from __future__ import annotations
+
+import re
+
+import requests
+from sqlalchemy import select, update
+
+from app.db import utcnow
+from app.models import IssuedCode, Referral
+from tests.conftest import run_worker
+from tests.e2e.harness import SHOP, World, set_program, signup
+from tests.e2e.test_referral_links import friend_pool, installed, link_of
+from tests.e2e.test_storefront_page import log_in, storefront
+from workers.referrals import release_rewards
+
+
+def friend_checkout(world: World, link_token: str, friend_id: int | None, email: str = "friend@example.com") -> dict:
+    """A friend opens the link (the store keeps the code for checkout), then places the order the store's
+    page offers, with the code from the cart; the order as devstore reports it."""
+    browser = requests.Session()
+    landed = browser.get(f"{world.app_url}/r/{link_token}", timeout=5)
+    assert landed.status_code == 200 and landed.url == f"{world.store_url}/stores/{SHOP}"
+    [code] = re.findall(r'name="codes" value="([^"]+)"', landed.text)  # the order form, filled from the cart
+    body: dict = {"amount": "80.00", "codes": [code]}
+    body.update({"customer_id": friend_id} if friend_id else {"email": email})
+    placed = requests.post(f"{world.store_url}/_devstore/stores/{SHOP}/orders", json=body, timeout=10)
+    assert placed.status_code == 201, placed.text
+    return placed.json() | {"friend_code": code}
+
+
+def referrals_of(world: World) -> list[Referral]:
+    with world.rt.db.session_scope() as session:
+        return list(session.scalars(select(Referral).order_by(Referral.id)))
+
+
+def end_holds(world: World) -> None:
+    """Time passes: every held referral's hold ends now."""
+    with world.rt.db.session_scope() as session:
+        session.execute(update(Referral).where(Referral.status == "held").values(hold_until=utcnow()))
+
+
+def test_link_friend_code_order_hold_and_the_advocates_reward_on_the_store_and_the_storefront_page(world: World):
+    installed(world)  # the referral program (its reward side) on
+    set_program(world, kind="referral_reward", value=20, value_type="percentage")
+    friend_pool(world)
+    advocate = signup(world, "ada@example.com")
+    friend = signup(world, "bob@example.com")
+    run_worker(world.rt.redis)
+    link = link_of(world, advocate["id"])
+
+    order = friend_checkout(world, link.token, friend["id"])
+    assert order["discount_codes"][0]["code"] == order["friend_code"]  # the store took the friend code
+    world.wait_delivered("orders/paid")
+    run_worker(world.rt.redis)
+
+    [referral] = referrals_of(world)
+    assert (referral.status, referral.friend_code, referral.shopify_order_id) == (
+        "held", order["friend_code"], order["id"])
+    assert referral.friend_customer_id == friend["id"] and referral.link_id == link.id
+    assert release_rewards() == {"rewarded": 0, "voided": 0, "reserved": 0}  # the hold is running
+
+    end_holds(world)
+    assert release_rewards() == {"rewarded": 1, "voided": 0, "reserved": 1}
+    run_worker(world.rt.redis)  # the issuing job: create, attach
+
+    [referral] = referrals_of(world)
+    with world.rt.db.session_scope() as session:
+        reward = session.get_one(IssuedCode, referral.reward_code_id)
+    assert referral.status == "rewarded" and reward.status == "attached"
+    [discount] = [d for d in world.control("GET", "/discounts") if d["admin_graphql_api_id"] == reward.discount_gid]
+    assert discount["customer_ids"] == [advocate["id"]]  # locked to the advocate
+    assert discount["usage_limit"] == 1 and discount["value"] == "0.2000"
+    customer = next(c for c in world.control("GET", "/customers") if c["id"] == advocate["id"])
+    assert "oncecode-reward" in customer["tags"]
+    assert {m["key"]: m["value"] for m in customer["metafields"]}["reward_code"] == reward.code
+
+    # The job again, and the issuing job again, change nothing.
+    release_rewards()
+    run_worker(world.rt.redis)
+    with world.rt.db.session_scope() as session:
+        assert session.scalars(select(IssuedCode.id).where(IssuedCode.program_id == reward.program_id)).all() == [
+            reward.id]
+
+    browser = requests.Session()
+    log_in(world, browser, advocate["id"])
+    page = browser.get(storefront(world), timeout=10)
+    assert page.status_code == 200 and reward.code in re.findall(r"<code>([^<]+)</code>", page.text)
+
+
+def test_a_friend_order_cancelled_within_the_hold_earns_nothing(world: World):
+    installed(world)
+    friend_pool(world)
+    advocate = signup(world, "ada@example.com")
+    run_worker(world.rt.redis)
+    order = friend_checkout(world, link_of(world, advocate["id"]).token, None, email="carol@example.com")
+    world.wait_delivered("orders/paid")
+    run_worker(world.rt.redis)
+    assert [r.status for r in referrals_of(world)] == ["held"]
+
+    world.control("POST", f"/orders/{order['id']}/cancel", json={"reason": "customer"})
+    world.wait_delivered("orders/cancelled")
+    run_worker(world.rt.redis)
+    [referral] = referrals_of(world)
+    assert (referral.status, referral.reason) == ("voided", "order_cancelled")
+    end_holds(world)
+    assert release_rewards()["rewarded"] == 0
+
+
+def test_an_advocate_using_their_own_link_is_blocked_and_the_block_is_recorded(world: World):
+    installed(world)
+    friend_pool(world)
+    advocate = signup(world, "ada@example.com")
+    run_worker(world.rt.redis)
+    friend_checkout(world, link_of(world, advocate["id"]).token, advocate["id"])
+    world.wait_delivered("orders/paid")
+    run_worker(world.rt.redis)
+    [referral] = referrals_of(world)
+    assert (referral.status, referral.reason) == ("blocked", "self_referral")
