@@ -5,17 +5,22 @@ A friend order cancelled within the hold earns nothing; a self-referral is block
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from sqlalchemy import select, update
 
+from app.codes.catch_up import CatchUp
 from app.db import utcnow
-from app.models import IssuedCode, Referral
+from app.models import IssuedCode, Program, Referral, WebhookEvent
 from tests.conftest import run_worker
-from tests.e2e.harness import SHOP, World, set_program, signup
+from tests.e2e.harness import SHOP, World, set_program, signup, wait_until
 from tests.e2e.test_referral_links import friend_pool, installed, link_of
 from tests.e2e.test_storefront_page import log_in, storefront
+from tests.helpers import webhook_headers
 from workers.referrals import release_rewards
 
 
@@ -121,3 +126,46 @@ def test_an_advocate_using_their_own_link_is_blocked_and_the_block_is_recorded(w
     run_worker(world.rt.redis)
     [referral] = referrals_of(world)
     assert (referral.status, referral.reason) == ("blocked", "self_referral")
+
+
+def test_duplicate_and_concurrent_deliveries_to_four_worker_processes_and_catch_up_reward_once(world: World, workers):
+    installed(world)
+    with world.rt.db.session_scope() as session:  # no hold: the reward is decided at reconciliation
+        session.execute(update(Program).where(Program.kind == "referral_reward").values(hold_days=0))
+    friend_pool(world)
+    advocate = signup(world, "ada@example.com")
+    run_worker(world.rt.redis)
+    world.control("PUT", "/faults", json={"duplicate": True})  # devstore delivers every orders/paid twice
+    friend_checkout(world, link_of(world, advocate["id"]).token, None, email="dan@example.com")
+    deliveries = world.wait_delivered("orders/paid", count=2)
+    pool = workers(4)
+    bodies = [json.dumps(d["payload"]).encode() if not isinstance(d["payload"], str) else d["payload"].encode()
+              for d in deliveries]
+
+    def send(body: bytes) -> int:
+        headers = webhook_headers("orders/paid", SHOP, body, event_id=str(uuid.uuid4()))
+        return requests.post(f"{world.app_url}/webhooks", data=body, headers=headers, timeout=10).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as senders:  # replays under new event ids, all at once
+        assert set(senders.map(send, bodies * 4)) == {200}
+
+    expected = len({d["event_id"] for d in deliveries}) + 8  # the store's duplicate shares its event id
+
+    def rewarded() -> bool:
+        with world.rt.db.session_scope() as session:
+            events = session.scalars(select(WebhookEvent).where(WebhookEvent.topic == "orders/paid")).all()
+            codes = session.scalars(select(IssuedCode).join(Program).where(Program.kind == "referral_reward")).all()
+            return (len(events) == expected and all(e.status == "processed" for e in events)
+                    and [c.status for c in codes] == ["attached"])
+
+    wait_until(rewarded, timeout=30, what="every delivery handled and the reward attached")
+    pool.stop()
+    shop = world.shop()
+    assert CatchUp(world.rt.db, world.rt.admin_client(shop.id, shop.domain), shop.id).page().finished
+    [referral] = referrals_of(world)
+    assert referral.status == "rewarded"
+    with world.rt.db.session_scope() as session:
+        rewards = session.scalars(select(IssuedCode).join(Program).where(Program.kind == "referral_reward")).all()
+        assert len(rewards) == 1
+    locked = [d for d in world.control("GET", "/discounts") if d["customer_ids"] == [advocate["id"]]]
+    assert len(locked) == 1  # the advocate's reward, once on the store
