@@ -59,7 +59,7 @@ def settings(domain: str, assignments: tuple[str, ...]) -> None:
         click.echo(f"{mark} {name.ljust(width)}  {value.ljust(value_width)}  "
                    f"{referral_settings.SETTINGS[name].meaning}")
     if changes:
-        click.echo(f"(* changed: {', '.join(changes)})")
+        click.echo(f"(* set: {', '.join(changes)})")
 
 
 @referrals.command("list")
