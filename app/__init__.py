@@ -45,12 +45,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.url_map.converters["id"] = IdConverter  # before the blueprints, whose routes use it
 
     from app.api import pools as _pool_routes  # noqa: F401  (adds the pool's routes to the API blueprint)
+    from app.api import referral_admin as _referral_admin  # noqa: F401  (referral settings and list routes)
     from app.api import referrals as _api_referrals  # noqa: F401  (adds its routes to the API blueprint)
     from app.api.routes import bp as api_bp
     from app.auth.routes import bp as auth_bp
     from app.cli import register_cli
     from app.health import bp as health_bp
     from app.proxy.routes import bp as proxy_bp
+    from app.referrals import admin_cli as _admin_commands  # noqa: F401  (referrals settings|list)
     from app.referrals import pool_cli as _pool_commands  # noqa: F401  (adds the pool commands to referrals_cli)
     from app.referrals.cli import referrals_cli
     from app.referrals.routes import bp as referrals_bp

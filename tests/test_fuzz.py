@@ -51,11 +51,13 @@ from werkzeug.routing import Rule
 import devstore
 from app.codes import referrals
 from app.codes.programs import FIELDS, READ_ONLY
+from app.codes.referral_settings import SETTINGS as REFERRAL_SETTINGS
 from app.db import utcnow
 from app.models import DataRequest
 from app.shopify.proxy import proxy_signature
 from app.shopify.verify import query_hmac
 from devstore.state import DevstoreConfig
+from tests.codes.test_referral_list import a_referral
 from tests.conftest import API_KEY, API_SECRET
 from tests.e2e.harness import free_port, serve
 from tests.helpers import issued_code, make_shop_with_programs, order_payload, program_of, webhook_signature
@@ -202,6 +204,10 @@ BASELINES: dict[str, Callable[[Ids], Baseline]] = {
     "api.referral_link_create": lambda ids: Baseline(body={"customer_id": 42}),
     "api.landing_caps": lambda ids: Baseline(query={"link_id": str(ids.link)}),
     "api.landing_caps_settings": lambda ids: Baseline(body={"per_link_per_day": 30, "per_address_per_hour": 4}),
+    "api.referral_settings_update": lambda ids: Baseline(body={"hold_days": 7, "first_order_only": False},
+                                                         fields=tuple(REFERRAL_SETTINGS)),  # every setting
+    "api.referral_list_show": lambda ids: Baseline(query={"status": "held", "link_id": str(ids.link),
+                                                          "customer_id": "42", "limit": "10", "before": "1000"}),
     "webhooks.receive": lambda ids: Baseline(body=order_payload(4242, [("WELCOME-FUZZ", "1.00")]),
                                              fields=WEBHOOK_FIELDS),
     "auth.launch": lambda ids: Baseline(query={"shop": SHOP, "host": "YWRtaW4uc2hvcGlmeS5jb20vc3RvcmUvZGVtbw",
@@ -225,10 +231,11 @@ class Ids:
     data_request: int
     link: int
     link_token: str  # a referral link's, for /r/<token>
+    referral: int
 
     def for_path(self, name: str) -> int:
         return {"program_id": self.program, "code_id": self.code, "request_id": self.data_request,
-                "link_id": self.link}.get(name, 1)
+                "link_id": self.link, "referral_id": self.referral}.get(name, 1)
 
 
 # --- requests --------------------------------------------------------------------------------------
@@ -404,8 +411,9 @@ def target(app_factory) -> Iterator[Target]:  # type: ignore[no-untyped-def]
         session.add(data_request)
         link, _ = referrals.create_link(session, shop.id, 42)
         session.flush()
+        referral = a_referral(session, shop, advocate=42)
         ids = Ids(program=program_of(session, shop).id, code=code.id, data_request=data_request.id, link=link.id,
-                  link_token=link.token)
+                  link_token=link.token, referral=referral.id)
     yield Target(app, store.test_client(), ids, reached)
     server.shutdown()
     server.server_close()

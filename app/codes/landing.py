@@ -139,9 +139,17 @@ def cap_problems(changes: dict[str, Any]) -> list[str]:
     for name, value in changes.items():
         if name not in CAP_SETTINGS:
             problems.append(f"unknown cap {shown(name)} (known: {', '.join(CAP_SETTINGS)})")
-        elif isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_CAP:
-            problems.append(f"{name} must be a whole number from 0 (no cap) to {MAX_CAP}, not {shown(value)}")
+        elif (problem := cap_problem(name, value)) is not None:
+            problems.append(problem)
     return problems
+
+
+def cap_problem(name: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for a cap shown as ``name``, or None: the one cap rule, for
+    ``set_caps`` and ``referral_settings``. A whole number (not a bool) from 0 (no cap) to ``MAX_CAP``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_CAP:
+        return f"{name} must be a whole number from 0 (no cap) to {MAX_CAP}, not {shown(value)}"
+    return None
 
 
 def set_caps(session: Session, friend: Program, changes: dict[str, Any]) -> Program:

@@ -56,6 +56,7 @@ from app.codes.programs import code_format, get_program
 from app.db import insert_ignoring_conflict, utcnow
 from app.errors import BadRequest
 from app.models import CodePool, PoolBulkCreation, PoolCode, Program, Shop
+from app.params import shown
 from app.shopify.client import AdminAPIError
 
 log = logging.getLogger(__name__)
@@ -409,25 +410,44 @@ def set_pool_settings(session: Session, shop_id: int, program_id: int, changes: 
     if unknown:
         problems.append(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
                         f"(the pool settings are {', '.join(POOL_SETTINGS)})")
-    new = {name: getattr(program, column) for name, column in POOL_SETTINGS.items()}
-    for name, raw in changes.items():
-        if name not in POOL_SETTINGS:
-            continue
-        if not isinstance(raw, int) or isinstance(raw, bool):
-            problems.append(f"{name} must be a whole number, not {raw!r}")
-        else:
-            new[name] = raw
-    if not problems:
-        if not 1 <= new["size"] <= MAX_POOL_SIZE:
-            problems.append(f"size must be 1 to {MAX_POOL_SIZE:,} codes, not {new['size']}")
-        if not 0 <= new["low_water"] < new["size"]:
-            problems.append(f"low_water must be 0 or more and less than the size ({new['size']}), "
-                            f"not {new['low_water']}")
-        if not 1 <= new["window_days"] <= MAX_WINDOW_DAYS:
-            problems.append(f"window_days must be 1 to {MAX_WINDOW_DAYS} days, not {new['window_days']}")
+    new, found = pool_setting_problems(
+        program, {POOL_SETTINGS[name]: raw for name, raw in changes.items() if name in POOL_SETTINGS})
+    problems += found
     if problems:
         raise BadRequest("; ".join(problems))
-    for name, column in POOL_SETTINGS.items():
-        setattr(program, column, new[name])
+    for column, value in new.items():
+        setattr(program, column, value)
     session.flush()
     return program
+
+
+POOL_SETTING_NAMES = {column: name for name, column in POOL_SETTINGS.items()}
+
+
+def pool_setting_problems(program: Program, changes: dict[str, Any],
+                          names: dict[str, str] = POOL_SETTING_NAMES) -> tuple[dict[str, int], list[str]]:
+    """The pool columns (``pool_size``, ``pool_low_water``, ``pool_window_days``) as ``changes`` (column →
+    JSON value) would leave them, and every problem with that, each naming the setting as ``names`` says
+    (the short names of ``POOL_SETTINGS`` by default). The one set of pool rules, for ``set_pool_settings``
+    and ``referral_settings``; the caller refuses unknown names.
+
+    A value of the wrong type is named and left out; the rules judge the program as it would be with the
+    values that did parse, so every problem comes in one answer.
+    """
+    new = {column: getattr(program, column) for column in POOL_SETTINGS.values()}
+    problems = []
+    for column, raw in changes.items():
+        if not isinstance(raw, int) or isinstance(raw, bool):
+            problems.append(f"{names[column]} must be a whole number, not {shown(raw)}")
+        else:
+            new[column] = raw
+    size, low, window = new["pool_size"], new["pool_low_water"], new["pool_window_days"]
+    size_ok = 1 <= size <= MAX_POOL_SIZE
+    if not size_ok:
+        problems.append(f"{names['pool_size']} must be 1 to {MAX_POOL_SIZE:,} codes, not {size}")
+    if not 0 <= low < size and (size_ok or low < 0):
+        problems.append(f"{names['pool_low_water']} must be 0 or more and less than the "
+                        f"{names['pool_size'].replace('_', ' ')} ({size}), not {low}")
+    if not 1 <= window <= MAX_WINDOW_DAYS:
+        problems.append(f"{names['pool_window_days']} must be 1 to {MAX_WINDOW_DAYS} days, not {window}")
+    return new, problems
