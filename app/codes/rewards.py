@@ -62,20 +62,6 @@ PROGRAM_KIND = "referral_reward"
 RELEASE_BATCH = 100  # referrals rewarded in one transaction
 COUNTED = ("held", "rewarded")  # referrals that take a place under the monthly cap
 
-# What each reason means, in the merchant's words (the API, the CLI and the admin show these).
-REASONS = {
-    "self_referral": "the buyer is the advocate",
-    "same_email": "the buyer has the advocate's email address",
-    "not_first_order": "the buyer had paid an order before",
-    "advocate_monthly_cap": "the advocate reached the monthly reward cap",
-    "no_advocate": "the link has no customer any more (erased)",
-    "order_cancelled": "the order was cancelled within the hold",
-    "order_refunded": "the order was refunded beyond the allowed share within the hold",
-    "reward_program_off": "the referral reward program was off when the hold ended",
-    "advocate_erased": "the advocate was erased before the hold ended",
-}
-
-
 def reward_key(shop_id: int, order_id: int) -> str:
     """The idempotency key of the reward for one referred order: one reward per order, ever."""
     return f"referral:{shop_id}:{order_id}"

@@ -16,6 +16,7 @@ from app.models import REFERRAL_REASONS, Referral, Shop
 from tests.helpers import issued_code, make_shop_with_programs, program_of
 
 ORDERED = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+FRIEND_ID = 7_770_123_456_789  # the friend's Shopify id: long enough never to appear by chance in ids or times
 _orders = iter(range(5001, 10**6))
 
 
@@ -25,7 +26,7 @@ def a_referral(session, shop: Shop, advocate: int = 42, status: str = "held", re
     link, _ = referrals.create_link(session, shop.id, advocate)
     order = next(_orders)
     row = Referral(shop_id=shop.id, program_id=program_of(session, shop, "referral_reward").id, link_id=link.id,
-                   advocate_id=link.customer_id, friend_code=f"FRIEND-{order}", friend_customer_id=777,
+                   advocate_id=link.customer_id, friend_code=f"FRIEND-{order}", friend_customer_id=FRIEND_ID,
                    shopify_order_id=order, order_name=f"#{order}", currency="EUR", order_total=Decimal("80.00"),
                    discount_amount=Decimal("8.00"), ordered_at=ORDERED, status=status, reason=reason,
                    hold_until=ORDERED + timedelta(days=14),
@@ -94,7 +95,7 @@ def test_the_json_of_a_rewarded_referral(db, shop):
         "hold_until": "2026-12-04T15:00:00+00:00", "decided_at": "2026-11-21T15:00:00+00:00",
         "reward_code": {"id": reward.id, "code": "REWARD-ABC"},
     }
-    assert "777" not in str(shown)  # the friend's customer id is for the fraud checks, not for the list
+    assert str(FRIEND_ID) not in str(shown)  # the friend's customer id is for the fraud checks, not for the list
 
 
 def test_a_held_referral_says_until_when(db, shop):
