@@ -52,9 +52,11 @@ date (``ix_issued_codes_shop_issued``, ``ix_issued_codes_shop_redeemed``, ``ix_p
 and groups by day and program in the database: the cost follows the rows in the range, never the
 shop's whole history, and the totals and the per-program breakdown are sums of those few groups.
 The referral loop reads ``ix_referral_click_hours_shop`` (shop, hour), the shop's links
-(``ix_referral_links_shop``) and each one's codes by time (``ix_pool_codes_link``), and
-``ix_referrals_shop_created`` (shop, recorded time): an order is recorded after it is paid, so the
-referrals recorded since the range began (less a day for clocks) hold every order of the range.
+(``ix_referral_links_shop``) and the codes by link and time (``ix_pool_codes_link``: PostgreSQL probes
+it link by link, or reads the range's codes of every shop when that is cheaper; pool codes have no
+(shop, time) index), and ``ix_referrals_shop_created`` (shop, recorded time): an order is recorded
+after it is paid, so the referrals recorded since the range began (less a day for clocks) hold every
+order of the range; the top advocates' ids and revenue are then read for those ten only.
 """
 
 from __future__ import annotations
@@ -495,7 +497,8 @@ def referral_loop(session: Session, dialect: str, shop_id: int, period: Period) 
         for funnel in (loop.days[_as_date(day)], loop.programs[program], loop.total):
             funnel.add_orders(status, reason, currency, orders, Decimal(revenue or 0))
 
-    loop.top_advocates = _top_advocates(session, shop_id, in_range) if loop.total.friend_orders else []
+    if loop.total.friend_orders:
+        loop.top_advocates = _top_advocates(session, shop_id, in_range)
     return loop
 
 
@@ -506,23 +509,27 @@ def _referrals_in(shop_id: int, period: Period) -> tuple[ColumnElement[bool], ..
 
 
 def _top_advocates(session: Session, shop_id: int, in_range: tuple[ColumnElement[bool], ...]) -> list[dict[str, Any]]:
-    """Up to ``TOP_ADVOCATES`` advocates by friend orders in the range, then revenue, then who came first."""
+    """Up to ``TOP_ADVOCATES`` advocates by friend orders in the range, then revenue, then who came first;
+    their Shopify ids and revenue per currency are then read for those few only."""
     orders = func.count()
     rewarded = func.count(case((Referral.status == "rewarded", 1)))
     top = session.execute(
-        select(Referral.advocate_id, Customer.shopify_customer_id, orders, rewarded, func.max(Referral.link_id))
-        .join(Customer, Customer.id == Referral.advocate_id)
-        .where(*in_range, Customer.shop_id == shop_id)
-        .group_by(Referral.advocate_id, Customer.shopify_customer_id)
+        select(Referral.advocate_id, orders, rewarded, func.max(Referral.link_id))
+        .where(*in_range, Referral.advocate_id.is_not(None))
+        .group_by(Referral.advocate_id)
         .order_by(orders.desc(), func.sum(Referral.order_total).desc(), Referral.advocate_id)
         .limit(TOP_ADVOCATES)).all()
+    if not top:
+        return []
+    ids = [row[0] for row in top]
+    shopify_ids = dict(session.execute(select(Customer.id, Customer.shopify_customer_id).where(
+        Customer.shop_id == shop_id, Customer.id.in_(ids))).all())
     revenue: dict[int, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    if top:
-        for advocate, currency, amount in session.execute(
-                select(Referral.advocate_id, Referral.currency, func.sum(Referral.order_total))
-                .where(*in_range, Referral.advocate_id.in_([row[0] for row in top]))
-                .group_by(Referral.advocate_id, Referral.currency)):
-            revenue[advocate][currency] += Decimal(amount or 0)
-    return [{"customer_id": shopify_id, "link_id": link_id, "friend_orders": count, "rewarded": rewarded_count,
-             "revenue": _money(revenue[advocate])}
-            for advocate, shopify_id, count, rewarded_count, link_id in top]
+    for advocate, currency, amount in session.execute(
+            select(Referral.advocate_id, Referral.currency, func.sum(Referral.order_total))
+            .where(*in_range, Referral.advocate_id.in_(ids))
+            .group_by(Referral.advocate_id, Referral.currency)):
+        revenue[advocate][currency] += Decimal(amount or 0)
+    return [{"customer_id": shopify_ids.get(advocate), "link_id": link_id, "friend_orders": count,
+             "rewarded": rewarded_count, "revenue": _money(revenue[advocate])}
+            for advocate, count, rewarded_count, link_id in top]
