@@ -425,7 +425,8 @@ def register_cli(app: Flask) -> None:
     @click.option("--json", "as_json", is_flag=True, help="print the API's JSON instead of tables")
     def metrics_report(domain: str, first: date | None, last: date | None, which: str | None, daily: bool,
                        as_json: bool) -> None:
-        """What a shop's codes earned: issued, redeemed, rate, revenue, discount, order values."""
+        """What a shop's codes earned: issued, redeemed, rate, revenue, discount, order values; and its
+        referral loop: link clicks, friend codes, friend orders, referred revenue, rewards, top advocates."""
         with rt().db.session_scope() as session:
             shop = _shop_or_fail(session, domain)
             program_id = _program_or_fail(session, shop, which).id if which else None
@@ -576,6 +577,40 @@ def _echo_metrics(domain: str, report: dict[str, Any], daily: bool) -> None:
         _echo_table([["DAY", "ISSUED", "REDEEMED", "ORDERS", "REVENUE", "DISCOUNT"]] + [
             [d["date"], str(d["codes_issued"]), str(d["codes_redeemed"]), str(d["orders_with_codes"]),
              money(d["revenue"]), money(d["discount_given"])] for d in report["daily"]])
+    if report["referrals"] is not None:
+        _echo_referrals(report, daily, money)
+
+
+def _echo_referrals(report: dict[str, Any], daily: bool, money: Callable[[dict[str, str]], str]) -> None:
+    """The referral loop of a metrics report: the funnel, the top advocates and, with ``daily``, its days."""
+    loop = report["referrals"]
+    rewards = loop["rewards"]
+    conversion = "no friend codes" if loop["conversion"] is None else f"{_rate(loop['conversion'])} of the friend codes"
+    click.echo("")
+    _echo_table([
+        ["REFERRALS", "VALUE"],
+        ["link clicks", f"{loop['link_clicks']} ({_count(loop['unique_visitors'], 'unique visitor')})"],
+        ["friend codes handed out", str(loop["friend_codes"])],
+        ["friend orders", f"{loop['friend_orders']} ({conversion})"],
+        ["referred revenue", money(loop["referred_revenue"])],
+        ["rewarded revenue", money(loop["rewarded_revenue"])],
+        ["rewards", ", ".join(f"{rewards[state]} {state}" for state in ("pending", "issued", "voided", "blocked"))],
+        ["voided because", _cell(loop["voided_reasons"])],
+        ["blocked because", _cell(loop["blocked_reasons"])],
+    ])
+    click.echo("")
+    if loop["top_advocates"]:
+        _echo_table([["ADVOCATE (CUSTOMER ID)", "LINK", "FRIEND ORDERS", "REWARDED", "REVENUE"]] + [
+            [str(a["customer_id"]), str(a["link_id"]), str(a["friend_orders"]), str(a["rewarded"]),
+             money(a["revenue"])] for a in loop["top_advocates"]])
+    else:
+        click.echo("no advocate brought a friend order in this range")
+    if daily:
+        click.echo("")
+        _echo_table([["DAY", "CLICKS", "VISITORS", "FRIEND CODES", "FRIEND ORDERS", "REWARDS ISSUED", "REVENUE"]] + [
+            [d["date"], str(r["link_clicks"]), str(r["unique_visitors"]), str(r["friend_codes"]),
+             str(r["friend_orders"]), str(r["rewards_issued"]), money(r["referred_revenue"])]
+            for d in report["daily"] for r in (d["referrals"],)])
 
 
 def _catch_up_here(shop_id: int, domain: str) -> None:

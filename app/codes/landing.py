@@ -71,7 +71,7 @@ def land_friend(session: Session, token: str, visitor_key: str | None, *,
     counts one new code against the client address and says whether it is within the budget.
     The caller commits (the click, the code taken, a block recorded)."""
     now = now or utcnow()
-    found = referrals.land(session, token, count_click=count_click)
+    found = referrals.land(session, token, count_click=count_click, now=now)
     if found.state != "active" or found.shop_id is None:
         return FriendLanding(found.state, found.shop_domain, visitor_key=visitor_key)
     shop_id, domain = found.shop_id, found.shop_domain
@@ -95,6 +95,8 @@ def land_friend(session: Session, token: str, visitor_key: str | None, *,
     taken = pools.take_friend_code(session, shop_id, friend.id, key, now=now, link_id=found.link_id)
     if taken is None:
         return FriendLanding("pool_empty", domain, visitor_key=visitor_key)
+    if visitor_key is None and count_click and found.link_id is not None:  # a new browser got a code
+        referrals.count_hour(session, shop_id, found.link_id, now, visitors=1)  # (the metrics' unique visitors)
     if session.get_bind().dialect.name == "postgresql":
         # ``land`` let the click's commit skip the disk; a code handed out must not: lost in a crash, it
         # would go back to the pool and to a second visitor while the first still has it in their cart.

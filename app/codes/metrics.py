@@ -10,10 +10,39 @@ Definitions (the README repeats them for merchants):
 - **revenue** and **orders with codes**: the paid orders in the range that used at least one of our
   codes (an order with two codes counts once); **discount given**: what our codes took off them.
 - **average order value** with and without our codes: over every paid order seen in the range.
-- **referral conversions**: referred friends' codes redeemed in the range.
+- **referral conversions**: referred friends' codes redeemed in the range (codes issued one by one
+  to a friend; friend codes from the pools are in ``referrals``, below).
 - **codes on the store** (``store``, not limited to the range): our codes whose discount was created
   on the store and not removed by the clean-up since, against Shopify's cap on a store's codes, with a
   warning from ``CAP_WARNING_SHARE`` of it.
+
+The referral loop (``referrals``; ``referral_loop``), link to reward:
+
+- **link clicks**: openings of the shop's referral links in the range (``referral_click_hours``; a
+  ``HEAD`` look by a link checker is not one); **unique visitors**: of them, browsers that came
+  without a usable code of ours and left with a new one (a browser whose code expired counts again).
+- **friend codes**: pool codes handed out by a link's landing in the range.
+- **friend orders**: paid orders that used a friend code, by the order's time, whatever became of
+  their reward; **conversion**: friend orders / friend codes of the same range (None without codes).
+- **referred revenue**: the totals of those orders, per currency, *all* of them (blocked and voided
+  ones included: the order was paid, and a refund's amount is not known per referral here);
+  **rewarded revenue**: only those whose advocate was rewarded.
+- **rewards** of those friend orders, as they stand now: ``pending`` (held until the hold ends),
+  ``issued``, ``voided`` (cancelled or refunded within the hold, ...) and ``blocked`` (a fraud control),
+  with the counts per reason. Like the redemption rate, a recent order's reward is still pending;
+  the reward codes issued in the range, by the day they were issued, are the referral reward
+  program's ``codes_issued``.
+- **top advocates**: the ten customers whose links brought the most friend orders in the range (then
+  the most revenue, currencies added up for the ranking only): their Shopify customer id, their link
+  (the newest that brought an order), friend orders, rewarded ones, revenue. Nothing personal.
+- daily: clicks, visitors, friend codes, friend orders and their revenue and issued rewards, each
+  day's by the day of the click, the code handed out or the order.
+
+A click hour belongs to the day its hour starts in (in a zone half an hour off UTC, the half hour
+either side of midnight goes to one day). A shop has one referral loop (its ``referral_friend`` and
+``referral_reward`` programs), so one referral program's report shows the whole loop; the per-program
+entries split it: friend codes on the friend program, friend orders and rewards on the reward program.
+Another program's report has ``referrals: null``.
 
 Money is in the shop's currency, per currency code: a shop that changed its currency sees both.
 Days are the store's own, in its time zone (``Shop.iana_timezone``; UTC until catch-up has read it).
@@ -22,6 +51,12 @@ Every query reads one shop's rows in the range through an index that starts with
 date (``ix_issued_codes_shop_issued``, ``ix_issued_codes_shop_redeemed``, ``ix_paid_orders_shop_paid``),
 and groups by day and program in the database: the cost follows the rows in the range, never the
 shop's whole history, and the totals and the per-program breakdown are sums of those few groups.
+The referral loop reads ``ix_referral_click_hours_shop`` (shop, hour), the shop's links
+(``ix_referral_links_shop``) and the codes by link and time (``ix_pool_codes_link``: PostgreSQL probes
+it link by link, or reads the range's codes of every shop when that is cheaper; pool codes have no
+(shop, time) index), and ``ix_referrals_shop_created`` (shop, recorded time): an order is recorded
+after it is paid, so the referrals recorded since the range began (less a day for clocks) hold every
+order of the range; the top advocates' ids and revenue are then read for those ten only.
 """
 
 from __future__ import annotations
@@ -39,7 +74,18 @@ from sqlalchemy import ColumnElement, Date, case, cast, func, select, text, tupl
 from sqlalchemy.orm import Session
 
 from app.errors import BadRequest
-from app.models import IssuedCode, PaidOrder, Program, RedemptionAnomaly, Shop
+from app.models import (
+    Customer,
+    IssuedCode,
+    PaidOrder,
+    PoolCode,
+    Program,
+    RedemptionAnomaly,
+    Referral,
+    ReferralClickHour,
+    ReferralLink,
+    Shop,
+)
 from app.params import parse_date
 
 MAX_DAYS = 366
@@ -53,6 +99,11 @@ STORE_CODE_CAP = 20_000_000
 CAP_WARNING_SHARE = 0.8  # warn when our codes alone fill this share of the cap
 WORK_MEM = "32MB"
 CENT = Decimal("0.01")
+REFERRAL_KINDS = ("referral_friend", "referral_reward")
+TOP_ADVOCATES = 10
+# A referral is recorded after its order was paid; this much earlier covers clocks a little apart.
+RECORDED_SLACK = timedelta(days=1)
+REWARDS = {"held": "pending", "rewarded": "issued", "voided": "voided", "blocked": "blocked"}
 
 
 def zone_or_none(name: str) -> ZoneInfo | None:
@@ -271,8 +322,17 @@ def shop_metrics(session: Session, shop_id: int, period: Period, program_id: int
                      for pid in sorted(programs) if program_id is None or pid == program_id],
     }
     result["store"] = store_usage(session, shop_id)
+    loop = None
+    if program_id is None or programs[program_id].kind in REFERRAL_KINDS:
+        loop = referral_loop(session, dialect, shop_id, period)
+        for entry in result["programs"]:
+            if entry["kind"] in REFERRAL_KINDS:
+                entry["referrals"] = loop.program_json(entry["program_id"], entry["kind"])
+    result["referrals"] = loop.json() if loop else None
     if daily:
-        result["daily"] = [{"date": day.isoformat(), **_daily(days[day])} for day in period.days()]
+        result["daily"] = [{"date": day.isoformat(), **_daily(days[day]),
+                            **({"referrals": loop.days[day].daily_json()} if loop else {})}
+                           for day in period.days()]
     return result
 
 
@@ -339,3 +399,137 @@ def _medians(session: Session, dialect: str, in_range: tuple[Any, ...]) -> dict[
         values[program].append(float(value))
         values[None].append(float(value))
     return {key: round(statistics.median(found), 1) for key, found in values.items()}
+
+
+# --- the referral loop ------------------------------------------------------------------------------
+
+
+class Funnel:
+    """The referral figures of one group (a day, a program, the whole range) before they become JSON."""
+
+    def __init__(self) -> None:
+        self.clicks = 0
+        self.visitors = 0
+        self.friend_codes = 0
+        self.friend_orders = 0
+        self.revenue: dict[str, Decimal] = defaultdict(Decimal)  # per currency
+        self.rewarded_revenue: dict[str, Decimal] = defaultdict(Decimal)
+        self.rewards = dict.fromkeys(REWARDS.values(), 0)
+        self.reasons: dict[str, dict[str, int]] = {"voided": defaultdict(int), "blocked": defaultdict(int)}
+
+    def add_orders(self, status: str, reason: str | None, currency: str, orders: int, revenue: Decimal) -> None:
+        self.friend_orders += orders
+        self.revenue[currency] += revenue
+        self.rewards[REWARDS[status]] += orders
+        if status == "rewarded":
+            self.rewarded_revenue[currency] += revenue
+        if status in self.reasons and reason:
+            self.reasons[status][reason] += orders
+
+    def orders_json(self) -> dict[str, Any]:
+        return {"friend_orders": self.friend_orders, "referred_revenue": _money(self.revenue),
+                "rewarded_revenue": _money(self.rewarded_revenue), "rewards": dict(self.rewards),
+                "voided_reasons": dict(sorted(self.reasons["voided"].items())),
+                "blocked_reasons": dict(sorted(self.reasons["blocked"].items()))}
+
+    def daily_json(self) -> dict[str, Any]:
+        return {"link_clicks": self.clicks, "unique_visitors": self.visitors, "friend_codes": self.friend_codes,
+                "friend_orders": self.friend_orders, "referred_revenue": _money(self.revenue),
+                "rewards_issued": self.rewards["issued"]}
+
+
+class ReferralLoop:
+    """A shop's referral figures over a period: in all, per program and per day (``referral_loop``)."""
+
+    def __init__(self) -> None:
+        self.total = Funnel()
+        self.days: dict[date, Funnel] = defaultdict(Funnel)
+        self.programs: dict[int | None, Funnel] = defaultdict(Funnel)
+        self.top_advocates: list[dict[str, Any]] = []
+
+    def json(self) -> dict[str, Any]:
+        total = self.total
+        return {"link_clicks": total.clicks, "unique_visitors": total.visitors, "friend_codes": total.friend_codes,
+                **total.orders_json(), "conversion": _ratio(total.friend_orders, total.friend_codes),
+                "top_advocates": self.top_advocates}
+
+    def program_json(self, program_id: int, kind: str) -> dict[str, Any]:
+        """A referral program's share of the loop: the friend codes it handed out (``referral_friend``),
+        or the friend orders recorded for it and their rewards (``referral_reward``)."""
+        funnel = self.programs[program_id]
+        return {"friend_codes": funnel.friend_codes} if kind == "referral_friend" else funnel.orders_json()
+
+
+def referral_loop(session: Session, dialect: str, shop_id: int, period: Period) -> ReferralLoop:
+    """The shop's referral loop over ``period`` (see the module's docstring for each figure): four
+    grouped reads, each through an index that starts with the shop (or its links) and the time."""
+    loop = ReferralLoop()
+
+    hour_day = _day(ReferralClickHour.hour, dialect, period.zone)
+    for day, clicks, visitors in session.execute(
+            select(hour_day, func.sum(ReferralClickHour.clicks), func.sum(ReferralClickHour.visitors))
+            .where(ReferralClickHour.shop_id == shop_id, ReferralClickHour.hour >= period.start,
+                   ReferralClickHour.hour < period.end)
+            .group_by(hour_day)):
+        for funnel in (loop.days[_as_date(day)], loop.total):
+            funnel.clicks += int(clicks or 0)
+            funnel.visitors += int(visitors or 0)
+
+    # The shop's links, then each one's codes of the range (``ix_pool_codes_link``): pool codes have no
+    # (shop, time) index, and every friend code a landing hands out names its link.
+    handed_day = _day(PoolCode.handed_out_at, dialect, period.zone)
+    for day, program, codes in session.execute(
+            select(handed_day, PoolCode.program_id, func.count()).select_from(PoolCode)
+            .join(ReferralLink, ReferralLink.id == PoolCode.link_id)
+            .where(ReferralLink.shop_id == shop_id, PoolCode.shop_id == shop_id, PoolCode.link_id.is_not(None),
+                   PoolCode.handed_out_at >= period.start, PoolCode.handed_out_at < period.end)
+            .group_by(handed_day, PoolCode.program_id)):
+        for funnel in (loop.days[_as_date(day)], loop.programs[program], loop.total):
+            funnel.friend_codes += codes
+
+    in_range = _referrals_in(shop_id, period)
+    ordered_day = _day(Referral.ordered_at, dialect, period.zone)
+    for day, program, status, reason, currency, orders, revenue in session.execute(
+            select(ordered_day, Referral.program_id, Referral.status, Referral.reason, Referral.currency,
+                   func.count(), func.sum(Referral.order_total))
+            .where(*in_range)
+            .group_by(ordered_day, Referral.program_id, Referral.status, Referral.reason, Referral.currency)):
+        for funnel in (loop.days[_as_date(day)], loop.programs[program], loop.total):
+            funnel.add_orders(status, reason, currency, orders, Decimal(revenue or 0))
+
+    if loop.total.friend_orders:
+        loop.top_advocates = _top_advocates(session, shop_id, in_range)
+    return loop
+
+
+def _referrals_in(shop_id: int, period: Period) -> tuple[ColumnElement[bool], ...]:
+    """The shop's referrals whose order was paid in the range, read from (shop, recorded time)."""
+    return (Referral.shop_id == shop_id, Referral.created_at >= period.start - RECORDED_SLACK,
+            Referral.ordered_at >= period.start, Referral.ordered_at < period.end)
+
+
+def _top_advocates(session: Session, shop_id: int, in_range: tuple[ColumnElement[bool], ...]) -> list[dict[str, Any]]:
+    """Up to ``TOP_ADVOCATES`` advocates by friend orders in the range, then revenue, then who came first;
+    their Shopify ids and revenue per currency are then read for those few only."""
+    orders = func.count()
+    rewarded = func.count(case((Referral.status == "rewarded", 1)))
+    top = session.execute(
+        select(Referral.advocate_id, orders, rewarded, func.max(Referral.link_id))
+        .where(*in_range, Referral.advocate_id.is_not(None))
+        .group_by(Referral.advocate_id)
+        .order_by(orders.desc(), func.sum(Referral.order_total).desc(), Referral.advocate_id)
+        .limit(TOP_ADVOCATES)).all()
+    if not top:
+        return []
+    ids = [row[0] for row in top]
+    shopify_ids = dict(session.execute(select(Customer.id, Customer.shopify_customer_id).where(
+        Customer.shop_id == shop_id, Customer.id.in_(ids))).all())
+    revenue: dict[int, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    for advocate, currency, amount in session.execute(
+            select(Referral.advocate_id, Referral.currency, func.sum(Referral.order_total))
+            .where(*in_range, Referral.advocate_id.in_(ids))
+            .group_by(Referral.advocate_id, Referral.currency)):
+        revenue[advocate][currency] += Decimal(amount or 0)
+    return [{"customer_id": shopify_ids.get(advocate), "link_id": link_id, "friend_orders": count,
+             "rewarded": rewarded_count, "revenue": _money(revenue[advocate])}
+            for advocate, count, rewarded_count, link_id in top]

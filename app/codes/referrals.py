@@ -15,7 +15,8 @@
   whatever the customer's rows say (their active link, or none), so jobs for a retirement and a new
   link may run in any order and still leave the right value.
 - **Opening a link** (``land``) costs one indexed look-up and, for an active link, a click counted
-  with one atomic ``UPDATE``; it never calls the Admin API.
+  with one atomic ``UPDATE`` on the link and one upsert of the link's row for the hour
+  (``referral_click_hours``, what the metrics read); it never calls the Admin API.
 
 No Flask here: the API (``app.api.referrals``), the CLI (``app.referrals.cli``) and the landing page
 (``app.referrals.routes``) call these functions.
@@ -27,10 +28,12 @@ import logging
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,7 +42,7 @@ from app.codes.issuance import remember_customer
 from app.config import Settings
 from app.db import Database, utcnow
 from app.errors import BadRequest, NotFound, OnceCodeError
-from app.models import LINK_STATUSES, Customer, Program, ReferralLink, Shop
+from app.models import LINK_STATUSES, Customer, Program, ReferralClickHour, ReferralLink, Shop
 from app.params import SHOPIFY_ID_MAX, parse_shopify_id, shown
 from app.shopify.client import AdminClient, UserErrors
 
@@ -256,9 +259,10 @@ class Landing:
     link_id: int | None = None
 
 
-def land(session: Session, token: str, count_click: bool = True) -> Landing:
+def land(session: Session, token: str, count_click: bool = True, now: datetime | None = None) -> Landing:
     """Look a token up (one query on the unique token index) and count a click on an active link
-    (one atomic ``UPDATE`` by primary key). The caller commits. No Admin API call, ever."""
+    (one atomic ``UPDATE`` by primary key, and one upsert of the link's hour: ``count_hour``). The
+    caller commits. No Admin API call, ever."""
     if not looks_like_token(token):
         return Landing("unknown")
     found = session.execute(
@@ -272,14 +276,37 @@ def land(session: Session, token: str, count_click: bool = True) -> Landing:
     if uninstalled_at is not None or no_token:
         return Landing("store_closed", domain)
     if count_click:
+        now = now or utcnow()
         if session.get_bind().dialect.name == "postgresql":
             # A click need not wait for the disk: without this the commit's fsync is most of the
             # request (8 ms of 15 on the benchmark VM). A database crash may lose the last fraction of
             # a second of clicks, never a link, a code or an order.
             session.execute(text("SET LOCAL synchronous_commit = off"))
         session.execute(update(ReferralLink).where(ReferralLink.id == link_id)
-                        .values(clicks=ReferralLink.clicks + 1, last_clicked_at=utcnow()))
+                        .values(clicks=ReferralLink.clicks + 1, last_clicked_at=now))
+        count_hour(session, shop_id, link_id, now, clicks=1)
     return Landing("active", domain, shop_id, link_id)
+
+
+@cache
+def _hour_statement(dialect: str) -> Any:
+    """``INSERT INTO referral_click_hours ... ON CONFLICT (link_id, hour) DO UPDATE SET clicks = clicks
+    + excluded.clicks, visitors = ...``, built once per dialect (both PostgreSQL and SQLite have it)."""
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(ReferralClickHour)
+    return insert.on_conflict_do_update(
+        index_elements=["link_id", "hour"],
+        set_={"clicks": ReferralClickHour.clicks + insert.excluded.clicks,
+              "visitors": ReferralClickHour.visitors + insert.excluded.visitors})
+
+
+def count_hour(session: Session, shop_id: int, link_id: int, now: datetime, *, clicks: int = 0,
+               visitors: int = 0) -> None:
+    """Add clicks and new visitors to the link's row for the hour (UTC) of ``now``: one statement,
+    atomic under concurrent landings (the row's lock is taken after the link's, in every landing, so
+    they cannot deadlock). The caller commits."""
+    hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    session.execute(_hour_statement(session.get_bind().dialect.name),
+                    {"shop_id": shop_id, "link_id": link_id, "hour": hour, "clicks": clicks, "visitors": visitors})
 
 
 # --- the customer's metafield ---------------------------------------------------------------------
