@@ -559,7 +559,6 @@ def _echo_metrics(domain: str, report: dict[str, Any], daily: bool) -> None:
         ["average order, with codes", money(aov["with_codes"])],
         ["average order, without",
          f"{money(aov['without_codes'])} ({_count(totals['orders_without_codes'], 'order')})"],
-        ["referral conversions", str(totals["referral_conversions"])],
         ["anomalies (code used twice)", str(totals["anomalies"])],
         ["codes on the store now", f"{report['store']['codes_on_store']:,} of Shopify's {report['store']['cap']:,} "
                                    f"({_rate(report['store']['share_of_cap'])})"],

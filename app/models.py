@@ -258,6 +258,9 @@ class PoolCode(Base):
         # The per-link daily cap counts the link's codes of the last 24 hours from this index.
         Index("ix_pool_codes_link", "link_id", "handed_out_at",
               postgresql_where=text("link_id IS NOT NULL"), sqlite_where=text("link_id IS NOT NULL")),
+        # The referral metrics count a shop's friend codes handed out in a range.
+        Index("ix_pool_codes_shop_handed_out", "shop_id", "handed_out_at",
+              postgresql_where=text("handed_out_at IS NOT NULL"), sqlite_where=text("handed_out_at IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -10,8 +10,6 @@ Definitions (the README repeats them for merchants):
 - **revenue** and **orders with codes**: the paid orders in the range that used at least one of our
   codes (an order with two codes counts once); **discount given**: what our codes took off them.
 - **average order value** with and without our codes: over every paid order seen in the range.
-- **referral conversions**: referred friends' codes redeemed in the range (codes issued one by one
-  to a friend; friend codes from the pools are in ``referrals``, below).
 - **codes on the store** (``store``, not limited to the range): our codes whose discount was created
   on the store and not removed by the clean-up since, against Shopify's cap on a store's codes, with a
   warning from ``CAP_WARNING_SHARE`` of it.
@@ -52,9 +50,8 @@ date (``ix_issued_codes_shop_issued``, ``ix_issued_codes_shop_redeemed``, ``ix_p
 and groups by day and program in the database: the cost follows the rows in the range, never the
 shop's whole history, and the totals and the per-program breakdown are sums of those few groups.
 The referral loop reads ``ix_referral_click_hours_shop`` (shop, hour), the shop's links
-(``ix_referral_links_shop``) and the codes by link and time (``ix_pool_codes_link``: PostgreSQL probes
-it link by link, or reads the range's codes of every shop when that is cheaper; pool codes have no
-(shop, time) index), and ``ix_referrals_shop_created`` (shop, recorded time): an order is recorded
+(``ix_referral_links_shop``), the friend codes by shop and time (``ix_pool_codes_shop_handed_out``),
+and ``ix_referrals_shop_created`` (shop, recorded time): an order is recorded
 after it is paid, so the referrals recorded since the range began (less a day for clocks) hold every
 order of the range; the top advocates' ids and revenue are then read for those ten only.
 """
@@ -83,7 +80,6 @@ from app.models import (
     RedemptionAnomaly,
     Referral,
     ReferralClickHour,
-    ReferralLink,
     Shop,
 )
 from app.params import parse_date
@@ -173,7 +169,6 @@ class Tally:
         self.orders: dict[str, int] = defaultdict(int)  # per currency
         self.revenue: dict[str, Decimal] = defaultdict(Decimal)
         self.discount: dict[str, Decimal] = defaultdict(Decimal)
-        self.conversions = 0
         self.durations: list[float] = []
 
     def json(self, median: float | None = None) -> dict[str, Any]:
@@ -187,7 +182,6 @@ class Tally:
             "revenue": _money(self.revenue),
             "discount_given": _money(self.discount),
             "codes_with_unknown_discount": self.unknown_discount,
-            "referral_conversions": self.conversions,
         }
 
 
@@ -247,7 +241,6 @@ def shop_metrics(session: Session, shop_id: int, period: Period, program_id: int
         return (days[_as_date(day)], by_program[program], total)
 
     of_program = [IssuedCode.program_id == program_id] if program_id is not None else []
-    referral = {pid for pid, p in programs.items() if p.kind == "referral_friend"}
 
     issued_day = _day(IssuedCode.issued_at, dialect, period.zone)
     for day, program, issued, redeemed in session.execute(
@@ -269,7 +262,6 @@ def shop_metrics(session: Session, shop_id: int, period: Period, program_id: int
         for tally in groups(day, program):
             tally.redeemed += redeemed
             tally.unknown_discount += redeemed - known
-            tally.conversions += redeemed if program in referral else 0
             if discount is not None:
                 tally.discount[currency] += Decimal(discount)
 
@@ -475,13 +467,12 @@ def referral_loop(session: Session, dialect: str, shop_id: int, period: Period) 
             funnel.clicks += int(clicks or 0)
             funnel.visitors += int(visitors or 0)
 
-    # The shop's links, then each one's codes of the range (``ix_pool_codes_link``): pool codes have no
-    # (shop, time) index, and every friend code a landing hands out names its link.
+    # The shop's codes handed out in the range (``ix_pool_codes_shop_handed_out``); every friend code a
+    # landing hands out names its link.
     handed_day = _day(PoolCode.handed_out_at, dialect, period.zone)
     for day, program, codes in session.execute(
             select(handed_day, PoolCode.program_id, func.count()).select_from(PoolCode)
-            .join(ReferralLink, ReferralLink.id == PoolCode.link_id)
-            .where(ReferralLink.shop_id == shop_id, PoolCode.shop_id == shop_id, PoolCode.link_id.is_not(None),
+            .where(PoolCode.shop_id == shop_id, PoolCode.link_id.is_not(None),
                    PoolCode.handed_out_at >= period.start, PoolCode.handed_out_at < period.end)
             .group_by(handed_day, PoolCode.program_id)):
         for funnel in (loop.days[_as_date(day)], loop.programs[program], loop.total):

@@ -80,6 +80,7 @@ def upgrade() -> None:
     with op.batch_alter_table('pool_codes', schema=None) as batch_op:
         batch_op.add_column(sa.Column('order_id', sa.BigInteger(), nullable=True))
         batch_op.add_column(sa.Column('redeemed_at', app.db.UTCDateTime(timezone=True), nullable=True))
+        batch_op.create_index('ix_pool_codes_shop_handed_out', ['shop_id', 'handed_out_at'], unique=False, postgresql_where=sa.text('handed_out_at IS NOT NULL'), sqlite_where=sa.text('handed_out_at IS NOT NULL'))
         batch_op.drop_constraint(batch_op.f('ck_pool_codes_status'), type_='check')
         batch_op.create_check_constraint(batch_op.f('ck_pool_codes_status'), "status IN ('anchor', 'pending', 'available', 'handed_out', 'redeemed', 'failed', 'expired', 'removed')")
 
@@ -101,6 +102,7 @@ def downgrade() -> None:
         batch_op.drop_column('hold_days')
 
     with op.batch_alter_table('pool_codes', schema=None) as batch_op:
+        batch_op.drop_index('ix_pool_codes_shop_handed_out', postgresql_where=sa.text('handed_out_at IS NOT NULL'), sqlite_where=sa.text('handed_out_at IS NOT NULL'))
         batch_op.drop_constraint(batch_op.f('ck_pool_codes_status'), type_='check')
         batch_op.create_check_constraint(batch_op.f('ck_pool_codes_status'), "status IN ('anchor', 'pending', 'available', 'handed_out', 'failed', 'expired', 'removed')")
         batch_op.drop_column('redeemed_at')
