@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.url_map.converters["id"] = IdConverter  # before the blueprints, whose routes use it
 
+    from app.admin import bp as admin_bp
     from app.api import pools as _pool_routes  # noqa: F401  (adds the pool's routes to the API blueprint)
     from app.api import referral_admin as _referral_admin  # noqa: F401  (referral settings and list routes)
     from app.api import referrals as _api_referrals  # noqa: F401  (adds its routes to the API blueprint)
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.referrals.routes import bp as referrals_bp
     from app.webhooks.routes import bp as webhooks_bp
 
-    for blueprint in (auth_bp, webhooks_bp, api_bp, health_bp, proxy_bp, referrals_bp):
+    for blueprint in (auth_bp, webhooks_bp, api_bp, health_bp, proxy_bp, referrals_bp, admin_bp):
         app.register_blueprint(blueprint)
     init_rate_limits(app, settings, rt.redis)  # after the blueprints: it exempts some by name
     init_security_headers(app)

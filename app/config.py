@@ -47,7 +47,9 @@ SETTING_NAMES = ("ONCECODE_ENV", "SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "SHOPI
                  "TOKEN_ENCRYPTION_KEY", "SECRET_KEY", "SHOPIFY_STORE_BASE_URL", "WEBHOOK_MAX_BYTES",
                  "SHOP_JOB_CONCURRENCY", "LOG_LEVEL", "DEVSTORE_PORT", "PUBLIC_RATE_LIMIT",
                  "TRUSTED_PROXY_HOPS", "WEBHOOK_RETENTION_DAYS", "WEBHOOK_FAILED_RETENTION_DAYS",
-                 "STORE_CLEANUP_GRACE_DAYS", "WORKER_LEASE_SECONDS", "EMAIL_HASH_KEY")
+                 "STORE_CLEANUP_GRACE_DAYS", "WORKER_LEASE_SECONDS", "EMAIL_HASH_KEY", "APP_BRIDGE_URL")
+# Shopify's App Bridge, which every embedded page loads from Shopify's CDN (shopify.dev, "App Bridge").
+SHOPIFY_APP_BRIDGE_URL = "https://cdn.shopify.com/shopifycloud/app-bridge.js"
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,9 @@ class Settings:
     # How long a worker's hold on a running job lasts unless renewed (app/leases.py): a killed worker's
     # job runs again about this long after the kill.
     worker_lease_seconds: int = 15
+    # The App Bridge script the embedded admin pages load: Shopify's CDN; in development devstore's
+    # stand-in (the admin pages then work inside devstore's admin).
+    app_bridge_url: str = SHOPIFY_APP_BRIDGE_URL
 
     @property
     def is_production(self) -> bool:
@@ -244,6 +249,12 @@ def load_settings(environ: Mapping[str, str] | None = None, *, prefer_developmen
         problems.append(f"WORKER_LEASE_SECONDS must be a whole number of seconds from {MIN_LEASE_SECONDS} to "
                         f"{MAX_LEASE_SECONDS}, not {lease!r}")
 
+    local_bridge = f"http://127.0.0.1:{env.get('DEVSTORE_PORT', DEVSTORE_PORT)}/_devstore/app-bridge.js"
+    app_bridge_url = get("APP_BRIDGE_URL", SHOPIFY_APP_BRIDGE_URL if store_base == "https://{shop}"
+                         else local_bridge) or ""
+    if urlsplit(app_bridge_url).scheme not in ("http", "https") or not urlsplit(app_bridge_url).netloc:
+        problems.append(f"APP_BRIDGE_URL must be an http(s) URL of App Bridge's script, not {app_bridge_url!r}")
+
     log_level = (get("LOG_LEVEL", "INFO") or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}")
@@ -276,6 +287,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, prefer_developmen
         trusted_proxy_hops=int(proxy_hops),
         store_cleanup_grace_days=int(grace_days),
         worker_lease_seconds=int(lease),
+        app_bridge_url=app_bridge_url,
     )
 
 

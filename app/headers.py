@@ -15,7 +15,9 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, g
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, current_app, g
 
 REFERRER_POLICY = "no-referrer"
 SHOPIFY_ADMIN = "https://admin.shopify.com"
@@ -27,8 +29,21 @@ def remember_verified_shop(shop: str) -> None:
     g.verified_shop = shop
 
 
+def allow_framing_by(shop: str) -> None:
+    """Let ``shop``'s admin frame a page that shows no data (the session-token page), on a shop the
+    request only claims: what ``shopifyapp`` does for its "patch ID token" page."""
+    g.verified_shop = shop
+
+
 def frame_ancestors(shop: str | None) -> str:
-    return f"frame-ancestors https://{shop} {SHOPIFY_ADMIN}" if shop else "frame-ancestors 'none'"
+    """Who may frame the page: the shop's own origin (``https://{shop}``, or the local store's when the
+    configuration points stores at devstore) and Shopify's admin; nobody when no shop was proved."""
+    if not shop:
+        return "frame-ancestors 'none'"
+    runtime = current_app.extensions.get("oncecode")
+    store = runtime.settings.store_url(shop) if runtime is not None else f"https://{shop}"
+    parts = urlsplit(store)
+    return f"frame-ancestors {parts.scheme}://{parts.netloc} {SHOPIFY_ADMIN}"
 
 
 def init_security_headers(app: Flask) -> None:

@@ -38,6 +38,9 @@ NOT_LIMITED_BY_ADDRESS = {
     "health": "polled by load balancers",
     # Authenticated by the shop's session token; a budget per shop, not per address, would fit it.
     "api": "authenticated per shop by session token",
+    # The embedded admin's pages: each verified by its id_token (a shop's staff share an office's
+    # address); the session-token page they bounce through shows nothing and only loads App Bridge.
+    "admin": "authenticated per shop by the id_token Shopify puts on every page",
     # Shopify's servers fetch it for every visitor of every store: counted by address, one busy store
     # would lock all of them out. Every request is signature-checked before anything is read.
     "proxy": "signed by Shopify, fetched from Shopify's servers for every storefront visitor",

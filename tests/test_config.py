@@ -184,3 +184,14 @@ def test_development_generates_an_email_hash_key_also_for_an_older_instance(monk
     assert stored["EMAIL_HASH_KEY"] == settings.email_hash_key and stored["SECRET_KEY"] == "b" * 40
     assert (tmp_path / "dev-secrets.json").stat().st_mode & 0o077 == 0
     assert load_settings({"ONCECODE_ENV": "development"}).email_hash_key == settings.email_hash_key
+
+
+def test_app_bridge_comes_from_shopifys_cdn_unless_the_stores_are_local(monkeypatch, tmp_path):
+    monkeypatch.setattr("app.config.INSTANCE_DIR", tmp_path)
+    assert load_settings(PRODUCTION).app_bridge_url == "https://cdn.shopify.com/shopifycloud/app-bridge.js"
+    development = load_settings({"ONCECODE_ENV": "development", "DEVSTORE_PORT": "8123"})
+    assert development.app_bridge_url == "http://127.0.0.1:8123/_devstore/app-bridge.js"  # devstore's stand-in
+    chosen = load_settings({**PRODUCTION, "APP_BRIDGE_URL": "https://bridge.example.com/app-bridge.js"})
+    assert chosen.app_bridge_url == "https://bridge.example.com/app-bridge.js"
+    with pytest.raises(ConfigError, match="APP_BRIDGE_URL must be an http"):
+        load_settings({**PRODUCTION, "APP_BRIDGE_URL": "javascript:alert(1)"})

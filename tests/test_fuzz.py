@@ -52,6 +52,7 @@ import devstore
 from app.codes import referrals
 from app.codes.programs import FIELDS, READ_ONLY
 from app.codes.referral_settings import SETTINGS as REFERRAL_SETTINGS
+from app.config import DEFAULT_SCOPES
 from app.db import utcnow
 from app.models import DataRequest
 from app.shopify.proxy import proxy_signature
@@ -76,6 +77,8 @@ ROUTE_AUTH = {
     "auth.launch": "launch-hmac",
     "auth.callback": "oauth-callback",
     "auth.begin": "none",  # starts OAuth for whatever shop it is given; proves nothing
+    "admin": "id-token",
+    "admin.session_token": "claimed-shop",  # loads App Bridge for the shop it names; shows nothing
     "proxy": "proxy-signature",
     "referrals": "none",  # a shared link, opened by anyone
     "health": "none",
@@ -215,6 +218,9 @@ BASELINES: dict[str, Callable[[Ids], Baseline]] = {
     "auth.callback": lambda ids: Baseline(query={"shop": SHOP, "code": "0907a61c", "state": "x",
                                                  "timestamp": str(int(time.time()))}),
     "auth.begin": lambda ids: Baseline(query={"shop": SHOP}),
+    "admin.home": lambda ids: Baseline(query={"shop": SHOP, "host": "YWRtaW4uc2hvcGlmeS5jb20vc3RvcmUvZGVtbw",
+                                              "embedded": "1"}),
+    "admin.session_token": lambda ids: Baseline(query={"shop": SHOP, "shopify-reload": "/admin/?shop=" + SHOP}),
     "proxy.customer_page": lambda ids: Baseline(query={"shop": SHOP, "logged_in_customer_id": "42",
                                                        "path_prefix": "/apps/oncecode",
                                                        "timestamp": str(int(time.time()))}),
@@ -240,7 +246,9 @@ class Ids:
 
 # --- requests --------------------------------------------------------------------------------------
 
-FRAMED_BY_A_SHOP = re.compile(r"frame-ancestors https://[a-z0-9][a-z0-9-]*\.myshopify\.com https://admin\.shopify\.com")
+# The store's origin (devstore's, here: SHOPIFY_STORE_BASE_URL points at it) and Shopify's admin.
+FRAMED_BY_A_SHOP = re.compile(r"frame-ancestors (https://[a-z0-9][a-z0-9-]*\.myshopify\.com|http://127\.0\.0\.1:[0-9]+)"
+                              r" https://admin\.shopify\.com")
 CONVERTER_RE = re.compile(r"<(?:(?P<converter>\w+)(?:\([^)]*\))?:)?(?P<name>\w+)>")
 PATH_VALUES = {
     "id": TEXT,
@@ -370,6 +378,13 @@ def fuzzed_request(draw: Callable[[Any], Any], rule: Rule, signed: bool, ids: Id
         fuzzed.begin_install = kind == "oauth-callback" and fuzzed.sign_query and draw(st.booleans())
     elif kind == "proxy-signature":
         fuzzed.sign_proxy = not credentials_hostile
+    elif kind == "id-token":
+        query = fuzzed.query = dict(query) if isinstance(query, dict) else query
+        token = draw(TEXT) if credentials_hostile else session_token()
+        if isinstance(query, dict):
+            query.setdefault("id_token", token)
+        else:
+            query.append(("id_token", token))
     return fuzzed
 
 
@@ -405,6 +420,7 @@ def target(app_factory) -> Iterator[Target]:  # type: ignore[no-untyped-def]
     rt = app.extensions["oncecode"]
     with rt.db.session_scope() as session:
         shop = make_shop_with_programs(session, rt.cipher, domain=SHOP)
+        shop.scopes = DEFAULT_SCOPES  # all we ask for: the admin's pages exchange no token for it
         code = issued_code(session, shop, "WELCOME-FUZZ")
         data_request = DataRequest(shop_id=shop.id, shopify_request_id=1, shopify_customer_id=42,
                                    data={"orders": []})
@@ -465,6 +481,7 @@ def _fuzz(client: FlaskClient, target: Target, rule: Rule, signed: bool) -> None
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         if response.mimetype == "text/html":  # framed only by a shop the request proved, never unsigned
             policy = response.headers["Content-Security-Policy"]
-            assert policy == "frame-ancestors 'none'" or signed and FRAMED_BY_A_SHOP.fullmatch(policy), policy
+            proved = signed or route_auth(rule.endpoint) == "claimed-shop"
+            assert policy == "frame-ancestors 'none'" or proved and FRAMED_BY_A_SHOP.fullmatch(policy), policy
 
     one_request()

@@ -1,6 +1,8 @@
 """OAuth install (authorization-code grant, expiring offline token) and the app's launch URL.
 
-``/`` is where Shopify sends a merchant who opens or installs the app; ``/auth`` starts the grant;
+``/`` is where Shopify sends a merchant who opens or installs the app: inside the admin (an ``id_token``
+in the query) it goes on to the embedded pages (``app.admin``), which verify the token and install a
+managed installation; otherwise the launch's HMAC is checked here. ``/auth`` starts the grant;
 ``/auth/callback`` finishes it. Every failed check answers 400 or 403 and stores nothing.
 """
 
@@ -40,6 +42,8 @@ def launch():  # type: ignore[no-untyped-def]
     """Shopify's app URL: verify the launch, install if needed, else show the shop's status."""
     if "shop" not in request.args:
         return render_template("welcome.html")
+    if "id_token" in request.args:  # opened inside the admin: the embedded pages verify the token
+        return redirect(url_for("admin.home", **request.args))
     shop_domain = _shop_param()
     settings = rt().settings
     if not verify_query_hmac(request.args, settings.api_secrets) or not fresh_timestamp(

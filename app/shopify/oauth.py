@@ -1,6 +1,7 @@
-"""The authorization-code grant and token refresh, over ``requests`` with explicit timeouts.
+"""The authorization-code grant, token exchange and token refresh, over ``requests`` with explicit timeouts.
 
 https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/authorization-code-grant
+https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/token-exchange
 https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/offline-access-tokens
 """
 
@@ -56,6 +57,19 @@ def authorize_url(settings: Settings, shop: str, state: str) -> str:
 def exchange_code(settings: Settings, shop: str, code: str) -> TokenGrant:
     """Trade the callback's ``code`` for an expiring offline token (``expiring=1``)."""
     return _post_token(settings, shop, {"code": code, "expiring": "1"})
+
+
+TOKEN_EXCHANGE = {
+    "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+    "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
+    "requested_token_type": "urn:shopify:params:oauth:token-type:offline-access-token",
+}
+
+
+def exchange_session_token(settings: Settings, shop: str, session_token: str) -> TokenGrant:
+    """Token exchange (managed installation): a session token from App Bridge for an expiring offline
+    token, through the store URL of our configuration (``SHOPIFY_STORE_BASE_URL``)."""
+    return _post_token(settings, shop, {**TOKEN_EXCHANGE, "subject_token": session_token, "expiring": "1"})
 
 
 def refresh_access_token(settings: Settings, shop: str, refresh_token: str) -> TokenGrant:

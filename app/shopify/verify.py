@@ -91,7 +91,11 @@ def fresh_timestamp(value: str | None, now: float | None = None) -> bool:
 
 
 class InvalidSessionToken(Exception):
-    pass
+    """A session token that does not prove its shop; ``expired`` when it only lived past its ``exp``."""
+
+    def __init__(self, message: str, expired: bool = False) -> None:
+        super().__init__(message)
+        self.expired = expired
 
 
 BEARER = "Bearer "
@@ -120,7 +124,9 @@ def decode_session_token(authorization: str | None, api_key: str, secrets: Itera
             break
         except jwt.InvalidSignatureError as exc:  # perhaps signed with the other secret
             problem = str(exc)
-        except jwt.PyJWTError as exc:  # signed by us but expired, early, for another app…; or no JWT at all
+        except jwt.ExpiredSignatureError as exc:  # ours, and valid a while ago
+            raise InvalidSessionToken(str(exc), expired=True) from exc
+        except jwt.PyJWTError as exc:  # signed by us but early, for another app…; or no JWT at all
             raise InvalidSessionToken(str(exc)) from exc
     if claims is None:
         raise InvalidSessionToken(problem)

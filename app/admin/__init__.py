@@ -1,0 +1,11 @@
+"""The embedded admin: the pages a merchant sees inside their Shopify admin (``/admin/...``).
+
+Pages are server-rendered and sit as thinly on the domain (``app.codes``, ``app.lifecycle``) as the
+JSON API and the CLI do: a route verifies the request, calls a domain function, renders its answer.
+``auth`` verifies a document request from its ``id_token`` and installs a managed-installation shop
+on its first open (``install``); ``routes`` holds the pages.
+"""
+
+from app.admin.routes import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,93 @@
+"""The admin's pages. Each verifies its request (``auth.page_shop``), makes sure the shop is installed
+(``install.ensure_installed``: a managed installation's first open), and renders what the domain
+functions answer — the same functions the JSON API and the CLI call."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, redirect, render_template, request
+from werkzeug.wrappers import Response
+
+from app.admin import auth
+from app.admin.install import InstallBusy, MissingScopes, ensure_installed
+from app.codes import catch_up, metrics
+from app.errors import BadRequest, Unauthorized
+from app.models import ReconcileCursor, Shop
+from app.shopify.oauth import TokenEndpointError
+from app.shopify.verify import valid_shop_domain
+from app.web import db_session, rt
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+log = logging.getLogger(__name__)
+
+
+@bp.errorhandler(auth.NeedsSessionToken)
+def _needs_token(exc: auth.NeedsSessionToken) -> Response:
+    return redirect(auth.session_token_page_url())
+
+
+@bp.errorhandler(Unauthorized)
+def _unauthorized(exc: Unauthorized):  # type: ignore[no-untyped-def]
+    return render_template("admin/problem.html", title="This page could not be verified",
+                           message="Open OnceCode from your Shopify admin (Apps → OnceCode): this page "
+                                   "was opened with a token that is not valid for it."), 401
+
+
+@bp.errorhandler(MissingScopes)
+def _missing_scopes(exc: MissingScopes):  # type: ignore[no-untyped-def]
+    return render_template("admin/scopes.html", missing=exc.missing, settings=rt().settings), 403
+
+
+@bp.errorhandler(InstallBusy)
+def _busy(exc: InstallBusy):  # type: ignore[no-untyped-def]
+    return render_template("admin/problem.html", title="Setting up your store",
+                           message="OnceCode is being set up for your store in another tab. Reload this page "
+                                   "in a few seconds."), 503
+
+
+@bp.errorhandler(TokenEndpointError)
+def _exchange_failed(exc: TokenEndpointError):  # type: ignore[no-untyped-def]
+    log.warning("token exchange failed", extra={"reason": str(exc)})
+    if exc.transient:  # the store did not answer: worth a reload
+        return render_template("admin/problem.html", title="OnceCode could not reach your store",
+                               message="Your store did not answer just now. Reload the page in a moment."), 503
+    return render_template("admin/problem.html", title="Your store refused OnceCode's access",
+                           message="Your store did not give OnceCode access. Reinstall OnceCode from the Shopify "
+                                   "App Store, then open it again."), 403
+
+
+def installed_shop() -> Shop:
+    """The verified, installed shop of this page (installing a managed installation on its first open)."""
+    domain, token = auth.page_shop()
+    shop_id = ensure_installed(rt(), domain, token)
+    return db_session().get_one(Shop, shop_id)
+
+
+def render_page(template: str, shop: Shop, **context: object) -> str:
+    return render_template(template, shop=shop, settings=rt().settings, carried=auth.carried(), **context)
+
+
+@bp.get("/")
+def home():  # type: ignore[no-untyped-def]
+    shop = installed_shop()
+    report = metrics.shop_metrics(db_session(), shop.id, metrics.Period.of_shop(shop, None, None), daily=False)
+    catching_up = catch_up.status_json(db_session().get(ReconcileCursor, shop.id))
+    return render_page("admin/home.html", shop, programs=shop.programs, totals=report["totals"], period=report,
+                       catch_up=catching_up)
+
+
+@bp.get("/session-token")
+def session_token():  # type: ignore[no-untyped-def]
+    """Loads App Bridge, which gets a fresh session token and reloads ``shopify-reload`` with it. No data
+    here, so it may be framed by the store the query names (as ``shopifyapp``'s page is)."""
+    shop = valid_shop_domain(request.args.get("shop", ""))
+    target = request.args.get("shopify-reload", "")
+    if shop is None:
+        raise BadRequest("invalid or missing shop parameter: open OnceCode from your Shopify admin")
+    if not target.startswith("/admin") or target.startswith("//") or "\\" in target:
+        raise BadRequest("shopify-reload must be a page of OnceCode's admin, such as /admin/")
+    from app.headers import allow_framing_by
+
+    allow_framing_by(shop)
+    return render_template("admin/session_token.html", settings=rt().settings)
