@@ -38,7 +38,7 @@ def page_shop() -> tuple[str, str]:
     (``NeedsSessionToken``); any other failed check (signature, audience, ``nbf``, a missing claim,
     ``iss`` and ``dest`` apart) is refused: 401.
     """
-    token = request.args.get("id_token", "")
+    token = request.values.get("id_token", "")  # in the query (a page, a link), or a form's body
     if not token:
         raise NeedsSessionToken("no id_token")
     settings = rt().settings

@@ -64,8 +64,29 @@ def installed_shop() -> Shop:
     return db_session().get_one(Shop, shop_id)
 
 
+# What an action's redirect may announce (``?notice=<key>``): fixed texts, never text from the URL.
+NOTICES: dict[str, str] = {}
+
+
+def notice(key: str, text: str) -> str:
+    """Register a notice an action may end with (at import time); returns the key."""
+    NOTICES[key] = text
+    return key
+
+
 def render_page(template: str, shop: Shop, **context: object) -> str:
-    return render_template(template, shop=shop, settings=rt().settings, carried=auth.carried(), **context)
+    """A page of the admin: the shop, the settings, the Shopify parameters its links carry, and the
+    notice an action's redirect named."""
+    return render_template(template, shop=shop, settings=rt().settings, carried=auth.carried(),
+                           notice=NOTICES.get(request.args.get("notice", "")), **context)
+
+
+def done(endpoint: str, key: str, **params: object) -> Response:
+    """After an action (POST): 303 to a page that says what was done (Post/Redirect/Get, so a reload
+    does not send the form again). The page gets a fresh token through the session-token page."""
+    from flask import url_for
+
+    return redirect(url_for(endpoint, **auth.carried(), notice=key, **params), 303)
 
 
 @bp.get("/")
