@@ -142,14 +142,15 @@ def _client(port: int, path: str, same_browser: bool, clock: Clock, ready: threa
                 result.first_visits.append(own)
 
 
-def run_load(target: str, port: int, path: str, seconds: float, connections: int,
+def run_load(target: str, port: int, paths: list[str], seconds: float, connections: int,
              same_browser: bool = False) -> LandingResult:
-    """Drive ``GET path`` on 127.0.0.1:``port`` from ``connections`` threads for ``seconds`` (after each
-    same-browser thread's untimed first visit)."""
+    """Drive ``GET`` on 127.0.0.1:``port`` from ``connections`` threads for ``seconds`` (after each
+    same-browser thread's untimed first visit); thread ``i`` opens ``paths[i % len(paths)]``."""
     result = LandingResult(target=target, elapsed=0.0)
     stop, lock, clock = threading.Event(), threading.Lock(), Clock(seconds)
     ready = threading.Barrier(connections, action=clock.start, timeout=REQUEST_TIMEOUT + 5)
-    threads = [threading.Thread(target=_client, args=(port, path, same_browser, clock, ready, stop, result, lock),
+    threads = [threading.Thread(target=_client, args=(port, paths[i % len(paths)], same_browser, clock, ready, stop,
+                                                               result, lock),
                                 name=f"load-{target}-{i}", daemon=True) for i in range(connections)]
     limit = time.perf_counter() + seconds + 2 * THREAD_JOIN_SLACK
     try:

@@ -34,6 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
@@ -53,6 +54,7 @@ from bench.common import (
     RESULTS_DIR,
     Process,
     Server,
+    _cpu_seconds,
     add_service_options,
     check_service_options,
     configured_worker_class,
@@ -90,6 +92,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pool-size", type=int, default=10_000,
                         help="friend codes the top-up job creates on devstore (default 10000); the landing "
                              "takes its codes from them")
+    parser.add_argument("--links", type=int, default=1,
+                        help="referral links the clients open, client i the link i mod N (default 1: every landing "
+                             "on one link)")
     parser.add_argument("--rq-workers", type=int, default=1,
                         help="rq worker processes while the pool fills (default 1: one top-up job runs at a time)")
     add_service_options(parser)
@@ -100,8 +105,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--connections must be in [1, 256], --workers in [1, 32] and --threads in [1, 64]")
     if args.threads > 1 and args.worker_class != "gthread":
         parser.error("--threads needs --worker-class gthread")
-    if not (250 <= args.pool_size <= 100_000 and 1 <= args.rq_workers <= 8):
-        parser.error("--pool-size must be in [250, 100000] and --rq-workers in [1, 8]")
+    if not (250 <= args.pool_size <= 100_000 and 1 <= args.rq_workers <= 8 and 1 <= args.links <= args.connections):
+        parser.error("--pool-size must be in [250, 100000], --rq-workers in [1, 8] and --links in [1, --connections]")
     check_service_options(parser, args)
     return args
 
@@ -247,18 +252,21 @@ def fill_pool(world: World, env: dict[str, str], db: Database, redis: Redis, sho
     }
 
 
-def advocate_link(world: World, db: Database, shop_id: int) -> str:
-    """A customer signs up on the store; with the referral program on, ``customers/create`` gives them a
-    link (and writes it to their metafield). Its token."""
-    customer = world.control("POST", "/customers", json={"email": "advocate@example.com"})
+def advocate_links(world: World, db: Database, shop_id: int, count: int) -> list[str]:
+    """``count`` customers sign up on the store; with the referral program on, ``customers/create`` gives
+    each a link (and writes it to their metafield). Their tokens."""
+    ids = [world.control("POST", "/customers", json={"email": f"advocate{n}@example.com"})["id"]
+           for n in range(count)]
 
-    def token() -> str | None:
+    def tokens() -> list[str] | None:
         with db.session_scope() as session:
-            return session.scalar(select(ReferralLink.token).join(Customer, Customer.id == ReferralLink.customer_id)
-                                  .where(ReferralLink.shop_id == shop_id, ReferralLink.status == "active",
-                                         Customer.shopify_customer_id == customer["id"]))
+            found = list(session.scalars(select(ReferralLink.token)
+                                         .join(Customer, Customer.id == ReferralLink.customer_id)
+                                         .where(ReferralLink.shop_id == shop_id, ReferralLink.status == "active",
+                                                Customer.shopify_customer_id.in_(ids))))
+        return found if len(found) == count else None
 
-    return wait_for(token, 60, "the advocate's referral link", world)
+    return wait_for(tokens, 120, "the advocates' referral links", world)
 
 
 # --- part 2: the landing ---------------------------------------------------------------------------
@@ -272,11 +280,32 @@ def landing_environment(args: argparse.Namespace, token_key: str) -> dict[str, s
     return env
 
 
+def postgres_cpu(database: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving ``database`` (its process title names it;
+    Linux /proc). The writer, checkpointer and WAL processes are shared with every database: left out."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if title.startswith("postgres:") and f" {database} " in title:
+                found[int(proc.name)] = _cpu_seconds(int(proc.name))
+        except OSError:  # gone meanwhile
+            continue
+    return found
+
+
+def postgres_cpu_since(database: str, before: dict[int, float]) -> float:
+    """CPU the database's backends used since ``before`` (backends started meanwhile count whole)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in postgres_cpu(database).items())
+
+
 def worker_class(args: argparse.Namespace) -> str:
     return args.worker_class or configured_worker_class()
 
 
-def measure_landing(args: argparse.Namespace, env: dict[str, str], stamp: str, path: str
+def measure_landing(args: argparse.Namespace, env: dict[str, str], stamp: str, paths: list[str]
                     ) -> tuple[list[LandingResult], dict[str, Any]]:
     """Start both servers, warm them up, measure bare, the landing for new browsers and for the same
     browser again; always stop them. Also what the warm-up handed out (for the checks)."""
@@ -288,21 +317,23 @@ def measure_landing(args: argparse.Namespace, env: dict[str, str], stamp: str, p
             server.wait_ready()
         print(f"servers: {', '.join(f'{s.name} on :{s.port}' for s in servers.values())} (gunicorn --config "
               f"app/gunicorn_conf.py --workers {args.workers} --worker-class {worker_class(args)} "
-              f"--threads {args.threads}); {args.connections} connections, "
+              f"--threads {args.threads}); {args.connections} connections on {args.links} link(s), "
               f"{args.warmup:g} s warm-up + {args.seconds:g} s each", flush=True)
         warm: dict[str, LandingResult] = {}
         for name, server in servers.items():
-            warm[name] = run_load(name, server.port, path, args.warmup, args.connections)
+            warm[name] = run_load(name, server.port, paths, args.warmup, args.connections)
             if args.warmup and warm[name].ok == 0:
                 raise RuntimeError(f"{name}: no 302 during warm-up ({dict(warm[name].statuses)}, "
                                    f"{warm[name].failures} failures)\n{server.log_tail()}")
         results = []
         for label, name, same in (("bare", "bare", False), ("new", "app", False), ("again", "app", True)):
             server = servers[name]
-            cpu_before, machine = server.cpu_seconds(), {}
+            cpu_before, pg_before, machine = server.cpu_seconds(), postgres_cpu(args.database.database), {}
             with watched(machine):  # other work on the machine shows here: the benchmark cannot tell it apart
-                result = run_load(label, server.port, path, args.seconds, args.connections, same_browser=same)
+                result = run_load(label, server.port, paths, args.seconds, args.connections, same_browser=same)
             result.server_cpu = server.cpu_seconds() - cpu_before
+            machine["postgres_cpu_ms_per_request"] = figure(result.cpu_ms_per_request(
+                postgres_cpu_since(args.database.database, pg_before)), 3)
             result.machine = machine
             results.append(result)
         return results, {"warm_codes": warm["app"].codes, "warm_responses": len(warm["app"].latencies)}
@@ -312,19 +343,20 @@ def measure_landing(args: argparse.Namespace, env: dict[str, str], stamp: str, p
                 server.stop()
 
 
-def landing_checks(db: Database, shop_id: int, friend_id: int, token: str, results: list[LandingResult],
+def landing_checks(db: Database, shop_id: int, friend_id: int, tokens: list[str], results: list[LandingResult],
                    warm: dict[str, Any]) -> dict[str, Any]:
     """Every code handed out reached exactly one client; the same browser always got its own code back;
     every landing was counted as a click."""
     _, new, again = results
     seen = warm["warm_codes"] + new.codes + again.first_visits
     with db.session_scope() as session:
-        link_id, clicks = session.execute(select(ReferralLink.id, ReferralLink.clicks)
-                                          .where(ReferralLink.token == token)).one()
+        links = session.execute(select(ReferralLink.id, ReferralLink.clicks)
+                                .where(ReferralLink.shop_id == shop_id, ReferralLink.token.in_(tokens))).all()
+        clicks = sum(n for _, n in links)
         handed = list(session.scalars(select(PoolCode.code).where(
             PoolCode.shop_id == shop_id, PoolCode.program_id == friend_id, PoolCode.status == "handed_out")))
         from_link = session.scalar(select(func.count()).select_from(PoolCode).where(
-            PoolCode.shop_id == shop_id, PoolCode.link_id == link_id)) or 0
+            PoolCode.shop_id == shop_id, PoolCode.link_id.in_([link_id for link_id, _ in links]))) or 0
         left = session.scalar(select(func.count()).select_from(PoolCode).where(
             PoolCode.shop_id == shop_id, PoolCode.program_id == friend_id, PoolCode.status == "available")) or 0
     answered = warm["warm_responses"] + len(new.latencies) + len(again.first_visits) + len(again.latencies)
@@ -347,10 +379,12 @@ def landing_checks(db: Database, shop_id: int, friend_id: int, token: str, resul
 def print_table(results: list[LandingResult]) -> None:
     names = {"bare": "bare", "new": "landing, new browser", "again": "landing, same browser"}
     print(f"\n{'target':<24}{'requests':>10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}"
-          f"{'server cpu ms/req':>19}{'client cpu ms/req':>19}{'load before':>13}{'busy cores':>12}")
+          f"{'server cpu ms/req':>19}{'postgres cpu ms/req':>21}{'client cpu ms/req':>19}{'load before':>13}"
+          f"{'busy cores':>12}")
     for r in results:
         print(f"{names[r.target]:<24}{r.requests:>10}{r.rate:>10.1f}{r.percentile_ms(50):>10.2f}"
               f"{r.percentile_ms(99):>10.2f}{r.errors:>8}{r.cpu_ms_per_request(r.server_cpu):>19.3f}"
+              f"{r.machine['postgres_cpu_ms_per_request']:>21.3f}"
               f"{r.cpu_ms_per_request(r.client_cpu):>19.3f}{r.machine['loadavg_before'][0]:>13.2f}"  # type: ignore[index]
               f"{r.machine['machine_busy_cores']:>12.2f}")
 
@@ -383,7 +417,7 @@ def report(args: argparse.Namespace, machine: dict[str, object], points: dict[st
         "settings": {"seconds": args.seconds, "warmup": args.warmup, "connections": args.connections,
                      "workers": args.workers, "worker_class": worker_class(args), "threads": args.threads,
                      "log_level": args.log_level, "pool_size": args.pool_size, "rq_workers": args.rq_workers,
-                     "landing_caps": "off (0)", "trusted_proxy_hops": 1,
+                     "links": args.links, "landing_caps": "off (0)", "trusted_proxy_hops": 1,
                      "database": args.database.render_as_string(), "redis": args.redis_url},
         "machine": machine,
         "pool": points,
@@ -409,13 +443,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"installed on {SHOP}; referral programs on; filling a pool of {args.pool_size:,} friend codes "
                   f"with {args.rq_workers} rq worker(s)", flush=True)
             points = fill_pool(world, env, db, redis, shop_id, friend_id, args.pool_size)
-            token = advocate_link(world, db, shop_id)
+            tokens = advocate_links(world, db, shop_id, args.links)
         finally:
             with uninterrupted():
                 world.stop()
         machine["loadavg_before_landing"] = [round(x, 2) for x in os.getloadavg()]
-        results, warm = measure_landing(args, landing_environment(args, token_key), stamp, f"/r/{token}")
-        checks = landing_checks(db, shop_id, friend_id, token, results, warm)
+        results, warm = measure_landing(args, landing_environment(args, token_key), stamp,
+                                        [f"/r/{token}" for token in tokens])
+        checks = landing_checks(db, shop_id, friend_id, tokens, results, warm)
     return report(args, machine, points, results, checks, stamp)
 
 
