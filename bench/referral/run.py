@@ -237,9 +237,11 @@ def fill_pool(world: World, env: dict[str, str], db: Database, redis: Redis, sho
     creations = status_now["bulk_creations"]
     checks = {"available": status_now["available"], "pending": status_now["pending"],
               "failed_codes": status_now["failed"], "codes_on_store": len(on_store),
-              "store_matches_pool": on_store == ours, "throttled_answers": usage["throttled"]}
+              "store_matches_pool": on_store == ours, "throttled_answers": usage["throttled"],
+              "pool_counted_what_the_store_charged": status_now["points_spent"] == usage["points"]}
     checks["ok"] = (checks["available"] == size and checks["pending"] == 0 and checks["store_matches_pool"]
-                    and len(on_store) == size + 1)  # and the discount's own (anchor) code
+                    and len(on_store) == size + 1  # and the discount's own (anchor) code
+                    and checks["pool_counted_what_the_store_charged"])
     return {
         "pool_size": size, "fill_seconds": round(seconds, 1), "requests": usage["requests"],
         "points": usage["points"], "points_per_code": round(usage["points"] / size, 4),
