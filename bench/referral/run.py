@@ -41,7 +41,7 @@ import requests
 from cryptography.fernet import Fernet
 from redis import Redis
 from rq.job import JobStatus
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app.codes import landing
 from app.codes.pools import pool_status, set_pool_settings
@@ -298,6 +298,14 @@ def postgres_cpu(database: str) -> dict[int, float]:
     return found
 
 
+def postgres_sessions(db: Database) -> int:
+    """Sessions PostgreSQL has opened on the benchmark database so far (``pg_stat_database``, PostgreSQL 14+;
+    its counters are flushed about once a second): connections the app's pools opened during a row."""
+    with db.engine.connect() as connection:
+        return int(connection.execute(text(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()")).scalar() or 0)
+
+
 def postgres_cpu_since(database: str, before: dict[int, float]) -> float:
     """CPU the database's backends used since ``before`` (backends started meanwhile count whole)."""
     return sum(seconds - before.get(pid, 0.0) for pid, seconds in postgres_cpu(database).items())
@@ -307,7 +315,7 @@ def worker_class(args: argparse.Namespace) -> str:
     return args.worker_class or configured_worker_class()
 
 
-def measure_landing(args: argparse.Namespace, env: dict[str, str], stamp: str, paths: list[str]
+def measure_landing(args: argparse.Namespace, db: Database, env: dict[str, str], stamp: str, paths: list[str]
                     ) -> tuple[list[LandingResult], dict[str, Any]]:
     """Start both servers, warm them up, measure bare, the landing for new browsers and for the same
     browser again; always stop them. Also what the warm-up handed out (for the checks)."""
@@ -331,11 +339,14 @@ def measure_landing(args: argparse.Namespace, env: dict[str, str], stamp: str, p
         for label, name, same in (("bare", "bare", False), ("new", "app", False), ("again", "app", True)):
             server = servers[name]
             cpu_before, pg_before, machine = server.cpu_seconds(), postgres_cpu(args.database.database), {}
+            sessions_before = postgres_sessions(db)
             with watched(machine):  # other work on the machine shows here: the benchmark cannot tell it apart
                 result = run_load(label, server.port, paths, args.seconds, args.connections, same_browser=same)
             result.server_cpu = server.cpu_seconds() - cpu_before
             machine["postgres_cpu_ms_per_request"] = figure(result.cpu_ms_per_request(
                 postgres_cpu_since(args.database.database, pg_before)), 3)
+            time.sleep(1.1)  # PostgreSQL flushes its session counters about once a second
+            machine["postgres_sessions_opened"] = postgres_sessions(db) - sessions_before
             result.machine = machine
             results.append(result)
         return results, {"warm_codes": warm["app"].codes, "warm_responses": len(warm["app"].latencies)}
@@ -382,13 +393,13 @@ def print_table(results: list[LandingResult]) -> None:
     names = {"bare": "bare", "new": "landing, new browser", "again": "landing, same browser"}
     print(f"\n{'target':<24}{'requests':>10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}"
           f"{'server cpu ms/req':>19}{'postgres cpu ms/req':>21}{'client cpu ms/req':>19}{'load before':>13}"
-          f"{'busy cores':>12}")
+          f"{'busy cores':>12}{'pg sessions':>13}")
     for r in results:
         print(f"{names[r.target]:<24}{r.requests:>10}{r.rate:>10.1f}{r.percentile_ms(50):>10.2f}"
               f"{r.percentile_ms(99):>10.2f}{r.errors:>8}{r.cpu_ms_per_request(r.server_cpu):>19.3f}"
               f"{r.machine['postgres_cpu_ms_per_request']:>21.3f}"
               f"{r.cpu_ms_per_request(r.client_cpu):>19.3f}{r.machine['loadavg_before'][0]:>13.2f}"  # type: ignore[index]
-              f"{r.machine['machine_busy_cores']:>12.2f}")
+              f"{r.machine['machine_busy_cores']:>12.2f}{r.machine['postgres_sessions_opened']:>13}")
 
 
 def report(args: argparse.Namespace, machine: dict[str, object], points: dict[str, Any],
@@ -450,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
             with uninterrupted():
                 world.stop()
         machine["loadavg_before_landing"] = [round(x, 2) for x in os.getloadavg()]
-        results, warm = measure_landing(args, landing_environment(args, token_key), stamp,
+        results, warm = measure_landing(args, db, landing_environment(args, token_key), stamp,
                                         [f"/r/{token}" for token in tokens])
         checks = landing_checks(db, shop_id, friend_id, tokens, results, warm)
     return report(args, machine, points, results, checks, stamp)
