@@ -67,7 +67,10 @@ def check_service_options(parser: argparse.ArgumentParser, args: argparse.Namesp
         parser.error("--database-url must be a PostgreSQL URL (the benchmarks measure PostgreSQL)")
     if "bench" not in (args.database.database or ""):
         parser.error("--database-url must name a database containing 'bench': the benchmark empties it")
-    redis_host = Redis.from_url(args.redis_url).connection_pool.connection_kwargs.get("host", "127.0.0.1")
+    redis_kwargs = Redis.from_url(args.redis_url).connection_pool.connection_kwargs
+    if not redis_kwargs.get("db"):
+        parser.error("--redis-url must name a db from 1 to 15: db 0 holds the test runs' claims (tests/isolation.py)")
+    redis_host = redis_kwargs.get("host", "127.0.0.1")
     for name, host in (("--database-url", args.database.host or "127.0.0.1"), ("--redis-url", redis_host)):
         if not loopback(host):
             parser.error(f"{name} must point at a loopback address, not {host!r}")
@@ -113,8 +116,6 @@ CLAIM_SECONDS = 3600
 def claimed_redis_db(redis: Redis) -> Iterator[None]:
     """Hold ``redis``'s db number for this process, as test runs do; refuse one a live process holds."""
     n = int(redis.connection_pool.connection_kwargs.get("db", 0) or 0)
-    if n == 0:
-        raise SystemExit("Error: --redis-url must not be db 0 (it holds the test runs' claims); pick 1-15")
     owner = f"{socket.gethostname()}:{os.getpid()}"
     pool = redis.connection_pool
     claims = Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class,
@@ -125,8 +126,10 @@ def claimed_redis_db(redis: Redis) -> Iterator[None]:
         host, _, pid = holder.partition(":")
         alive = host != socket.gethostname() or not pid.isdigit() or _alive(int(pid))
         if alive or not claims.set(key, owner, xx=True, ex=CLAIM_SECONDS):
-            raise SystemExit(f"Error: Redis db {n} is in use by another run ({holder}); pass --redis-url with "
-                             "another db number (test runs claim 15 downwards)")
+            claims.close()
+            print(f"Error: Redis db {n} is in use by another run ({holder}); pass --redis-url with another db "
+                  "number (test runs claim 15 downwards)", file=sys.stderr)
+            raise SystemExit(2)
     try:
         yield
     finally:
