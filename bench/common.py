@@ -24,7 +24,7 @@ import psycopg
 from alembic import command
 from alembic.config import Config
 from psycopg import sql
-from redis import Redis
+from redis import ConnectionPool, Redis
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
@@ -32,7 +32,7 @@ from app.config import ROOT
 from app.db import Database
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/oncecode_bench"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/10"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/1"  # test runs claim 15 downwards (tests/isolation.py)
 RESULTS_DIR = ROOT / "bench" / "results"
 GUNICORN_CONF = ROOT / "app" / "gunicorn_conf.py"
 READY_TIMEOUT = 30.0  # seconds for a server to answer its first request
@@ -67,7 +67,10 @@ def check_service_options(parser: argparse.ArgumentParser, args: argparse.Namesp
         parser.error("--database-url must be a PostgreSQL URL (the benchmarks measure PostgreSQL)")
     if "bench" not in (args.database.database or ""):
         parser.error("--database-url must name a database containing 'bench': the benchmark empties it")
-    redis_host = Redis.from_url(args.redis_url).connection_pool.connection_kwargs.get("host", "127.0.0.1")
+    redis_kwargs = Redis.from_url(args.redis_url).connection_pool.connection_kwargs
+    if not redis_kwargs.get("db"):
+        parser.error("--redis-url must name a db from 1 to 15: db 0 holds the test runs' claims (tests/isolation.py)")
+    redis_host = redis_kwargs.get("host", "127.0.0.1")
     for name, host in (("--database-url", args.database.host or "127.0.0.1"), ("--redis-url", redis_host)):
         if not loopback(host):
             parser.error(f"{name} must point at a loopback address, not {host!r}")
@@ -102,6 +105,49 @@ def empty_database(db: Database) -> None:
         session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
+# tests/isolation.py claims Redis dbs 15 down to 1 for test runs with these keys in db 0: a benchmark
+# claims its db the same way, so that neither flushes the other's (a test run and a benchmark both
+# defaulted to db 10 and emptied each other's queues and leases mid-run).
+CLAIM_KEY = "oncecode:test-run:redis-db:{n}"
+CLAIM_SECONDS = 3600
+
+
+@contextmanager
+def claimed_redis_db(redis: Redis) -> Iterator[None]:
+    """Hold ``redis``'s db number for this process, as test runs do; refuse one a live process holds."""
+    n = int(redis.connection_pool.connection_kwargs.get("db", 0) or 0)
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    pool = redis.connection_pool
+    claims = Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class,
+                                                  **{**pool.connection_kwargs, "db": 0}))
+    key = CLAIM_KEY.format(n=n)
+    if not claims.set(key, owner, nx=True, ex=CLAIM_SECONDS):
+        holder = (claims.get(key) or b"").decode()
+        host, _, pid = holder.partition(":")
+        alive = host != socket.gethostname() or not pid.isdigit() or _alive(int(pid))
+        if alive or not claims.set(key, owner, xx=True, ex=CLAIM_SECONDS):
+            claims.close()
+            print(f"Error: Redis db {n} is in use by another run ({holder}); pass --redis-url with another db "
+                  "number (test runs claim 15 downwards)", file=sys.stderr)
+            raise SystemExit(2)
+    try:
+        yield
+    finally:
+        if (claims.get(key) or b"").decode() == owner:
+            claims.delete(key)
+        claims.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextmanager
 def services(args: argparse.Namespace) -> Iterator[tuple[Database, Redis, dict[str, object]]]:
     """The benchmark's database (created if missing, migrated, emptied) and Redis database (flushed),
@@ -116,14 +162,23 @@ def services(args: argparse.Namespace) -> Iterator[tuple[Database, Redis, dict[s
     db = Database(args.database_url)
     redis = Redis.from_url(args.redis_url, socket_connect_timeout=2, socket_timeout=10)
     try:
-        redis.flushdb()
-        empty_database(db)
-        machine = machine_info(db, redis)
-        print(f"load average before the run: {machine['loadavg_before']} on {machine['nproc']} CPUs", flush=True)
-        yield db, redis, machine
+        with claimed_redis_db(redis), _flushed(redis):
+            empty_database(db)
+            machine = machine_info(db, redis)
+            print(f"load average before the run: {machine['loadavg_before']} on {machine['nproc']} CPUs",
+                  flush=True)
+            yield db, redis, machine
+    finally:
+        db.dispose()
+
+
+@contextmanager
+def _flushed(redis: Redis) -> Iterator[None]:
+    redis.flushdb()
+    try:
+        yield
     finally:
         redis.flushdb()
-        db.dispose()
 
 
 @contextmanager
