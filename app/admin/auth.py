@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from flask import request, url_for
+from flask import g, request, url_for
 
 from app.errors import OnceCodeError, Unauthorized
 from app.headers import remember_verified_shop
@@ -53,8 +53,12 @@ def page_shop() -> tuple[str, str]:
 
 
 def carried() -> dict[str, str]:
-    """The request's Shopify parameters a link inside the app passes on."""
-    return {name: request.args[name] for name in CARRIED if request.args.get(name)}
+    """The request's Shopify parameters a link inside the app passes on; ``shop`` is the verified one
+    when the page proved it (never a ``?shop=`` that disagrees with the token)."""
+    params = {name: request.args[name] for name in CARRIED if request.args.get(name)}
+    if g.get("verified_shop"):
+        params["shop"] = g.verified_shop
+    return params
 
 
 def reload_target() -> str:

@@ -11,9 +11,8 @@ from werkzeug.wrappers import Response
 
 from app.admin import auth
 from app.admin.install import InstallBusy, MissingScopes, ensure_installed
-from app.codes import catch_up, metrics
 from app.errors import BadRequest, Unauthorized
-from app.models import ReconcileCursor, Shop
+from app.models import Shop
 from app.shopify.oauth import TokenEndpointError
 from app.shopify.verify import valid_shop_domain
 from app.web import db_session, rt
@@ -87,15 +86,6 @@ def done(endpoint: str, key: str, **params: object) -> Response:
     from flask import url_for
 
     return redirect(url_for(endpoint, **auth.carried(), notice=key, **params), 303)
-
-
-@bp.get("/")
-def home():  # type: ignore[no-untyped-def]
-    shop = installed_shop()
-    report = metrics.shop_metrics(db_session(), shop.id, metrics.Period.of_shop(shop, None, None), daily=False)
-    catching_up = catch_up.status_json(db_session().get(ReconcileCursor, shop.id))
-    return render_page("admin/home.html", shop, programs=shop.programs, totals=report["totals"], period=report,
-                       catch_up=catching_up)
 
 
 @bp.get("/session-token")
