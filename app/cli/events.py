@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from app import inbox
 from app.cli.common import MAX_ROWS, ROWS
+from app.errors import Conflict, NotFound
 from app.models import WebhookEvent
 from app.queues import delete_job, enqueue_event, job_id_for_event
 from app.web import rt
@@ -39,14 +40,10 @@ def events_list(status: str | None, domain: str | None, limit: int) -> None:
 def events_retry(event_id: str) -> None:
     """Run a failed event again (after fixing what made it fail)."""
     with rt().db.session_scope() as session:
-        event = session.scalar(select(WebhookEvent).where(WebhookEvent.event_id == event_id))
-        if event is None:
-            raise click.ClickException(f"no event {event_id!r}")
-        if event.status != "failed":
-            raise click.ClickException(f"event is {event.status}; only failed events are retried")
-        if event.payload is None:
-            raise click.ClickException("event has no payload left (redacted or malformed); nothing to run")
-        event.status, event.last_error = "pending", None
+        try:
+            event = inbox.retry_failed(session, event_id)
+        except (NotFound, Conflict) as exc:
+            raise click.ClickException(str(exc)) from exc
         topic, domain = event.topic, event.shop_domain
     delete_job(rt().redis, job_id_for_event(event_id))
     click.echo("queued" if enqueue_event(rt().redis, event_id, topic, domain) else

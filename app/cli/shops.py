@@ -6,8 +6,10 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from app import lifecycle
 from app.cli.common import count, shop_or_fail
 from app.codes import metrics
+from app.errors import Conflict
 from app.models import Shop
 from app.queues import delete_job, enqueue_setup, setup_job_id
 from app.web import rt
@@ -37,9 +39,10 @@ def shops_setup(domain: str) -> None:
     """Queue post-install work (webhook subscriptions, default programs) again."""
     with rt().db.session_scope() as session:
         shop = shop_or_fail(session, domain)
-        if not shop.is_installed:
-            raise click.ClickException(f"{domain} is not installed; the merchant must install the app first")
-        shop.setup_completed_at, shop.setup_error = None, None
+        try:
+            lifecycle.restart_setup(shop)
+        except Conflict as exc:
+            raise click.ClickException(str(exc)) from exc
         shop_id, installed_at = shop.id, shop.installed_at
     delete_job(rt().redis, setup_job_id(shop_id, installed_at))
     click.echo("queued" if enqueue_setup(rt().redis, shop_id, installed_at) else "not queued: is Redis up?")
