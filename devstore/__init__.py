@@ -2,7 +2,8 @@
 
 ``create_app()`` builds the Flask app: OAuth (``oauth``), the Admin GraphQL endpoint (``admin``),
 webhook deliveries (``webhooks``), pages for a person (``pages``), a JSON control API
-(``control``) and the storefront's app proxy with its customer log-in (``proxy``). Its state lives
+(``control``), the storefront's app proxy with its customer log-in (``proxy``) and the admin page
+that frames the embedded app, with its session tokens and App Bridge stand-in (``embedded``). Its state lives
 in its own database (``state``); ``README.md`` documents the lot.
 """
 
@@ -41,12 +42,15 @@ def create_app(config: DevstoreConfig | None = None) -> Flask:
 
     from devstore.admin import bp as admin_bp
     from devstore.control import bp as control_bp
+    from devstore.embedded import bp as embedded_bp
+    from devstore.embedded import control_bp as embedded_control_bp
     from devstore.oauth import bp as oauth_bp
     from devstore.pages import bp as pages_bp
     from devstore.proxy import bp as storefront_bp
     from devstore.proxy import control_bp as storefront_control_bp
 
-    for blueprint in (oauth_bp, admin_bp, control_bp, pages_bp, storefront_bp, storefront_control_bp):
+    for blueprint in (oauth_bp, admin_bp, control_bp, pages_bp, storefront_bp, storefront_control_bp, embedded_bp,
+                      embedded_control_bp):
         app.register_blueprint(blueprint)
 
     if config.deliver_webhooks:
