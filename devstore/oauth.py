@@ -225,7 +225,7 @@ def exchange_session_token(session: Session, shop: str, fields: Mapping[str, str
     installation = session.scalar(select(Installation).where(Installation.shop == shop))
     if installation is None or not installation.installed:
         raise OAuthError(401, "invalid_client", f"The app is not installed on {shop}")
-    expiring = fields.get("expiring", "0") in ("1", "true")
+    expiring = fields.get("expiring", "0").lower() in ("1", "true")  # JSON 1 and true arrive as "1", "True"
     issue_tokens(installation, expiring, now or datetime.now(UTC))
     session.add(TokenExchange(shop=shop, requested_token_type=requested, expiring=expiring,
                               subject_jti=str(claims["jti"])))

@@ -154,6 +154,15 @@ def test_token_exchange_answers_like_the_code_exchange_and_the_token_works(clien
     assert exchanges(client, OTHER_SHOP) == 0
 
 
+@pytest.mark.parametrize("expiring", [1, True, "1"])
+def test_token_exchange_as_json_reads_expiring_as_shopifys_libraries_send_it(client, expiring):
+    managed_install(client)
+
+    response = client.post(TOKEN, json={**EXCHANGE, "subject_token": session_token(), "expiring": expiring})
+
+    assert response.status_code == 200 and response.json["expires_in"] == 3600
+
+
 def test_token_exchange_without_expiring_gives_a_token_that_never_expires(client, state):
     managed_install(client)
 
