@@ -27,6 +27,8 @@ def create_app(config: DevstoreConfig | None = None) -> Flask:
     app = Flask(__name__)
     # Only flashed messages and a refused order form live in the session: a key per process will do.
     app.secret_key = secrets.token_hex(32)
+    # Its own cookie name: cookies do not keep ports apart, and the app may run on the same host.
+    app.config["SESSION_COOKIE_NAME"] = "devstore_session"
     # Shopify's field order, as in the samples, in JSON answers and in the payloads the pages show.
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.jinja_env.policies["json.dumps_kwargs"] = {"sort_keys": False}

@@ -237,6 +237,7 @@
       if (framed) { post({ type: "nav", items: navItems(nav) }); } else { showNavInPage(nav); }
     }
     if (!reload) { post({ type: "location", url: location.href }); }
+    post({ type: "saveBar", visible: false, discardConfirmation: false }); // a new page has no unsaved changes
     document.querySelectorAll("form[data-save-bar]").forEach(watch);
   }
   if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", start); } else { start(); }

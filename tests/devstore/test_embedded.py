@@ -378,3 +378,11 @@ def test_the_store_page_links_to_the_admin_and_offers_a_managed_install(client):
     page = client.get(f"/stores/{SHOP}").text
 
     assert f'action="{ADMIN}/install"' in page and f'href="{ADMIN}"' in page
+
+
+def test_devstores_cookie_has_its_own_name_so_an_app_on_the_same_host_keeps_its_own(client):
+    managed_install(client)
+
+    response = client.get(ADMIN)
+
+    assert response.headers["Set-Cookie"].startswith("devstore_session=")
