@@ -18,7 +18,7 @@
   with one atomic ``UPDATE`` on the link and one upsert of the link's row for the hour
   (``referral_click_hours``, what the metrics read); it never calls the Admin API.
 
-No Flask here: the API (``app.api.referrals``), the CLI (``app.referrals.cli``) and the landing page
+No Flask here: the API (``app.api.referrals``), the CLI (``app.cli.referrals``) and the landing page
 (``app.referrals.routes``) call these functions.
 """
 
