@@ -122,8 +122,9 @@ def _copy_script() -> bytes:
     return (Path(__file__).parent / "copy.js").read_bytes()
 
 
-# The label a code of each program kind carries on the page (manual codes show their program's name only).
-CODE_KINDS = {"welcome": "Welcome gift", "referral_reward": "Reward for a referral", "referral_friend": "Friend code"}
+# What a code of each program kind is, after its offer (a manual code shows its program's name only).
+CODE_KINDS = {"welcome": "your welcome gift", "referral_reward": "your reward for referring a friend",
+              "referral_friend": "your friend code"}
 PATH_PREFIX_RE = re.compile(r"(/[A-Za-z0-9._~-]+)+")
 
 
