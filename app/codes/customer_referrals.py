@@ -49,8 +49,9 @@ class PageLink:
     new: bool  # made on this visit: the caller commits, then queues its metafield job
 
 
-def page_link(session: Session, shop_id: int, shopify_customer_id: int) -> PageLink:
-    """The customer's link for their page (see the module docstring). The caller commits."""
+def page_link(session: Session, shop_id: int, shopify_customer_id: int, *, make: bool = True) -> PageLink:
+    """The customer's link for their page (see the module docstring); ``make=False`` only looks (a
+    ``HEAD``). The caller commits."""
     if not referrals.program_on(session, shop_id):
         return PageLink(None, False)
     customer_id = session.scalar(select(Customer.id).where(Customer.shop_id == shop_id,
@@ -63,6 +64,8 @@ def page_link(session: Session, shop_id: int, shopify_customer_id: int) -> PageL
             return PageLink(session.get(ReferralLink, active[0]), False)
         if links:
             return PageLink(None, False)  # retired by the merchant: not ours to renew
+    if not make:
+        return PageLink(None, False)
     link, new = referrals.create_link(session, shop_id, shopify_customer_id)
     return PageLink(link, new)
 

@@ -90,7 +90,8 @@ def customer_page() -> Response:
                           "url": discount_url(settings, shop.domain, code.code, code.redirect_path),
                           "expires_on": _local_date(code.expires_at, zone)}
                          for code in open_codes(session, shop.id, proxied.customer_id)]
-        mine = customer_referrals.page_link(session, shop.id, proxied.customer_id)
+        # A HEAD (a link checker, a prefetch) looks without making a link.
+        mine = customer_referrals.page_link(session, shop.id, proxied.customer_id, make=request.method == "GET")
         link = (mine.link.id, mine.link.token, mine.link.status) if mine.link is not None else None
         session.commit()
         if mine.new and link is not None:  # after the commit: the job reads the link's row

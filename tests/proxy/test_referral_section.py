@@ -88,6 +88,12 @@ def test_a_first_visit_makes_the_customers_link_and_queues_its_metafield_job(cli
     assert [row.id for row in links_of(db, shop, ADA)] == [link.id]
 
 
+def test_a_head_request_makes_no_link(client, db, shop: Shop):
+    program_on(db, shop)
+    assert client.head("/proxy?" + proxy_query()).status_code == 200
+    assert links_of(db, shop, ADA) == []
+
+
 def test_a_customer_with_a_link_sees_it_and_no_job_is_queued(client, db, rt, shop: Shop):
     program_on(db, shop)
     link, _ = referrals.create_link(db, shop.id, ADA)
