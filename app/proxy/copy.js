@@ -1,15 +1,17 @@
 // OnceCode: the Copy button of a customer's referral link (app/proxy/routes.py serves it as /copy.js
-// under the store's app proxy). The page works without it: the link sits in a read-only text field, and
-// the button stays hidden until this script shows it.
+// under the store's app proxy). The page works without it: the link sits in a read-only text field.
+// The button is made here, not hidden in the page's markup: a theme's `button { display: … }` would
+// show a hidden button that does nothing without JavaScript.
 (function () {
   "use strict";
-  var buttons = document.querySelectorAll("button[data-oncecode-copy]");
-  Array.prototype.forEach.call(buttons, function (button) {
-    var field = document.getElementById(button.getAttribute("data-oncecode-copy"));
-    var status = document.getElementById(button.getAttribute("data-oncecode-status"));
-    if (!field) {
-      return;
-    }
+  var fields = document.querySelectorAll("input[data-oncecode-copy]");
+  Array.prototype.forEach.call(fields, function (field) {
+    var status = document.getElementById(field.getAttribute("data-oncecode-copy"));
+    var button = document.createElement("button");
+    button.type = "button";
+    button.textContent = "Copy";
+    field.insertAdjacentElement("afterend", button);
+    field.insertAdjacentText("afterend", " ");
     function say(text) {
       if (status) {
         status.textContent = text;
@@ -26,7 +28,6 @@
       }
       say(copied ? "Link copied." : "Press Ctrl+C (\u2318C on a Mac) to copy the selected link.");
     }
-    button.hidden = false;
     button.addEventListener("click", function () {
       if (navigator.clipboard && window.isSecureContext) {
         navigator.clipboard.writeText(field.value).then(function () { say("Link copied."); }, byHand);
