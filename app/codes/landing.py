@@ -6,8 +6,10 @@
   ``UPDATE``), recording the link that handed it out.
 - **A code that can no longer be used** (past its own expiry, or expired and deleted by the sweep):
   the browser gets a new key and a new code, within the caps: the old one cannot give a discount any
-  more, and the friend opened the link to get one. (Whether a code was *redeemed* is reconciliation's
-  knowledge, not the pool's: a redeemed code is single use and the store refuses it a second time.)
+  more, and the friend opened the link to get one.
+- **A code already used** (``redeemed``: reconciliation saw a paid order with it) is not replaced: the
+  friend got their discount, and a fresh code per visit would make one link a discount per order. The
+  browser gets the friendly "already used" page (``redeemed``) and goes on to the store.
 - **When "the program is on".** The shop's ``referral_reward`` program is active (as for links,
   ``referrals.program_on``) and its ``referral_friend`` program, whose pool the code comes from, is
   active too; otherwise the visitor gets the friendly page and goes on to the store without a code.
@@ -49,7 +51,8 @@ def new_visitor_key() -> str:
 @dataclass(frozen=True)
 class FriendLanding:
     """What the landing decided. ``state``: ``code`` (``code`` and ``redirect_path`` set), or why not:
-    ``unknown``, ``retired``, ``store_closed``, ``program_off``, ``pool_empty``, ``capped``.
+    ``unknown``, ``retired``, ``store_closed``, ``program_off``, ``pool_empty``, ``capped``, ``redeemed``
+    (this browser's code was used on an order).
     ``visitor_key`` is the key the browser must keep (a new one when it had none or its code was spent)."""
 
     state: str  # see the docstring; ``active`` only from ``peek``
@@ -86,7 +89,9 @@ def land_friend(session: Session, token: str, visitor_key: str | None, *,
         if mine is not None:
             if usable(mine, now):
                 return FriendLanding("code", domain, mine.code, friend.redirect_path, visitor_key)
-            visitor_key = None  # spent: this browser starts afresh
+            if mine.status == "redeemed":  # used on an order: one friend code per friend, not one per order
+                return FriendLanding("redeemed", domain, visitor_key=visitor_key)
+            visitor_key = None  # expired: this browser starts afresh
     blocked = _capped(session, friend, found.link_id, now, address_allows)
     if blocked is not None:
         session.add(ReferralBlock(shop_id=shop_id, link_id=found.link_id, reason=blocked, at=now))

@@ -4,8 +4,9 @@ An active link of a store whose referral program is on hands the visitor a frien
 302 to the store's discount link (``{store}/discount/{CODE}?redirect={path}``), so the code sits in
 their cart. The browser keeps a random visitor key in a signed cookie (HttpOnly, SameSite=Lax, Secure
 in production, path ``/r/``); the code is recorded against that key, so the same browser gets the same
-code again. Anything else gets a friendly page with a way on to the store whenever the store is
-known. The request path makes a few indexed queries and never calls the Admin API.
+code again; once that code was used on an order, the browser gets an "already used" page instead of a
+new code. Anything else gets a friendly page with a way on to the store whenever the store is known.
+The request path makes a few indexed queries and never calls the Admin API.
 
 Statuses: 404 for a token we never issued, 410 Gone for a retired link (crawlers and link checkers
 drop it), 200 for everything that may change by itself (store uninstalled, program off, pool empty, a
@@ -26,7 +27,7 @@ from app.web import db_session, rt
 bp = Blueprint("referrals", __name__)
 
 STATUS = {"unknown": 404, "retired": 410, "store_closed": 200, "program_off": 200, "pool_empty": 200,
-          "capped": 200}
+          "capped": 200, "redeemed": 200}
 COOKIE = "oncecode_friend"
 COOKIE_SALT = "oncecode.friend-visitor"
 COOKIE_MAX_AGE = 400 * 24 * 3600  # browsers cap a cookie's life at 400 days
@@ -68,6 +69,9 @@ def landing_page(token: str) -> Response:
         response = redirect(discount_url(settings, found.shop_domain, found.code, found.redirect_path), 302)
     elif found.state == "active":  # a HEAD on a working link: where a visitor would end up, without a code
         response = redirect(store, 302)  # type: ignore[arg-type]
+    elif found.state == "redeemed":
+        response = Response(render_template("referral_redeemed.html", store_url=store, shop=found.shop_domain),
+                            status=STATUS[found.state])
     else:
         response = Response(render_template("referral_inactive.html", state=found.state, store_url=store,
                                             shop=found.shop_domain), status=STATUS[found.state])
