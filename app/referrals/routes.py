@@ -16,14 +16,18 @@ codes have their own hourly budget per address (the program's cap).
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, Response, redirect, render_template, request
 from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.codes import landing
+from app.codes import landing, referrals
 from app.ratelimit import hit_address_budget
 from app.shopify.storefront import discount_url, home_url
 from app.web import db_session, rt
 
+log = logging.getLogger(__name__)
 bp = Blueprint("referrals", __name__)
 
 STATUS = {"unknown": 404, "retired": 410, "store_closed": 200, "program_off": 200, "pool_empty": 200,
@@ -53,6 +57,15 @@ def _address_allows(shop_id: int, per_hour: int) -> bool:
     return hit_address_budget(per_hour, "friend-codes", str(shop_id))
 
 
+def _count(click: referrals.Click) -> None:
+    """Count the click once the landing has committed; a database hiccup here costs a click, never the
+    visitor's code or page."""
+    try:
+        referrals.record_click(rt().db, click)
+    except SQLAlchemyError as exc:
+        log.warning("referral click not counted", extra={"reason": type(exc).__name__})
+
+
 @bp.get("/r/<path:token>")
 def landing_page(token: str) -> Response:
     settings = rt().settings
@@ -64,6 +77,8 @@ def landing_page(token: str) -> Response:
     else:
         found = landing.peek(session, token)
     session.commit()
+    if found.click is not None:
+        _count(found.click)
     store = home_url(settings, found.shop_domain) if found.shop_domain else None
     if found.state == "code" and found.code and found.shop_domain:
         response = redirect(discount_url(settings, found.shop_domain, found.code, found.redirect_path), 302)
