@@ -198,6 +198,17 @@ def test_saving_the_form_untouched_changes_nothing(client, installed, db):
     assert form_of(program_of(db, installed)) == before and program_of(db, installed).updated_at == stamp
 
 
+def test_the_same_save_sent_twice_is_one_change(client, installed, db):
+    program = program_of(db, installed)
+    sent = {**form_of(program), "value": "15", "code_prefix": "hello-"}
+    follow(client, save(client, program.id, sent))
+    once = program_of(db, installed)
+    stamp = (once.updated_at, str(once.value), once.code_prefix)
+    follow(client, save(client, program.id, sent))  # the form as it was: "15" and "hello-" differ in text only
+    again = program_of(db, installed)
+    assert (again.updated_at, str(again.value), again.code_prefix) == stamp == (stamp[0], "15.00", "HELLO-")
+
+
 def test_every_field_of_the_form_reaches_the_program(client, installed, db):
     program = program_of(db, installed)
     follow(client, save(client, program.id, {
