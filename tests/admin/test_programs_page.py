@@ -132,6 +132,19 @@ def test_turning_a_program_on_from_the_list_twice_is_one_change(client, installe
     assert program_of(db, installed).active is False
 
 
+def test_a_program_the_rules_now_refuse_is_not_switched_and_says_why(client, installed, db):
+    """A program stored before a rule tightened (here: 8 random characters) cannot be turned on as it is."""
+    program = program_of(db, installed)
+    program.code_length = 8
+    db.commit()
+    page = switch(client, program.id, "on")
+    assert page.status_code == 400
+    assert "Not switched: code_prefix, code_length, code_alphabet, code_pattern: codes would be guessable" in page.text
+    assert program_of(db, installed).active is False
+    edit = open_page(client, session_token(SHOP), f"/admin/programs/{program.id}").text
+    assert re.search(r'<p class="error" id="f-code_format-err" data-sample-problem>codes would be guessable', edit)
+
+
 @pytest.mark.parametrize("active", ["", "yes", "true", "ON"])
 def test_a_switch_says_on_or_off(client, installed, db, active):
     program = program_of(db, installed)
