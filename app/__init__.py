@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.url_map.converters["id"] = IdConverter  # before the blueprints, whose routes use it
 
     from app.admin import bp as admin_bp
+    from app.api import code_format as _code_format  # noqa: F401  (the code format's live sample)
     from app.api import pools as _pool_routes  # noqa: F401  (adds the pool's routes to the API blueprint)
     from app.api import referral_admin as _referral_admin  # noqa: F401  (referral settings and list routes)
     from app.api import referrals as _api_referrals  # noqa: F401  (adds its routes to the API blueprint)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class OnceCodeError(Exception):
     """Base of every error we raise on purpose. ``status`` is what an HTTP edge answers with."""
@@ -15,6 +17,24 @@ class ConfigError(OnceCodeError):
 
 class BadRequest(OnceCodeError):
     status = 400
+
+
+class InvalidChange(BadRequest):
+    """A change refused for one or more problems, each about one field (``None``: about the change as a
+    whole, such as an unknown field). The message is every problem's text joined by "; ", as the API
+    and the CLI show it; ``problems`` keeps them apart with their fields, so that a page can put each
+    next to its field without reading the prose."""
+
+    def __init__(self, problems: Iterable[tuple[str | None, str]]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(text for _, text in self.problems))
+
+    def by_field(self) -> dict[str | None, list[str]]:
+        """The problems' texts by field, in the order they were found."""
+        found: dict[str | None, list[str]] = {}
+        for name, text in self.problems:
+            found.setdefault(name, []).append(text)
+        return found
 
 
 class Forbidden(OnceCodeError):

@@ -187,6 +187,7 @@ class Baseline:
     query: dict[str, str] = field(default_factory=dict)
     body: dict[str, Any] | None = None
     fields: tuple[str, ...] = ()  # further body fields the route knows, to set to hostile values
+    form: dict[str, str] | None = None  # a form body (an admin page's POST) instead of JSON
 
 
 WEBHOOK_FIELDS = ("id", "admin_graphql_api_id", "email", "customer", "discount_codes", "shop_id", "shop_domain",
@@ -221,6 +222,16 @@ BASELINES: dict[str, Callable[[Ids], Baseline]] = {
     "admin.home": lambda ids: Baseline(query={"shop": SHOP, "host": "YWRtaW4uc2hvcGlmeS5jb20vc3RvcmUvZGVtbw",
                                               "embedded": "1"}),
     "admin.session_token": lambda ids: Baseline(query={"shop": SHOP, "shopify-reload": "/admin/?shop=" + SHOP}),
+    "admin.programs": lambda ids: Baseline(query={"shop": SHOP, "notice": "program-saved-welcome"}),
+    "admin.program": lambda ids: Baseline(query={"shop": SHOP, "notice": "program-on-welcome"}),
+    "admin.program_save": lambda ids: Baseline(  # the welcome program's form, as the page sends it
+        query={"shop": SHOP}, form={"name": "Welcome", "active": "1", "value_type": "percentage", "value": "15",
+                                    "minimum_subtotal": "", "expires_after_days": "30", "code_prefix": "HI-",
+                                    "code_length": "12", "code_pattern": "", "combines_with_order": "0"},
+        fields=(*FIELDS, *REFERRAL_SETTINGS)),
+    "admin.program_active": lambda ids: Baseline(query={"shop": SHOP}, form={"active": "on"}),
+    "api.code_format_sample": lambda ids: Baseline(query={"prefix": "HI-", "length": "12", "alphabet": "ABCDEFGH",
+                                                          "pattern": "####-####"}),
     "proxy.customer_page": lambda ids: Baseline(query={"shop": SHOP, "logged_in_customer_id": "42",
                                                        "path_prefix": "/apps/oncecode",
                                                        "timestamp": str(int(time.time()))}),
@@ -337,17 +348,25 @@ def fuzzed_request(draw: Callable[[Any], Any], rule: Rule, signed: bool, ids: Id
         raw_tail = draw(st.sampled_from(["", *RAW_QUERY_TAILS]))
 
     body_value: Any = baseline.body
-    if "field" in hostile:
+    if baseline.form is not None:  # an admin page's form: one field hostile text, the rest as the page sends them
+        form = dict(baseline.form)
+        if "field" in hostile:
+            form[draw(st.sampled_from(sorted(set(form) | set(baseline.fields))))] = draw(TEXT)
+        body_value = None
+    elif "field" in hostile:
         names = sorted(set(baseline.body or {}) | set(baseline.fields)) or ["id"]
         changes = {draw(st.sampled_from(names)): draw(FIELD_VALUES)}  # one field: the others stay valid
         if draw(st.integers(0, 3)) == 0:
             changes[draw(st.sampled_from(names))] = draw(FIELD_VALUES)
         body_value = {**(baseline.body or {}), **changes}
     body = b"" if body_value is None else json.dumps(body_value).encode()
+    content_type = "application/json"
+    if baseline.form is not None:
+        body, content_type = urlencode(form).encode(), "application/x-www-form-urlencoded"
     if "body" in hostile:
         body = draw(WHOLE_BODIES)
 
-    headers: dict[str, str] = {"Content-Type": "application/json"} if body else {}
+    headers: dict[str, str] = {"Content-Type": content_type} if body else {}
     if "headers" in hostile:
         for name in draw(st.lists(st.sampled_from(["Content-Type", "Accept", "Idempotency-Key", "X-Forwarded-For",
                                                     "Cookie", "Authorization", "X-Shopify-Hmac-Sha256",

@@ -7,6 +7,7 @@ on its first open (``install``); ``routes`` holds the pages.
 """
 
 from app.admin import home as _home  # noqa: F401  (the pages add their routes to the blueprint)
+from app.admin import programs as _programs  # noqa: F401  (the Programs pages)
 from app.admin.routes import bp
 
 __all__ = ["bp"]

@@ -63,7 +63,7 @@ class CodeFormat:
 
     def check(self, volume: int = 1) -> None:
         """Refuse a malformed format, or one too small or too guessable for ``volume`` codes."""
-        problems = self._shape_problems()
+        problems = self.shape_problems()
         if problems:
             raise CodeFormatError("; ".join(problems))
         if self.entropy_bits < MIN_ENTROPY_BITS:
@@ -90,7 +90,8 @@ class CodeFormat:
                 secrets.choice(self.alphabet) if ch == PLACEHOLDER else ch for ch in self.pattern)
         return self.prefix + "".join(secrets.choice(self.alphabet) for _ in range(self.length))
 
-    def _shape_problems(self) -> list[str]:
+    def shape_problems(self) -> list[str]:
+        """What makes the format malformed (nothing generates from it then), or nothing."""
         problems = []
         if not LITERAL_RE.fullmatch(self.prefix) or len(self.prefix) > 16:
             problems.append("the prefix may hold up to 16 characters A-Z, 0-9, '-' and '_'")

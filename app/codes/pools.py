@@ -412,7 +412,7 @@ def set_pool_settings(session: Session, shop_id: int, program_id: int, changes: 
                         f"(the pool settings are {', '.join(POOL_SETTINGS)})")
     new, found = pool_setting_problems(
         program, {POOL_SETTINGS[name]: raw for name, raw in changes.items() if name in POOL_SETTINGS})
-    problems += found
+    problems += [text for _, text in found]
     if problems:
         raise BadRequest("; ".join(problems))
     for column, value in new.items():
@@ -425,29 +425,32 @@ POOL_SETTING_NAMES = {column: name for name, column in POOL_SETTINGS.items()}
 
 
 def pool_setting_problems(program: Program, changes: dict[str, Any],
-                          names: dict[str, str] = POOL_SETTING_NAMES) -> tuple[dict[str, int], list[str]]:
+                          names: dict[str, str] = POOL_SETTING_NAMES
+                          ) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """The pool columns (``pool_size``, ``pool_low_water``, ``pool_window_days``) as ``changes`` (column →
     JSON value) would leave them, and every problem with that, each naming the setting as ``names`` says
     (the short names of ``POOL_SETTINGS`` by default). The one set of pool rules, for ``set_pool_settings``
     and ``referral_settings``; the caller refuses unknown names.
 
     A value of the wrong type is named and left out; the rules judge the program as it would be with the
-    values that did parse, so every problem comes in one answer.
+    values that did parse, so every problem comes in one answer. Each problem comes with the name of the
+    setting it is about (as ``names`` says), so that a page can place it by its field.
     """
     new = {column: getattr(program, column) for column in POOL_SETTINGS.values()}
     problems = []
     for column, raw in changes.items():
         if not isinstance(raw, int) or isinstance(raw, bool):
-            problems.append(f"{names[column]} must be a whole number, not {shown(raw)}")
+            problems.append((names[column], f"{names[column]} must be a whole number, not {shown(raw)}"))
         else:
             new[column] = raw
     size, low, window = new["pool_size"], new["pool_low_water"], new["pool_window_days"]
     size_ok = 1 <= size <= MAX_POOL_SIZE
     if not size_ok:
-        problems.append(f"{names['pool_size']} must be 1 to {MAX_POOL_SIZE:,} codes, not {size}")
+        problems.append((names["pool_size"], f"{names['pool_size']} must be 1 to {MAX_POOL_SIZE:,} codes, not {size}"))
     if not 0 <= low < size and (size_ok or low < 0):
-        problems.append(f"{names['pool_low_water']} must be 0 or more and less than the "
-                        f"{names['pool_size'].replace('_', ' ')} ({size}), not {low}")
+        problems.append((names["pool_low_water"], f"{names['pool_low_water']} must be 0 or more and less than "
+                                                  f"the {names['pool_size'].replace('_', ' ')} ({size}), not {low}"))
     if not 1 <= window <= MAX_WINDOW_DAYS:
-        problems.append(f"{names['pool_window_days']} must be 1 to {MAX_WINDOW_DAYS} days, not {window}")
+        problems.append((names["pool_window_days"], f"{names['pool_window_days']} must be 1 to {MAX_WINDOW_DAYS} "
+                                                    f"days, not {window}"))
     return new, problems

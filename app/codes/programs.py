@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.codes.generator import CodeFormat, CodeFormatError, normalise
-from app.errors import BadRequest, NotFound
+from app.errors import InvalidChange, NotFound
 from app.models import VALUE_TYPES, Program
 from app.shopify.storefront import REDIRECT_PATH_RE
 
@@ -30,7 +30,14 @@ CENT = Decimal("0.01")
 # no pattern, and says why.
 CODE_LENGTH_RANGE = (6, 32)
 CODE_FIELDS = ("code_prefix", "code_length", "code_alphabet", "code_pattern")
+# A problem with the format as a whole is about this field: the group program_json shows them in.
+CODE_FORMAT = "code_format"
 READ_ONLY = ("id", "kind")
+# Programs whose codes are always locked to their customer, and why.
+ALWAYS_LOCKED = {"referral_reward": "a reward is the advocate's alone"}
+# A problem found with a change: the field it is about (None: the change as a whole) and its text,
+# which begins with the field's name.
+Problem = tuple[str | None, str]
 
 
 @dataclass(frozen=True)
@@ -118,7 +125,9 @@ def update_program(session: Session, shop_id: int, program_id: int, changes: Map
     """Apply ``changes`` (field name → JSON value) to one of the shop's programs, all or nothing.
 
     Every field is checked against the program as it would be after the change, and every problem is
-    reported at once in a ``BadRequest`` naming the field and the rule; nothing is changed then. The
+    reported at once in an ``InvalidChange`` (a ``BadRequest``) naming the field and the rule, its
+    ``problems`` by field (a problem with the code format as a whole is ``code_format``'s); nothing is
+    changed then. The
     code format must pass ``CodeFormat.check(volume=PROGRAM_VOLUME)``, and its parts are stored upper
     case. Choosing ``free_shipping`` sets the value to 0.
 
@@ -133,17 +142,17 @@ def update_program(session: Session, shop_id: int, program_id: int, changes: Map
         if name in FIELDS:
             value, problem = _parse(name, FIELDS[name], raw)
             if problem:
-                problems.append(problem)
+                problems.append((name, problem))
             else:
                 parsed[name] = value
     # The rules judge the fields that parsed, so a merchant sees every problem in one answer.
     new = {name: getattr(program, name) for name in FIELDS} | parsed
     problems += _check(new, given=set(parsed))
-    if program.kind == "referral_reward" and not new["lock_to_customer"]:
-        problems.append("lock_to_customer must stay true for the referral_reward program: a reward is the "
-                        "advocate's alone")
+    if program.kind in ALWAYS_LOCKED and not new["lock_to_customer"]:
+        problems.append(("lock_to_customer", f"lock_to_customer must stay true for the {program.kind} program: "
+                                             f"{ALWAYS_LOCKED[program.kind]}"))
     if problems:
-        raise BadRequest("; ".join(problems))
+        raise InvalidChange(problems)
     for name, value in new.items():
         if getattr(program, name) != value:
             setattr(program, name, value)
@@ -151,12 +160,12 @@ def update_program(session: Session, shop_id: int, program_id: int, changes: Map
     return program
 
 
-def _unknown_fields(changes: Mapping[str, Any]) -> list[str]:
-    problems = [f"{name} cannot be changed" for name in changes if name in READ_ONLY]
+def _unknown_fields(changes: Mapping[str, Any]) -> list[Problem]:
+    problems: list[Problem] = [(name, f"{name} cannot be changed") for name in changes if name in READ_ONLY]
     unknown = [name for name in changes if name not in FIELDS and name not in READ_ONLY]
     if unknown:
-        problems.append(f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
-                        f"(the fields that can be changed are {', '.join(FIELDS)})")
+        problems.append((None, f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+                        f"(the fields that can be changed are {', '.join(FIELDS)})"))
     return problems
 
 
@@ -191,12 +200,12 @@ def _parse_decimal(name: str, raw: Any) -> tuple[Decimal | None, str | None]:
     return (value, None) if value.is_finite() else (None, problem)
 
 
-def _check(new: dict[str, Any], given: set[str]) -> list[str]:
+def _check(new: dict[str, Any], given: set[str]) -> list[Problem]:
     """Problems with the program as it would be; normalises ``new`` in place on the way."""
-    problems: list[str] = []
+    problems: list[Problem] = []
     new["name"] = new["name"].strip()
     if not 1 <= len(new["name"]) <= 255:
-        problems.append("name must be 1 to 255 characters")
+        problems.append(("name", "name must be 1 to 255 characters"))
     problems += _check_value(new, given)
     if new["minimum_subtotal"] is not None:
         found = _check_money("minimum_subtotal", new["minimum_subtotal"], "none (no minimum) or more than 0")
@@ -205,61 +214,88 @@ def _check(new: dict[str, Any], given: set[str]) -> list[str]:
             new["minimum_subtotal"] = new["minimum_subtotal"].quantize(CENT)
     days = new["expires_after_days"]
     if days is not None and not 1 <= days <= MAX_EXPIRY_DAYS:
-        problems.append(f"expires_after_days must be none (codes never expire) or 1 to {MAX_EXPIRY_DAYS} days, "
-                        f"not {days}")
+        problems.append(("expires_after_days", f"expires_after_days must be none (codes never expire) or 1 to "
+                                               f"{MAX_EXPIRY_DAYS} days, not {days}"))
     problems += _check_code_format(new, given)
     problems += _check_redirect_path(new)
     return problems
 
 
-def _check_redirect_path(new: dict[str, Any]) -> list[str]:
+def _check_redirect_path(new: dict[str, Any]) -> list[Problem]:
     path = (new["redirect_path"] or "").strip() or None
     new["redirect_path"] = path
     if path is not None and (len(path) > 255 or not REDIRECT_PATH_RE.fullmatch(path)):
-        return [f"redirect_path must be a path on the store such as /collections/sale (or none for the home "
-                f"page), not {path!r}"]
+        return [("redirect_path", f"redirect_path must be a path on the store such as /collections/sale (or none "
+                                  f"for the home page), not {path!r}")]
     return []
 
 
-def _check_value(new: dict[str, Any], given: set[str]) -> list[str]:
+def _check_value(new: dict[str, Any], given: set[str]) -> list[Problem]:
     value_type, value = new["value_type"], new["value"]
     if value_type not in VALUE_TYPES:
-        return [f"value_type must be one of {', '.join(VALUE_TYPES)}, not {value_type!r}"]
+        return [("value_type", f"value_type must be one of {', '.join(VALUE_TYPES)}, not {value_type!r}")]
     if value_type == "free_shipping":
         if "value" in given and value != 0:
-            return [f"value must be 0 (or left out) for free_shipping, not {value}"]
+            return [("value", f"value must be 0 (or left out) for free_shipping, not {value}")]
         new["value"] = Decimal("0.00")
         return []
     if value_type == "percentage" and not 0 < value <= 100:
-        return [f"value must be more than 0 and at most 100 for a percentage, not {value}"]
+        return [("value", f"value must be more than 0 and at most 100 for a percentage, not {value}")]
     problems = _check_money("value", value, f"more than 0 for {value_type}")
     if not problems:
         new["value"] = value.quantize(CENT)
     return problems
 
 
-def _check_money(name: str, value: Decimal, rule: str) -> list[str]:
+def _check_money(name: str, value: Decimal, rule: str) -> list[Problem]:
     """``rule`` is what the field must be, short of the column's size and scale, which are added here."""
     if not 0 < value < MONEY_LIMIT:
-        return [f"{name} must be {rule} and less than {MONEY_LIMIT:,.0f}, not {value}"]
+        return [(name, f"{name} must be {rule} and less than {MONEY_LIMIT:,.0f}, not {value}")]
     if value != value.quantize(CENT):
-        return [f"{name} may have at most 2 decimal places, not {value}"]
+        return [(name, f"{name} may have at most 2 decimal places, not {value}")]
     return []
 
 
-def _check_code_format(new: dict[str, Any], given: set[str]) -> list[str]:
+def _check_code_format(new: dict[str, Any], given: set[str]) -> list[Problem]:
     new["code_prefix"] = normalise(new["code_prefix"])
     new["code_alphabet"] = normalise(new["code_alphabet"])
     new["code_pattern"] = normalise(new["code_pattern"] or "") or None  # an empty pattern means "no pattern"
-    low, high = CODE_LENGTH_RANGE
-    if not low <= new["code_length"] <= high:
-        return [f"code_length must be {low} to {high} random characters, not {new['code_length']}"]
     fmt = CodeFormat(prefix=new["code_prefix"], length=new["code_length"], alphabet=new["code_alphabet"],
                      pattern=new["code_pattern"])
+    if (problem := _length_problem(fmt.length)) is not None:
+        return [("code_length", problem)]
+    if (reason := _format_problem(fmt)) is not None:
+        # Name the fields the merchant touched: the generator's reason speaks of the format as a whole.
+        named = [name for name in CODE_FIELDS if name in given] or list(CODE_FIELDS)
+        return [(CODE_FORMAT, f"{', '.join(named)}: {reason}")]
+    return []
+
+
+def _length_problem(length: int) -> str | None:
+    low, high = CODE_LENGTH_RANGE
+    if not low <= length <= high:
+        return f"code_length must be {low} to {high} random characters, not {length}"
+    return None
+
+
+def _format_problem(fmt: CodeFormat) -> str | None:
+    """Why ``fmt`` cannot serve a program (the generator's reason), or None."""
     try:
         fmt.check(volume=PROGRAM_VOLUME)
     except CodeFormatError as exc:
-        # Name the fields the merchant touched: the generator's reason speaks of the format as a whole.
-        named = [name for name in CODE_FIELDS if name in given] or list(CODE_FIELDS)
-        return [f"{', '.join(named)}: {exc} (a program must be able to issue {PROGRAM_VOLUME:,} codes)"]
-    return []
+        return f"{exc} (a program must be able to issue {PROGRAM_VOLUME:,} codes)"
+    return None
+
+
+def format_sample(prefix: str, length: int, alphabet: str, pattern: str | None) -> dict[str, Any]:
+    """What a code format would give, as the merchant types it: a sample code, its entropy, and the
+    problem ``update_program`` would find with it (None when the format can issue ``PROGRAM_VOLUME``
+    codes). The parts are normalised as ``update_program`` stores them; a format too malformed to
+    generate from has no sample."""
+    fmt = CodeFormat(prefix=normalise(prefix), length=length, alphabet=normalise(alphabet),
+                     pattern=normalise(pattern or "") or None)
+    problem = _length_problem(fmt.length) or _format_problem(fmt)
+    # A well-formed format gives a sample even when too small to serve: the merchant sees its look.
+    example = None if fmt.shape_problems() else fmt.generate()
+    return {"example": example, "entropy_bits": round(fmt.entropy_bits, 1), "volume": PROGRAM_VOLUME,
+            "problem": problem}

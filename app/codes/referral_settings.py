@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.codes import landing, pools
-from app.errors import BadRequest, NotFound
+from app.errors import InvalidChange, NotFound
 from app.models import Program
 from app.params import shown
 
@@ -97,15 +97,16 @@ def settings_json(session: Session, shop_id: int) -> dict[str, bool | int]:
 def update_settings(session: Session, shop_id: int, changes: Mapping[str, Any]) -> dict[str, bool | int]:
     """Apply ``changes`` (setting name → JSON value), all or nothing; the settings as they are then.
 
-    Every problem is reported at once in a ``BadRequest`` naming the setting and its rule, and nothing is
-    changed: an unknown name, a value of the wrong JSON type (``true`` is not 1, ``1`` is not true) or
-    out of range, a pool whose low-water mark would not be below its size. A change applies from now
+    Every problem is reported at once in an ``InvalidChange`` (a ``BadRequest``) naming the setting and
+    its rule, its ``problems`` by setting, and nothing is changed: an unknown name, a value of the wrong
+    JSON type (``true`` is not 1, ``1`` is not true) or out of range, a pool whose low-water mark would
+    not be below its size. A change applies from now
     on: referrals already held keep the hold they were given, pools started keep their window.
     """
     programs = referral_programs(session, shop_id, for_update=True)
     problems = setting_problems(programs, changes)
     if problems:
-        raise BadRequest("; ".join(problems))
+        raise InvalidChange(problems)
     for name, value in changes.items():
         program = programs[SETTINGS[name].kind]
         if getattr(program, name) != value:
@@ -114,20 +115,22 @@ def update_settings(session: Session, shop_id: int, changes: Mapping[str, Any]) 
     return settings_json(session, shop_id)
 
 
-def setting_problems(programs: dict[str, Program], changes: Mapping[str, Any]) -> list[str]:
-    """Every problem with ``changes`` to the shop's referral ``programs`` (by kind), in the order given."""
+def setting_problems(programs: dict[str, Program], changes: Mapping[str, Any]) -> list[tuple[str | None, str]]:
+    """Every problem with ``changes`` to the shop's referral ``programs`` (by kind), in the order given:
+    (the setting it is about, or None for unknown names; its text)."""
     unknown = [name for name in changes if name not in SETTINGS]
-    problems = []
+    problems: list[tuple[str | None, str]] = []
     if unknown:
-        problems.append(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(shown(n) for n in unknown)} "
-                        f"(the referral settings are {', '.join(SETTINGS)})")
+        names = ", ".join(shown(n) for n in unknown)
+        problems.append((None, f"unknown setting{'s' if len(unknown) > 1 else ''} {names} "
+                               f"(the referral settings are {', '.join(SETTINGS)})"))
     for name, raw in changes.items():
         if name in RANGES:
-            problems += _int_problem(name, raw)
+            problems += [(name, text) for text in _int_problem(name, raw)]
         elif name in CAPS and (problem := landing.cap_problem(name, raw)) is not None:
-            problems.append(problem)
+            problems.append((name, problem))
         elif name in SETTINGS and SETTINGS[name].type == "bool" and not isinstance(raw, bool):
-            problems.append(f"{name} must be true or false, not {shown(raw)}")
+            problems.append((name, f"{name} must be true or false, not {shown(raw)}"))
     pool = {name: raw for name, raw in changes.items() if name in POOL}
     if pool:
         _, found = pools.pool_setting_problems(programs[FRIEND], pool, names={name: name for name in POOL})

@@ -63,18 +63,25 @@ def test_first_open_turns_welcome_codes_on_and_the_next_signup_gets_the_value_ch
     screenshot(page, "admin-home")
 
 
+VITALS = """() => new Promise(resolve => {
+    let lcp = 0, cls = 0;
+    new PerformanceObserver(list => { for (const e of list.getEntries()) lcp = Math.max(lcp, e.startTime); })
+        .observe({type: "largest-contentful-paint", buffered: true});
+    new PerformanceObserver(list => { for (const e of list.getEntries()) if (!e.hadRecentInput) cls += e.value; })
+        .observe({type: "layout-shift", buffered: true});
+    setTimeout(() => resolve({lcp, cls}), 500);
+})"""
+
+
 def test_the_home_page_paints_fast_and_does_not_shift(world: World, page: Page):
     world.control("POST", "/managed_install")
-    page.goto(admin_url(world))
+    page.goto(admin_url(world))  # the first open installs (token exchange); the merchant's usual open follows
     expect(app_frame(page).get_by_role("heading", name="Home")).to_be_visible()
-    frame = page.frames[-1]
-    vitals = frame.evaluate("""() => new Promise(resolve => {
-        let lcp = 0, cls = 0;
-        new PerformanceObserver(list => { for (const e of list.getEntries()) lcp = Math.max(lcp, e.startTime); })
-            .observe({type: "largest-contentful-paint", buffered: true});
-        new PerformanceObserver(list => { for (const e of list.getEntries()) if (!e.hadRecentInput) cls += e.value; })
-            .observe({type: "layout-shift", buffered: true});
-        setTimeout(() => resolve({lcp, cls}), 500);
-    })""")
-    assert vitals["lcp"] < 1000, vitals  # Largest Contentful Paint under 1 s
-    assert vitals["cls"] < 0.1, vitals  # Cumulative Layout Shift under 0.1
+    measured = []
+    for _ in range(3):  # the median of three opens: one slow open on a busy CI machine is not the page
+        page.goto(admin_url(world))
+        expect(app_frame(page).get_by_role("heading", name="Home")).to_be_visible()
+        measured.append(page.frames[-1].evaluate(VITALS))
+    lcp = sorted(m["lcp"] for m in measured)[1]
+    assert lcp < 1000, measured  # Largest Contentful Paint under 1 s
+    assert max(m["cls"] for m in measured) < 0.1, measured  # Cumulative Layout Shift under 0.1

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from app import lifecycle
 from app.codes.generator import DEFAULT_ALPHABET, CodeFormat
-from app.codes.programs import FIELDS, code_format, program_json, update_program
-from app.errors import BadRequest, NotFound
+from app.codes.programs import FIELDS, code_format, format_sample, program_json, update_program
+from app.errors import BadRequest, InvalidChange, NotFound
 from app.models import IssuedCode, Program, Shop
 from tests.helpers import make_shop, make_shop_with_programs, program_of
 
@@ -248,6 +248,70 @@ def test_every_problem_is_reported_at_once_and_nothing_changes(db, shop):
                                        "1,000,000 codes)")
     db.rollback()
     assert stored(program_of(db, shop)) == before  # not even the valid "active"
+
+
+def test_each_problem_comes_with_the_field_it_is_about(db, shop):
+    """A page places each message by its field from ``problems``; the message stays the joined texts."""
+    program = program_of(db, shop, "referral_reward")
+    with pytest.raises(InvalidChange) as refused:
+        update_program(db, shop.id, program.id, {"colour": "red", "id": 3, "name": "", "value": "x",
+                                                 "minimum_subtotal": 0, "expires_after_days": 0,
+                                                 "code_prefix": "A B", "redirect_path": "nope",
+                                                 "lock_to_customer": False, "value_type": "bogo"})
+    assert str(refused.value) == "; ".join(text for _, text in refused.value.problems)
+    fields = [name for name, _ in refused.value.problems]
+    assert fields == ["id", None, "value", "name", "value_type", "minimum_subtotal", "expires_after_days",
+                      "code_format", "redirect_path", "lock_to_customer"]
+    for name, text in refused.value.problems:  # each text begins with the field(s) it is about
+        assert text.startswith("code_prefix: " if name == "code_format" else name or "unknown field")
+    assert refused.value.by_field()["lock_to_customer"] == [
+        "lock_to_customer must stay true for the referral_reward program: a reward is the advocate's alone"]
+
+
+def test_a_code_length_out_of_range_is_the_length_fields_problem(db, shop):
+    with pytest.raises(InvalidChange) as refused:
+        update_program(db, shop.id, program_of(db, shop).id, {"code_length": 5, "code_pattern": "####-####-##"})
+    assert refused.value.problems == [("code_length", "code_length must be 6 to 32 random characters, not 5")]
+
+
+@pytest.mark.parametrize(("format_", "example", "problem"), [
+    (("hi-", 10, DEFAULT_ALPHABET.lower(), None), f"HI-[{DEFAULT_ALPHABET}]{{10}}", None),
+    (("", 6, DEFAULT_ALPHABET, " ####-####-## "), f"[{DEFAULT_ALPHABET}]{{4}}-[{DEFAULT_ALPHABET}]{{4}}-"
+                                                  f"[{DEFAULT_ALPHABET}]{{2}}", None),
+    # Too small for a program, yet well formed: a sample of its look, and the generator's reason.
+    (("A", 8, DEFAULT_ALPHABET, None), f"A[{DEFAULT_ALPHABET}]{{8}}",
+     "codes would be guessable: 8 random characters from 31 give 39.6 bits, at least 40 are needed; use at least "
+     "9 random characters (a program must be able to issue 1,000,000 codes)"),
+    (("", 12, "AB", None), "[AB]{12}", "codes would be guessable"),
+    (("", 5, DEFAULT_ALPHABET, None), f"[{DEFAULT_ALPHABET}]{{5}}", "code_length must be 6 to 32 random characters"),
+    # Malformed: no sample.
+    (("", 10, "A!", None), None, "the alphabet must be at least 2 distinct characters A-Z and 0-9"),
+    (("", 40, DEFAULT_ALPHABET, None), None, "code_length must be 6 to 32 random characters, not 40"),
+    (("", 10, DEFAULT_ALPHABET, "----"), None, "the pattern needs # for each random character"),
+    (("", 10, "", None), None, "the alphabet must be at least 2 distinct characters"),
+])
+def test_a_format_sample_is_what_update_program_would_make_of_it(format_, example, problem):
+    sample = format_sample(*format_)
+    assert sample["volume"] == 1_000_000
+    assert sample["entropy_bits"] == round(CodeFormat(length=format_[1], alphabet=format_[2].strip().upper(),
+                                                      pattern=format_[3] and format_[3].strip()).entropy_bits, 1)
+    if example is None:
+        assert sample["example"] is None
+    else:
+        assert re.fullmatch(example, sample["example"])
+    if problem is None:
+        assert sample["problem"] is None
+    else:
+        assert problem in sample["problem"]
+
+
+def test_a_format_sample_finds_the_problem_update_program_finds(db, shop):
+    program = program_of(db, shop)
+    with pytest.raises(InvalidChange) as refused:
+        update_program(db, shop.id, program.id, {"code_alphabet": "ABCDEF"})
+    [(field, text)] = refused.value.problems
+    assert field == "code_format"
+    assert text == "code_alphabet: " + format_sample("WELCOME-", 10, "ABCDEF", None)["problem"]
 
 
 def test_code_format_matches_the_program(db, shop):

@@ -9,7 +9,7 @@ from sqlalchemy import delete
 
 from app.codes import landing, pools, referral_settings
 from app.codes.referral_settings import SETTINGS, settings_json, update_settings
-from app.errors import BadRequest, NotFound
+from app.errors import BadRequest, InvalidChange, NotFound
 from app.models import Program
 from tests.helpers import make_shop, make_shop_with_programs, program_of
 
@@ -93,6 +93,18 @@ def test_all_or_nothing_with_every_problem_at_once(db, shop):
     assert "'colour'" in problems[0]
     db.rollback()
     assert settings_json(db, shop.id) == DEFAULTS  # hold_days and block_same_email were fine, and stayed
+
+
+def test_each_problem_comes_with_the_setting_it_is_about(db, shop):
+    changes = {"hold_days": -1, "first_order_only": 0, "pool_size": 0, "pool_low_water": -1,
+               "pool_window_days": 0, "friend_codes_per_address_per_hour": "x", "colour": "blue"}
+    with pytest.raises(InvalidChange) as refused:
+        update_settings(db, shop.id, changes)
+    assert str(refused.value) == "; ".join(text for _, text in refused.value.problems)
+    assert [name for name, _ in refused.value.problems] == [
+        None, "hold_days", "first_order_only", "friend_codes_per_address_per_hour", "pool_size", "pool_low_water",
+        "pool_window_days"]
+    assert all(text.startswith(name or "unknown setting") for name, text in refused.value.problems)
 
 
 def test_a_pool_size_and_mark_changed_together_are_judged_together(db, shop):
