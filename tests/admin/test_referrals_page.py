@@ -11,7 +11,7 @@ import pytest
 from rq import Queue
 from sqlalchemy import func, select
 
-from app.codes import referrals
+from app.codes import landing, referrals
 from app.db import utcnow
 from app.models import Referral, ReferralBlock, ReferralLink
 from app.queues import job_status, pool_top_up_job_id, referral_link_job_id
@@ -239,4 +239,6 @@ def test_the_caps_blocks_show_in_plain_words_and_only_this_shops(client, install
     html = page(client, "/admin/referrals/pool").text
     rows = rows_of(html)
     assert len(rows) == 1 and "The link reached its daily cap of friend codes" in rows[0]
+    assert '<span class="mono">901</span>' in rows[0]  # the advocate the merchant knows, not a row id
     assert "hourly cap of friend codes" not in html
+    assert [b["customer_id"] for b in landing.blocks(db, other.id)] == [902]
