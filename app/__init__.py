@@ -53,9 +53,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.cli import register_cli
     from app.health import bp as health_bp
     from app.proxy.routes import bp as proxy_bp
-    from app.referrals import admin_cli as _admin_commands  # noqa: F401  (referrals settings|list)
-    from app.referrals import pool_cli as _pool_commands  # noqa: F401  (adds the pool commands to referrals_cli)
-    from app.referrals.cli import referrals_cli
     from app.referrals.routes import bp as referrals_bp
     from app.webhooks.routes import bp as webhooks_bp
 
@@ -64,7 +61,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_rate_limits(app, settings, rt.redis)  # after the blueprints: it exempts some by name
     init_security_headers(app)
     register_cli(app)
-    app.cli.add_command(referrals_cli)
     _register_error_handlers(app)
 
     @app.teardown_appcontext

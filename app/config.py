@@ -112,11 +112,9 @@ class Settings:
         return self.shopify_store_base_url == "https://{shop}"
 
     def admin_url(self, shop: str) -> str:
-        """Where a merchant opens the app: Shopify's admin page for it, or, for a local store (devstore has
-        no admin pages), the store's own page."""
-        if self.stores_are_shopify:
-            return f"{self.store_url(shop)}/admin/apps/{self.shopify_api_key}"
-        return self.store_url(shop)
+        """Where a merchant opens the app: the store admin's page for it (Shopify's admin, or devstore's
+        stand-in for a local store), which frames the app's embedded pages."""
+        return f"{self.store_url(shop)}/admin/apps/{self.shopify_api_key}"
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)

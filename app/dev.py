@@ -102,6 +102,7 @@ def main() -> int:
     print(f"\nOnceCode is running: {settings.app_url}  (health: {settings.app_url}/healthz)\n"
           f"devstore (pretend Shopify stores): http://127.0.0.1:{store_port}/\n"
           f"Install on the demo store: {settings.app_url}/auth?shop={DEMO_SHOP}\n"
+          f"The admin (after the install): {settings.admin_url(DEMO_SHOP)}\n"
           "Stop with Ctrl-C.\n", flush=True)
 
     # A plain flag, not threading.Event: Event.set() inside a signal handler can deadlock with the

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, bindparam, delete, or_, select
 from sqlalchemy.orm import Session
 
 from app.db import insert_ignoring_conflict, utcnow
+from app.errors import Conflict, NotFound
 from app.models import Shop, WebhookEvent
 from app.queues import (
     WEBHOOK_JOBS,
@@ -121,6 +122,23 @@ def requeue_unfinished_setups(session: Session, redis: Redis) -> int:
     ).all()
     return queued + sum(enqueue_setup(redis, shop_id, installed_at, resubscribe_job_id(shop_id, installed_at))
                         for shop_id, installed_at in outdated)
+
+
+def retry_failed(session: Session, event_id: str) -> WebhookEvent:
+    """Make a failed event pending again, for the caller to queue (``enqueue_event``) once the cause is fixed.
+
+    ``NotFound`` for an unknown event; ``Conflict`` for one that has not failed, or whose payload is gone
+    (redacted, or never readable): nothing could run it.
+    """
+    event = session.scalar(select(WebhookEvent).where(WebhookEvent.event_id == event_id))
+    if event is None:
+        raise NotFound(f"no event {event_id!r}")
+    if event.status != "failed":
+        raise Conflict(f"event is {event.status}; only failed events are retried")
+    if event.payload is None:
+        raise Conflict("event has no payload left (redacted or malformed); nothing to run")
+    event.status, event.last_error = "pending", None
+    return event
 
 
 # --- retention ------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.codes import referrals, rewards
 from app.db import insert_ignoring_conflict, utcnow
+from app.errors import Conflict
 from app.models import Customer, DataRequest, IssuedCode, Program, ReferralLink, Shop, WebhookEvent
 from app.queues import COMPLIANCE_TOPICS, cancel_job, job_id_for_event
 from app.shopify.oauth import TokenGrant
@@ -70,6 +71,15 @@ def create_default_programs(session: Session, shop_id: int) -> int:
             continue
         created += 1
     return created
+
+
+def restart_setup(shop: Shop) -> None:
+    """Mark the shop's post-install work (webhook subscriptions, default programs) as not done, for the
+    caller to queue again (``enqueue_setup``) after fixing what made it fail. Both steps are idempotent.
+    ``Conflict`` for a shop not installed: there is no token to do the work with."""
+    if not shop.is_installed:
+        raise Conflict(f"{shop.domain} is not installed; the merchant must install the app first")
+    shop.setup_completed_at, shop.setup_error = None, None
 
 
 def uninstall(session: Session, redis: Redis, domain: str, triggered_at: datetime | None) -> str:

@@ -2,7 +2,8 @@
 
 ``create_app()`` builds the Flask app: OAuth (``oauth``), the Admin GraphQL endpoint (``admin``),
 webhook deliveries (``webhooks``), pages for a person (``pages``), a JSON control API
-(``control``) and the storefront's app proxy with its customer log-in (``proxy``). Its state lives
+(``control``), the storefront's app proxy with its customer log-in (``proxy``) and the admin page
+that frames the embedded app, with its session tokens and App Bridge stand-in (``embedded``). Its state lives
 in its own database (``state``); ``README.md`` documents the lot.
 """
 
@@ -26,6 +27,8 @@ def create_app(config: DevstoreConfig | None = None) -> Flask:
     app = Flask(__name__)
     # Only flashed messages and a refused order form live in the session: a key per process will do.
     app.secret_key = secrets.token_hex(32)
+    # Its own cookie name: cookies do not keep ports apart, and the app may run on the same host.
+    app.config["SESSION_COOKIE_NAME"] = "devstore_session"
     # Shopify's field order, as in the samples, in JSON answers and in the payloads the pages show.
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.jinja_env.policies["json.dumps_kwargs"] = {"sort_keys": False}
@@ -41,12 +44,15 @@ def create_app(config: DevstoreConfig | None = None) -> Flask:
 
     from devstore.admin import bp as admin_bp
     from devstore.control import bp as control_bp
+    from devstore.embedded import bp as embedded_bp
+    from devstore.embedded import control_bp as embedded_control_bp
     from devstore.oauth import bp as oauth_bp
     from devstore.pages import bp as pages_bp
     from devstore.proxy import bp as storefront_bp
     from devstore.proxy import control_bp as storefront_control_bp
 
-    for blueprint in (oauth_bp, admin_bp, control_bp, pages_bp, storefront_bp, storefront_control_bp):
+    for blueprint in (oauth_bp, admin_bp, control_bp, pages_bp, storefront_bp, storefront_control_bp, embedded_bp,
+                      embedded_control_bp):
         app.register_blueprint(blueprint)
 
     if config.deliver_webhooks:

@@ -82,6 +82,19 @@ class Installation(Base):
     installed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 
 
+class TokenExchange(Base):
+    """One access token issued by token exchange (a session token traded in), counted per store."""
+
+    __tablename__ = "token_exchanges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop: Mapped[str] = mapped_column(ForeignKey("stores.domain", ondelete="CASCADE"), index=True)
+    requested_token_type: Mapped[str] = mapped_column(String(255))
+    expiring: Mapped[bool] = mapped_column(Boolean)
+    subject_jti: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+
 class AuthorizationCode(Base):
     __tablename__ = "authorization_codes"
 

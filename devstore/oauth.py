@@ -1,7 +1,8 @@
 """OAuth as a Shopify store answers it: the authorize (approve) page and the token endpoint.
 
 ``GET  /stores/<shop>/admin/oauth/authorize``     the merchant approves the requested scopes
-``POST /stores/<shop>/admin/oauth/access_token``  code → token, refresh token → new tokens
+``POST /stores/<shop>/admin/oauth/access_token``  code → token, refresh token → new tokens, session
+                                                  token → token (token exchange)
 
 Installing and uninstalling (the ``Installation`` row and its tokens) live here too. Tokens are
 expiring offline tokens when the exchange asks for ``expiring=1``: the access token lives an hour,
@@ -26,10 +27,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app.shopify.verify import query_hmac
-from devstore import payloads
+from devstore import payloads, session_tokens
 from devstore.checkout import get_store
 from devstore.errors import Conflict, DevstoreError, InvalidInput, NotFound
-from devstore.models import AuthorizationCode, Discount, Installation, WebhookSubscription
+from devstore.models import AuthorizationCode, Discount, Installation, TokenExchange, WebhookSubscription
 from devstore.state import DevstoreConfig
 from devstore.web import current_state
 from devstore.webhooks import emit
@@ -39,6 +40,11 @@ bp = Blueprint("oauth", __name__, url_prefix="/stores/<shop>/admin/oauth")
 ACCESS_TOKEN_SECONDS = 3600
 REFRESH_TOKEN_SECONDS = 90 * 24 * 3600  # 7776000, as in the samples
 CODE_NOT_FOUND = "The authorization code was not found or was already used"
+# Token exchange (RFC 8693 names, as Shopify's docs and libraries send them).
+TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a name, not a secret
+ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105
+OFFLINE_TOKEN_TYPE = "urn:shopify:params:oauth:token-type:offline-access-token"  # noqa: S105
+ONLINE_TOKEN_TYPE = "urn:shopify:params:oauth:token-type:online-access-token"  # noqa: S105
 
 
 class OAuthError(Exception):
@@ -96,9 +102,10 @@ def parse_authorization(shop: str, params: Mapping[str, Any], config: DevstoreCo
 
 
 def host_param(shop: str) -> str:
-    """The callback's ``host``: base64 of the store's admin address (padding kept)."""
+    """``host`` in a callback or an admin launch: base64 of the store's admin address, without ``=``
+    padding, as in Shopify's own (captured) launches and callbacks."""
     name = shop.removesuffix(".myshopify.com")
-    return base64.b64encode(f"admin.shopify.com/store/{name}".encode()).decode()
+    return base64.b64encode(f"admin.shopify.com/store/{name}".encode()).decode().rstrip("=")
 
 
 def callback_url(authorization: AuthorizationRequest, code: str, secret: str, now: float | None = None) -> str:
@@ -187,10 +194,42 @@ def access_token(shop: str):  # type: ignore[no-untyped-def]
                                    expiring=fields.get("expiring", "0") in ("1", "true"))
         elif grant_type == "refresh_token":
             answer = refresh(session, shop, fields.get("refresh_token", ""))
+        elif grant_type == TOKEN_EXCHANGE_GRANT:
+            answer = exchange_session_token(session, shop, fields, state.config)
         else:
-            raise OAuthError(400, "unsupported_grant_type",
-                             f"devstore supports authorization_code and refresh_token, not {grant_type}")
+            raise OAuthError(400, "unsupported_grant_type", "devstore supports authorization_code, refresh_token "
+                                                            f"and {TOKEN_EXCHANGE_GRANT}, not {grant_type}")
     return jsonify(answer)
+
+
+def exchange_session_token(session: Session, shop: str, fields: Mapping[str, str], config: DevstoreConfig,
+                           now: datetime | None = None) -> dict[str, Any]:
+    """Token exchange: a session token the admin issued for this shop → an offline access token with the
+    installation's scopes (expiring with ``expiring=1``), answered like the code exchange. The new
+    token replaces the installation's tokens, as a new install does; every exchange is counted."""
+    subject_token = fields.get("subject_token", "")
+    if not subject_token:
+        raise OAuthError(400, "missing_subject_token", "The subject_token parameter is required")
+    if fields.get("subject_token_type") != ID_TOKEN_TYPE:
+        raise OAuthError(400, "invalid_request", f"subject_token_type must be {ID_TOKEN_TYPE}")
+    requested = fields.get("requested_token_type", "")
+    if requested == ONLINE_TOKEN_TYPE:
+        raise OAuthError(400, "invalid_request", "devstore issues offline access tokens only; online "
+                                                 "(per-user) tokens are not supported")
+    if requested != OFFLINE_TOKEN_TYPE:
+        raise OAuthError(400, "invalid_request", f"requested_token_type must be {OFFLINE_TOKEN_TYPE}")
+    try:
+        claims = session_tokens.verify(config, subject_token, shop)
+    except session_tokens.InvalidSubjectToken as exc:
+        raise OAuthError(400, "invalid_subject_token", str(exc)) from None
+    installation = session.scalar(select(Installation).where(Installation.shop == shop))
+    if installation is None or not installation.installed:
+        raise OAuthError(401, "invalid_client", f"The app is not installed on {shop}")
+    expiring = fields.get("expiring", "0").lower() in ("1", "true")  # JSON 1 and true arrive as "1", "True"
+    issue_tokens(installation, expiring, now or datetime.now(UTC))
+    session.add(TokenExchange(shop=shop, requested_token_type=requested, expiring=expiring,
+                              subject_jti=str(claims["jti"])))
+    return token_answer(installation, refreshed=False)
 
 
 def exchange_code(session: Session, shop: str, code: str, client_id: str, expiring: bool,
@@ -218,6 +257,16 @@ def install(session: Session, shop: str, client_id: str, scopes: str, now: datet
     installation.client_id = client_id
     installation.scopes = scopes
     return installation
+
+
+def managed_install(session: Session, shop: str, config: DevstoreConfig, scopes: str | None = None,
+                    now: datetime | None = None) -> Installation:
+    """Shopify managed installation: the app installed with the scopes of shopify.app.toml (or
+    ``scopes``), without calling the app — no redirect, no webhook, no token until the app exchanges a
+    session token. Installed already: the grant's scopes are updated and its tokens kept."""
+    get_store(session, shop)
+    granted = config.app_scopes if scopes is None else scopes
+    return install(session, shop, config.api_key, granted, now or datetime.now(UTC))
 
 
 def issue_tokens(installation: Installation, expiring: bool, now: datetime) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import threading
 import tomllib
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import create_engine, event, inspect
@@ -24,6 +26,40 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SHOPS = ("demo.myshopify.com", "other.myshopify.com")
 APP_CONFIG = ROOT / "shopify.app.toml"
+
+
+def _app_toml(app_config: Path = APP_CONFIG) -> dict[str, Any]:
+    try:
+        return tomllib.loads(app_config.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def toml_scopes() -> str:
+    """``[access_scopes] scopes`` of shopify.app.toml: what Shopify grants at a managed installation."""
+    scopes = str((_app_toml().get("access_scopes") or {}).get("scopes") or "")
+    return ",".join(s.strip() for s in scopes.split(",") if s.strip())
+
+
+def toml_handle() -> str:
+    """The app's ``handle`` (its admin URL slug, ``/store/<name>/apps/<handle>``), else its name as a slug."""
+    config = _app_toml()
+    handle = str(config.get("handle") or "")
+    return handle or re.sub(r"[^a-z0-9]+", "-", str(config.get("name") or "app").lower()).strip("-") or "app"
+
+
+def toml_name() -> str:
+    return str(_app_toml().get("name") or "App")
+
+
+def toml_home_path() -> str:
+    """The path of ``application_url`` (the app home), without its trailing slash: "" for "https://x/"."""
+    return urlsplit(str(_app_toml().get("application_url") or "")).path.rstrip("/")
+
+
+def toml_legacy_install() -> bool:
+    """``use_legacy_install_flow``: Shopify installs through the app's OAuth instead of managing it."""
+    return bool((_app_toml().get("access_scopes") or {}).get("use_legacy_install_flow", False))
 
 
 @dataclass(frozen=True)
@@ -47,6 +83,20 @@ class DevstoreConfig:
     app_proxy_url: str | None = None
     app_proxy_prefix: str = "apps"
     app_proxy_subpath: str = "oncecode"
+    # The app as the admin knows it (shopify.app.toml): where its home is served (APP_URL + the path of
+    # application_url; None: no admin page can frame it), the scopes a managed installation grants,
+    # its handle (the admin URL's slug) and name.
+    app_url: str | None = None
+    app_home_path: str = field(default_factory=toml_home_path)
+    app_scopes: str = field(default_factory=toml_scopes)
+    app_handle: str = field(default_factory=toml_handle)
+    app_name: str = field(default_factory=toml_name)
+    legacy_install_flow: bool = field(default_factory=toml_legacy_install)
+
+    @property
+    def app_home_url(self) -> str | None:
+        """The embedded app home, e.g. ``http://127.0.0.1:8000`` (the admin frames this + a path)."""
+        return None if not self.app_url else self.app_url.rstrip("/") + self.app_home_path
 
     @property
     def webhook_api_version(self) -> str:
@@ -67,7 +117,8 @@ class DevstoreConfig:
                    shops=shops, auto_approve=env.get("DEVSTORE_AUTO_APPROVE", "") in ("1", "true", "yes"),
                    retry_base_seconds=float(env.get("DEVSTORE_RETRY_BASE_SECONDS", "5") or 5),
                    app_proxy_url=proxy.get("url"), app_proxy_prefix=proxy.get("prefix", "apps"),
-                   app_proxy_subpath=proxy.get("subpath", "oncecode"))
+                   app_proxy_subpath=proxy.get("subpath", "oncecode"),
+                   app_url=(env.get("DEVSTORE_APP_URL", "") or env.get("APP_URL", "")).strip().rstrip("/") or None)
 
 
 def app_proxy_config(env: Mapping[str, str], app_config: Path = APP_CONFIG) -> dict[str, str]:

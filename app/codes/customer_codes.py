@@ -50,6 +50,29 @@ def open_codes(session: Session, shop_id: int, shopify_customer_id: int,
     return [_shown(row) for row in rows]
 
 
+def is_open(status: str, revoked_at: datetime | None, removed_at: datetime | None, expires_at: datetime | None,
+            now: datetime) -> bool:
+    """Whether a code with these facts can be used at checkout at ``now`` (what ``open_codes`` selects)."""
+    return (status in USABLE_STATUSES and revoked_at is None and removed_at is None
+            and (expires_at is None or expires_at > now))
+
+
+def offer_text(value_type: str, value: Decimal, minimum_subtotal: Decimal | None, currency: str | None) -> str:
+    """What an offer takes off, in words: "15 % off", "5.00 EUR off on orders of 20.00 EUR or more"."""
+    def money(amount: Decimal) -> str:
+        return f"{amount:.2f} {currency}" if currency else f"{amount:.2f}"
+
+    if value_type == "percentage":
+        text = f"{value.normalize():f} % off"
+    elif value_type == "fixed_amount":
+        text = f"{money(value)} off"
+    else:
+        text = "free shipping"
+    if minimum_subtotal:
+        text += f" on orders of {money(minimum_subtotal)} or more"
+    return text
+
+
 def _shown(row: IssuedCode) -> CustomerCode:
     terms = row.terms or {}
     return CustomerCode(

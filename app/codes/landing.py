@@ -6,8 +6,10 @@
   ``UPDATE``), recording the link that handed it out.
 - **A code that can no longer be used** (past its own expiry, or expired and deleted by the sweep):
   the browser gets a new key and a new code, within the caps: the old one cannot give a discount any
-  more, and the friend opened the link to get one. (Whether a code was *redeemed* is reconciliation's
-  knowledge, not the pool's: a redeemed code is single use and the store refuses it a second time.)
+  more, and the friend opened the link to get one.
+- **A code already used** (``redeemed``: reconciliation saw a paid order with it) is not replaced: the
+  friend got their discount, and a fresh code per visit would make one link a discount per order. The
+  browser gets the friendly "already used" page (``redeemed``) and goes on to the store.
 - **When "the program is on".** The shop's ``referral_reward`` program is active (as for links,
   ``referrals.program_on``) and its ``referral_friend`` program, whose pool the code comes from, is
   active too; otherwise the visitor gets the friendly page and goes on to the store without a code.
@@ -25,11 +27,11 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, text
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from app.codes import pools, referrals
@@ -49,7 +51,8 @@ def new_visitor_key() -> str:
 @dataclass(frozen=True)
 class FriendLanding:
     """What the landing decided. ``state``: ``code`` (``code`` and ``redirect_path`` set), or why not:
-    ``unknown``, ``retired``, ``store_closed``, ``program_off``, ``pool_empty``, ``capped``.
+    ``unknown``, ``retired``, ``store_closed``, ``program_off``, ``pool_empty``, ``capped``, ``redeemed``
+    (this browser's code was used on an order).
     ``visitor_key`` is the key the browser must keep (a new one when it had none or its code was spent)."""
 
     state: str  # see the docstring; ``active`` only from ``peek``
@@ -57,6 +60,7 @@ class FriendLanding:
     code: str | None = None
     redirect_path: str | None = None
     visitor_key: str | None = None
+    click: referrals.Click | None = None  # to be counted once the landing has committed (``record_click``)
 
 
 def usable(code: PoolCode, now: datetime) -> bool:
@@ -69,45 +73,45 @@ def land_friend(session: Session, token: str, visitor_key: str | None, *,
                 now: datetime | None = None) -> FriendLanding:
     """Resolve a landing: the visitor's code, or why there is none. ``address_allows(shop_id, per_hour)``
     counts one new code against the client address and says whether it is within the budget.
-    The caller commits (the click, the code taken, a block recorded)."""
+    The caller commits (the code taken, a block recorded), then records the answer's ``click``
+    (``referrals.record_click``) when ``count_click``."""
     now = now or utcnow()
-    found = referrals.land(session, token, count_click=count_click, now=now)
-    if found.state != "active" or found.shop_id is None:
+    found = referrals.land(session, token)
+    if found.state != "active" or found.shop_id is None or found.link_id is None:
         return FriendLanding(found.state, found.shop_domain, visitor_key=visitor_key)
     shop_id, domain = found.shop_id, found.shop_domain
+    click = referrals.Click(shop_id, found.link_id, now) if count_click else None
     programs = {p.kind: p for p in session.scalars(select(Program).where(
         Program.shop_id == shop_id, Program.kind.in_(("referral_reward", "referral_friend"))))}
     friend, reward = programs.get("referral_friend"), programs.get("referral_reward")
     if friend is None or reward is None or not (friend.active and reward.active):
-        return FriendLanding("program_off", domain, visitor_key=visitor_key)
+        return FriendLanding("program_off", domain, visitor_key=visitor_key, click=click)
     if visitor_key is not None:
         mine = session.scalar(select(PoolCode).where(PoolCode.shop_id == shop_id, PoolCode.program_id == friend.id,
                                                      PoolCode.visitor == visitor_key))
         if mine is not None:
             if usable(mine, now):
-                return FriendLanding("code", domain, mine.code, friend.redirect_path, visitor_key)
-            visitor_key = None  # spent: this browser starts afresh
+                return FriendLanding("code", domain, mine.code, friend.redirect_path, visitor_key, click=click)
+            if mine.status == "redeemed":  # used on an order: one friend code per friend, not one per order
+                return FriendLanding("redeemed", domain, visitor_key=visitor_key, click=click)
+            visitor_key = None  # expired: this browser starts afresh
     blocked = _capped(session, friend, found.link_id, now, address_allows)
     if blocked is not None:
         session.add(ReferralBlock(shop_id=shop_id, link_id=found.link_id, reason=blocked, at=now))
-        return FriendLanding("capped", domain, visitor_key=visitor_key)
+        return FriendLanding("capped", domain, visitor_key=visitor_key, click=click)
     key = visitor_key or new_visitor_key()
     taken = pools.take_friend_code(session, shop_id, friend.id, key, now=now, link_id=found.link_id)
     if taken is None:
-        return FriendLanding("pool_empty", domain, visitor_key=visitor_key)
-    if visitor_key is None and count_click and found.link_id is not None:  # a new browser got a code
-        referrals.count_hour(session, shop_id, found.link_id, now, visitors=1)  # (the metrics' unique visitors)
-    if session.get_bind().dialect.name == "postgresql":
-        # ``land`` let the click's commit skip the disk; a code handed out must not: lost in a crash, it
-        # would go back to the pool and to a second visitor while the first still has it in their cart.
-        session.execute(text("SET LOCAL synchronous_commit = on"))
-    return FriendLanding("code", domain, taken.code, friend.redirect_path, key)
+        return FriendLanding("pool_empty", domain, visitor_key=visitor_key, click=click)
+    if visitor_key is None and click is not None:  # a new browser got a code (the metrics' unique visitors)
+        click = replace(click, new_visitor=True)
+    return FriendLanding("code", domain, taken.code, friend.redirect_path, key, click=click)
 
 
 def peek(session: Session, token: str) -> FriendLanding:
     """A look without effect (``HEAD``: link checkers, previews): ``active`` or why not; no click counted,
     no code taken."""
-    found = referrals.land(session, token, count_click=False)
+    found = referrals.land(session, token)
     return FriendLanding(found.state, found.shop_domain)
 
 

@@ -4,8 +4,9 @@ An active link of a store whose referral program is on hands the visitor a frien
 302 to the store's discount link (``{store}/discount/{CODE}?redirect={path}``), so the code sits in
 their cart. The browser keeps a random visitor key in a signed cookie (HttpOnly, SameSite=Lax, Secure
 in production, path ``/r/``); the code is recorded against that key, so the same browser gets the same
-code again. Anything else gets a friendly page with a way on to the store whenever the store is
-known. The request path makes a few indexed queries and never calls the Admin API.
+code again; once that code was used on an order, the browser gets an "already used" page instead of a
+new code. Anything else gets a friendly page with a way on to the store whenever the store is known.
+The request path makes a few indexed queries and never calls the Admin API.
 
 Statuses: 404 for a token we never issued, 410 Gone for a retired link (crawlers and link checkers
 drop it), 200 for everything that may change by itself (store uninstalled, program off, pool empty, a
@@ -15,18 +16,22 @@ codes have their own hourly budget per address (the program's cap).
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, Response, redirect, render_template, request
 from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.codes import landing
+from app.codes import landing, referrals
 from app.ratelimit import hit_address_budget
 from app.shopify.storefront import discount_url, home_url
 from app.web import db_session, rt
 
+log = logging.getLogger(__name__)
 bp = Blueprint("referrals", __name__)
 
 STATUS = {"unknown": 404, "retired": 410, "store_closed": 200, "program_off": 200, "pool_empty": 200,
-          "capped": 200}
+          "capped": 200, "redeemed": 200}
 COOKIE = "oncecode_friend"
 COOKIE_SALT = "oncecode.friend-visitor"
 COOKIE_MAX_AGE = 400 * 24 * 3600  # browsers cap a cookie's life at 400 days
@@ -52,6 +57,15 @@ def _address_allows(shop_id: int, per_hour: int) -> bool:
     return hit_address_budget(per_hour, "friend-codes", str(shop_id))
 
 
+def _count(click: referrals.Click) -> None:
+    """Count the click once the landing has committed; a database hiccup here costs a click, never the
+    visitor's code or page."""
+    try:
+        referrals.record_click(rt().db, click)
+    except SQLAlchemyError as exc:
+        log.warning("referral click not counted", extra={"reason": type(exc).__name__})
+
+
 @bp.get("/r/<path:token>")
 def landing_page(token: str) -> Response:
     settings = rt().settings
@@ -63,11 +77,16 @@ def landing_page(token: str) -> Response:
     else:
         found = landing.peek(session, token)
     session.commit()
+    if found.click is not None:
+        _count(found.click)
     store = home_url(settings, found.shop_domain) if found.shop_domain else None
     if found.state == "code" and found.code and found.shop_domain:
         response = redirect(discount_url(settings, found.shop_domain, found.code, found.redirect_path), 302)
     elif found.state == "active":  # a HEAD on a working link: where a visitor would end up, without a code
         response = redirect(store, 302)  # type: ignore[arg-type]
+    elif found.state == "redeemed":
+        response = Response(render_template("referral_redeemed.html", store_url=store, shop=found.shop_domain),
+                            status=STATUS[found.state])
     else:
         response = Response(render_template("referral_inactive.html", state=found.state, store_url=store,
                                             shop=found.shop_domain), status=STATUS[found.state])

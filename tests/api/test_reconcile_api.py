@@ -129,6 +129,6 @@ def test_the_cli_catching_up_here_explains_an_unreachable_store(runner, db, shop
 @pytest.mark.parametrize(("seconds", "shown"), [(None, "-"), (42, "42 s"), (600, "10 min"), (7200, "2.0 h"),
                                                  (3 * 86400, "3.0 days")])
 def test_durations_read_naturally(seconds, shown):
-    from app.cli import _duration
+    from app.cli.common import duration as _duration
 
     assert _duration(seconds) == shown

@@ -100,7 +100,9 @@ def test_install_redirects_with_a_signed_callback(client, state):
     assert sorted(params) == ["code", "hmac", "host", "shop", "state", "timestamp"]
     assert params["hmac"] == query_signature(params, DEVSTORE_SECRET)
     assert params["shop"] == SHOP and params["state"] == "nonce-123"
-    assert base64.b64decode(params["host"]).decode() == "admin.shopify.com/store/demo"
+    # Unpadded, as in Shopify's own callbacks ("…c3RvcmUvZGVtbw", not "…ZGVtbw==").
+    assert "=" not in params["host"]
+    assert base64.b64decode(params["host"] + "==").decode() == "admin.shopify.com/store/demo"
     assert before <= int(params["timestamp"]) <= time.time() + 1
     with state.session() as session:
         code = session.get(AuthorizationCode, params["code"])

@@ -101,8 +101,10 @@ def world(app_factory: Callable[..., Flask]) -> Iterator[World]:
     store_port, app_port = free_port(), free_port()
     app_url, store_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{store_port}"
     store = devstore.create_app(DevstoreConfig(api_key=API_KEY, api_secret=API_SECRET, auto_approve=True,
-                                               retry_base_seconds=0, app_proxy_url=f"{app_url}/proxy"))
-    app = app_factory(app_url=app_url, shopify_store_base_url=f"{store_url}/stores/{{shop}}")
+                                               retry_base_seconds=0, app_proxy_url=f"{app_url}/proxy",
+                                               app_url=app_url))
+    app = app_factory(app_url=app_url, shopify_store_base_url=f"{store_url}/stores/{{shop}}",
+                      app_bridge_url=f"{store_url}/_devstore/app-bridge.js")
     servers = [serve(store, store_port), serve(app, app_port)]
     runtime.activate(app.extensions["oncecode"])  # the in-process worker must use this app's settings
     yield World(app=app, store=store, app_url=app_url, store_url=store_url)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from app.models import Customer, Program, Shop, WebhookEvent
 from app.queues import delete_job, enqueue_setup, setup_job_id
 from devstore.models import WebhookSubscription as StoreSubscription
-from tests.conftest import run_worker
+from tests.conftest import API_KEY, run_worker
 from tests.e2e.harness import SHOP, World, install
 
 
@@ -89,13 +89,14 @@ def test_setup_points_an_existing_subscription_at_our_address(world: World):
     assert "gid://shopify/WebhookSubscription/1" in {s["id"] for s in subscriptions}
 
 
-def test_the_installed_pages_button_opens_the_devstore_store_page(world: World):
-    # devstore has no admin pages: a link to /admin/apps/<client id> there would be a 404.
+def test_the_installed_pages_button_opens_the_app_in_devstores_admin(world: World):
     browser = requests.Session()
     started = browser.get(f"{world.app_url}/auth", params={"shop": SHOP}, allow_redirects=False, timeout=5)
     installed = browser.get(started.headers["Location"], timeout=10)
     assert installed.status_code == 200 and "OnceCode is installed" in installed.text
     [link] = re.findall(r'<a class="button" href="([^"]+)">([^<]+)</a>', installed.text)
-    assert link == (f"{world.store_url}/stores/{SHOP}", f"Open {SHOP} on devstore")
-    store_page = browser.get(link[0], timeout=5)
-    assert store_page.status_code == 200 and SHOP in store_page.text
+    assert link == (f"{world.store_url}/stores/{SHOP}/admin/apps/{API_KEY}", "Open OnceCode in your admin")
+    admin = browser.get(link[0], timeout=5)
+    assert admin.status_code == 200
+    [frame] = re.findall(r'<iframe[^>]*src="([^"]+)"', admin.text)
+    assert frame.replace("&amp;", "&").startswith(f"{world.app_url}/?") and "id_token=" in frame

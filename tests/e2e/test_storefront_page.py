@@ -4,11 +4,13 @@ request over HTTP, the app verifies it and answers Liquid, devstore renders it i
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import requests
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from app.models import Customer, IssuedCode
+from app.models import Customer, IssuedCode, Referral, ReferralLink
 from tests.conftest import run_worker
 from tests.e2e.harness import SHOP, World, codes, installed_with_welcome, set_program, signup
 
@@ -80,3 +82,58 @@ def test_a_visitor_cannot_name_another_customer_in_the_storefront_url(world: Wor
         answer = browser.get(f"{storefront(world)}?{planted}", timeout=10)
         assert answer.status_code == 400 and "appears more than once" in answer.text
         assert "<code>" not in answer.text
+
+
+def test_a_customer_from_before_the_program_gets_a_link_on_their_first_visit_and_can_copy_it(world: World):
+    installed_with_welcome(world)
+    ada = signup(world, "ada@example.com")  # the referral program is off: no link at signup
+    run_worker(world.rt.redis)
+    set_program(world, kind="referral_reward")
+    set_program(world, kind="referral_friend")
+    with world.rt.db.session_scope() as session:
+        assert session.scalar(select(ReferralLink)) is None
+    browser = requests.Session()
+    log_in(world, browser, ada["id"])
+
+    page = browser.get(storefront(world), timeout=10)
+    assert page.status_code == 200, page.text
+    with world.rt.db.session_scope() as session:
+        link = session.scalars(select(ReferralLink)).one()
+        token = link.token
+    assert f'value="{world.app_url}/r/{token}"' in page.text
+    assert "Friends who open your link get 10 % off" in page.text
+    # The Copy button's script comes from the store's own origin, through the proxy, signed by the store.
+    [script] = re.findall(r'<script src="([^"]+)" defer>', page.text)
+    assert script == f"/stores/{SHOP}/apps/oncecode/copy.js"
+    served = browser.get(world.store_url + script, timeout=10)
+    assert served.status_code == 200 and served.headers["Content-Type"].startswith("text/javascript")
+    assert "navigator.clipboard" in served.text
+
+    run_worker(world.rt.redis)  # the link's metafield job, queued by the visit
+    customer = next(c for c in world.control("GET", "/customers") if c["id"] == ada["id"])
+    assert [m["value"] for m in customer["metafields"] if m["key"] == "referral_link"] == [
+        f"{world.app_url}/r/{token}"]
+    assert browser.get(storefront(world), timeout=10).text.count(token) >= 1  # the same link again
+    with world.rt.db.session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(ReferralLink)) == 1
+
+
+def test_a_customer_sees_their_referrals_on_the_store(world: World):
+    installed_with_welcome(world)
+    set_program(world, kind="referral_reward")
+    ada = signup(world, "ada@example.com")
+    run_worker(world.rt.redis)
+    with world.rt.db.session_scope() as session:
+        advocate = session.scalars(select(Customer).where(Customer.shopify_customer_id == ada["id"])).one()
+        ordered = datetime(2026, 11, 2, 15, tzinfo=UTC)
+        session.add(Referral(shop_id=advocate.shop_id, advocate_id=advocate.id, friend_code="FRIENDCODE1",
+                             friend_customer_id=777, shopify_order_id=9001, order_name="#1042", currency="USD",
+                             order_total=Decimal("80.00"), ordered_at=ordered, status="held",
+                             hold_until=ordered + timedelta(days=14)))
+    browser = requests.Session()
+    log_in(world, browser, ada["id"])
+    page = browser.get(storefront(world), timeout=10)
+    assert page.status_code == 200, page.text
+    text = " ".join(re.sub(r"<[^>]+>", "", page.text).split())
+    assert "A friend’s order on 2026-11-02: pending; your reward is expected on 2026-11-16." in text
+    assert "#1042" not in page.text and "FRIENDCODE1" not in page.text and "80.00" not in page.text

@@ -57,10 +57,11 @@ def test_a_paused_program_still_counts_the_click(client, db, rt):
     assert hours(db, made.id)[0][1:] == (1, 0)
 
 
-def test_each_hour_has_its_own_row_and_a_spent_code_makes_a_new_visitor(db, friend, link):
+def test_each_hour_has_its_own_row_and_a_spent_code_makes_a_new_visitor(db, rt, friend, link):
     def open_at(moment: datetime, key: str | None) -> landing.FriendLanding:
         found = landing.land_friend(db, link.token, key, address_allows=lambda *_: True, now=moment)
         db.commit()
+        referrals.record_click(rt.db, found.click)  # as the route does once the landing has committed
         return found
 
     hour = this_hour() - timedelta(hours=2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from app.cli import MAX_ROWS, ROWS, Checked, _shop_or_fail
+from app.cli.common import MAX_ROWS, ROWS, Checked, shop_or_fail
 from app.codes import referrals
 from app.errors import BadRequest, NotFound
 from app.models import LINK_STATUSES
@@ -36,7 +36,7 @@ def _queue(shop_id: int, link_id: int, status: str) -> str:
 def link(domain: str, customer: int) -> None:
     """The referral link of a customer (their Shopify id), made now unless they have one."""
     with rt().db.session_scope() as session:
-        shop = _shop_or_fail(session, domain)
+        shop = shop_or_fail(session, domain)
         if not shop.is_installed:
             raise click.ClickException(f"{domain} is not installed; the link could not reach its customer")
         found, new = referrals.create_link(session, shop.id, customer)
@@ -53,7 +53,7 @@ def link(domain: str, customer: int) -> None:
 def retire(domain: str, which: str) -> None:
     """Retire a link, by its token or its customer's Shopify id: it lands on "no longer active"."""
     with rt().db.session_scope() as session:
-        shop = _shop_or_fail(session, domain)
+        shop = shop_or_fail(session, domain)
         try:
             found = referrals.find_link(session, shop.id, which)
         except BadRequest as exc:
@@ -76,7 +76,7 @@ def retire(domain: str, which: str) -> None:
 def links(domain: str, status: str | None, customer: int | None, limit: int) -> None:
     """A shop's referral links, newest first, with their clicks and any error."""
     with rt().db.session_scope() as session:
-        shop = _shop_or_fail(session, domain)
+        shop = shop_or_fail(session, domain)
         rows = [referrals.link_json(found, rt().settings, shopify_id) for found, shopify_id in referrals.list_links(
             session, shop.id, status=status, shopify_customer_id=customer, limit=limit)]
     if not rows:

@@ -1,24 +1,23 @@
 """``flask --app app referrals pool|top-up|pool-settings|caps SHOP``: the friend code pools (``app.codes.pools``)
 and the landing caps (``app.codes.landing``),
-commands of the one ``referrals`` group (``app.referrals.cli``)."""
+commands of the one ``referrals`` group (``app.cli.referrals``)."""
 
 from __future__ import annotations
 
 import click
 from sqlalchemy import select
 
+from app.cli.common import shop_or_fail
+from app.cli.referrals import referrals_cli as referrals
 from app.codes import landing, pools
 from app.errors import BadRequest
 from app.models import Program, Shop
 from app.queues import enqueue_pool_top_up, job_status, pool_top_up_job_id
-from app.referrals.cli import referrals_cli as referrals
 from app.web import rt
 
 
 def _friend_program(session, domain: str) -> tuple[Shop, Program]:  # type: ignore[no-untyped-def]
-    from app.cli import _shop_or_fail
-
-    shop = _shop_or_fail(session, domain)
+    shop = shop_or_fail(session, domain)
     program = session.scalars(select(Program).where(Program.shop_id == shop.id,
                                                     Program.kind == "referral_friend")).first()
     if program is None:

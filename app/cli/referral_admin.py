@@ -1,5 +1,5 @@
 """``flask --app app referrals settings|list SHOP``: every referral setting, and the referrals recorded,
-commands of the one ``referrals`` group (``app.referrals.cli``).
+commands of the one ``referrals`` group (``app.cli.referrals``).
 
 The same domain functions as the API (``app.codes.referral_settings``, ``referral_list``); bad input is a
 usage error (exit 2) naming every problem, a shop or program that does not exist an error (exit 1).
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import click
 
-from app.cli import ID, MAX_ROWS, ROWS, _shop_or_fail
+from app.cli.common import ID, MAX_ROWS, ROWS, shop_or_fail
+from app.cli.referral_pools import _settings
+from app.cli.referrals import CUSTOMER_ID
+from app.cli.referrals import referrals_cli as referrals
 from app.codes import referral_list, referral_settings
 from app.errors import BadRequest, NotFound
 from app.models import REFERRAL_STATUSES
-from app.referrals.cli import CUSTOMER_ID
-from app.referrals.cli import referrals_cli as referrals
-from app.referrals.pool_cli import _settings
 from app.web import rt
 
 BOOLEANS = {"true": True, "false": False}
@@ -43,7 +43,7 @@ def settings(domain: str, assignments: tuple[str, ...]) -> None:
     """
     changes = _changes(assignments)
     with rt().db.session_scope() as session:
-        shop = _shop_or_fail(session, domain)
+        shop = shop_or_fail(session, domain)
         try:
             shown = (referral_settings.update_settings(session, shop.id, changes) if changes
                      else referral_settings.settings_json(session, shop.id))
@@ -71,7 +71,7 @@ def settings(domain: str, assignments: tuple[str, ...]) -> None:
 def referral_rows(domain: str, status: str | None, link: int | None, customer: int | None, limit: int) -> None:
     """A shop's referrals, newest first: each paid order that used a friend code, and what became of it."""
     with rt().db.session_scope() as session:
-        shop = _shop_or_fail(session, domain)
+        shop = shop_or_fail(session, domain)
         rows = [referral_list.referral_json(row) for row in referral_list.list_referrals(
             session, shop.id, status=status, link_id=link, advocate=customer, limit=limit)]
     if not rows:

@@ -1,0 +1,124 @@
+"""What the command groups share: input types that parse with ``app.params`` (bad input is a usage error,
+exit code 2, one ``Error:`` line), the shop and program lookups, and how values and tables are printed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import lifecycle
+from app.errors import BadRequest
+from app.models import PROGRAM_KINDS, Program, Shop
+from app.params import parse_date, parse_id, parse_shopify_id, whole_number
+
+
+class Checked(click.ParamType):
+    """A click type that parses with ``app.params``: the CLI refuses what the API refuses, in its words,
+    as a usage error (exit code 2, ``Error: --limit must be …``) rather than a traceback."""
+
+    def __init__(self, name: str, parse: Callable[[str, str], Any]) -> None:
+        self.name = name
+        self.parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):  # a default, already what it should be
+            return value
+        shown = "the value"
+        if isinstance(param, click.Option):
+            shown = param.opts[0]
+        elif param is not None:
+            shown = param.human_readable_name
+        try:
+            return self.parse(value, shown)
+        except BadRequest as exc:
+            raise click.UsageError(str(exc), ctx) from None
+
+
+MAX_ROWS = 10_000  # a listing's --limit: more would not be read on a terminal
+ID = Checked("id", parse_id)  # one of our rows
+SHOPIFY_ID = Checked("shopify_id", parse_shopify_id)
+ROWS = Checked("integer", lambda text, name: whole_number(text, name, 1, MAX_ROWS))
+DAY = Checked("date", parse_date)
+
+
+def usage_error(exc: BadRequest) -> click.UsageError:
+    """A ``BadRequest`` from the domain, shown as the CLI's usage error (exit code 2)."""
+    return click.UsageError(str(exc))
+
+
+def shop_or_fail(session: Session, domain: str) -> Shop:
+    shop = lifecycle.shop_by_domain(session, domain)
+    if shop is None:
+        raise click.ClickException(f"no shop {domain!r}; `flask shops list` shows the known ones")
+    return shop
+
+
+def program_or_fail(session: Session, shop: Shop, which: str) -> Program:
+    """A program named by kind (``welcome``) or, for the several ``manual`` ones, by id."""
+    query = select(Program).where(Program.shop_id == shop.id)
+    if which.isascii() and which.isdigit():
+        try:
+            query = query.where(Program.id == parse_id(which, "a program id"))
+        except BadRequest as exc:
+            raise usage_error(exc) from None
+    elif which in PROGRAM_KINDS:
+        query = query.where(Program.kind == which)
+    else:
+        raise click.ClickException(f"{which!r} is neither a program kind ({', '.join(PROGRAM_KINDS)}) nor an id")
+    found = session.scalars(query).all()
+    if not found:
+        raise click.ClickException(f"{shop.domain} has no program {which}; `flask programs list {shop.domain}` "
+                                   "shows its programs")
+    if len(found) > 1:
+        raise click.ClickException(f"{shop.domain} has {len(found)} {which} programs; give the id instead")
+    return found[0]
+
+
+def echo_table(table: list[list[str]]) -> None:
+    """Rows of cells in aligned columns, the first row being the headings."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        click.echo("  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True)).rstrip())
+
+
+def cell(value: Any) -> str:
+    """A JSON value in a table cell: ``-`` for none, a dict as ``key value, …``."""
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {cell(item)}" for key, item in value.items()) or "-"
+    return str(value)
+
+
+def count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def money(amounts: dict[str, str], currency: str | None) -> str:
+    """Amounts with their currency codes; nothing is zero in the store's currency (``-`` before any order)."""
+    shown = ", ".join(f"{amount} {code}" for code, amount in amounts.items())
+    return shown or (f"0.00 {currency}" if currency else "-")
+
+
+def rate(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f} %"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    hours = seconds / 3600
+    return f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} h"
+
+
+def moment(iso: str | None) -> str:
+    """An ISO timestamp to the second, as ``YYYY-MM-DD HH:MM:SS``."""
+    return "-" if iso is None else iso[:19].replace("T", " ")
