@@ -6,6 +6,7 @@ JSON API and the CLI do: a route verifies the request, calls a domain function, 
 on its first open (``install``); ``routes`` holds the pages.
 """
 
+from app.admin import health, referrals  # noqa: F401  (the Referrals and Health pages)
 from app.admin import home as _home  # noqa: F401  (the pages add their routes to the blueprint)
 from app.admin import programs as _programs  # noqa: F401  (the Programs pages)
 from app.admin.routes import bp

@@ -7,23 +7,16 @@ Routes on the API blueprint, kept in a module of their own; ``create_app`` impor
 from __future__ import annotations
 
 from flask import jsonify, request
-from sqlalchemy import select
 
 from app.api.routes import _json_object, _shop, bp
-from app.codes import landing, pools
-from app.errors import Conflict, NotFound
+from app.codes import landing, pools, referral_actions
 from app.models import Program
 from app.params import parse_id
-from app.queues import enqueue_pool_top_up
 from app.web import db_session, rt
 
 
 def _friend_program(shop_id: int) -> Program:
-    program = db_session().scalars(select(Program).where(Program.shop_id == shop_id,
-                                                         Program.kind == "referral_friend")).first()
-    if program is None:
-        raise NotFound("this store has no referral_friend program")
-    return program
+    return referral_actions.friend_program(db_session(), shop_id)
 
 
 @bp.get("/referrals/pool")
@@ -48,10 +41,7 @@ def pool_settings():  # type: ignore[no-untyped-def]
 def pool_top_up():  # type: ignore[no-untyped-def]
     """Queue a top-up now: 202 queued, or 200 when one is already queued or running."""
     shop = _shop()
-    program = _friend_program(shop.id)
-    if not program.active:
-        raise Conflict("the referral_friend program is off; switch it on first")
-    queued = enqueue_pool_top_up(rt().redis, shop.id, program.id)
+    queued = referral_actions.top_up_pool(db_session(), rt().redis, shop.id)
     return jsonify(queued=queued), 202 if queued else 200
 
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 from flask import Response, jsonify, request
 
 from app.api.routes import MAX_PAGE, _id_arg, _int_arg, _json_object, _shop, bp
-from app.codes import referrals
+from app.codes import referral_actions, referrals
 from app.errors import BadRequest
 from app.models import LINK_STATUSES
 from app.params import shown
-from app.queues import enqueue_referral_link
 from app.web import db_session, rt
 
 
@@ -65,11 +64,7 @@ def referral_link_create() -> Response:
     if "customer_id" not in body:
         raise BadRequest("customer_id is required: the Shopify id of the customer the link is for")
     customer = referrals.shopify_customer_id(body["customer_id"])
-    session = db_session()
-    link, new = referrals.create_link(session, shop.id, customer)
-    session.commit()
-    if link.synced_at is None:
-        enqueue_referral_link(rt().redis, shop.id, link.id, link.status)
+    link, new = referral_actions.create_link(db_session(), rt().redis, shop.id, customer)
     response = jsonify(_shown(link, customer))
     response.status_code = 201 if new else 200
     response.headers["Location"] = f"/api/referral-links/{link.id}"
@@ -81,10 +76,6 @@ def referral_link_retire(link_id: int):  # type: ignore[no-untyped-def]
     """Retire a link: it lands on "no longer active" and leaves the customer's metafield. Idempotent."""
     shop = _shop()
     session = db_session()
-    link = referrals.get_link(session, shop.id, link_id)
-    referrals.retire(session, link)
-    session.commit()
-    if link.synced_at is None:
-        enqueue_referral_link(rt().redis, shop.id, link.id, link.status)
+    link, _ = referral_actions.retire_link(session, rt().redis, shop.id, link_id)
     return jsonify(_shown(link, referrals.customer_shopify_id(session, link)))
 

@@ -10,11 +10,11 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
 from app import lifecycle
-from app.codes import catch_up, issuance, metrics, programs
+from app.codes import catch_up, health, issuance, metrics, programs
 from app.errors import BadRequest, NotFound
-from app.models import CODE_STATUSES, DataRequest, ReconcileCursor
+from app.models import CODE_STATUSES, DataRequest
 from app.params import SHOPIFY_ID_MAX, is_id, parse_id, parse_shopify_id, shown, storable_text, whole_number
-from app.queues import catch_up_job_id, enqueue_catch_up, enqueue_issuance, enqueue_revoke, job_state
+from app.queues import enqueue_issuance, enqueue_revoke
 from app.web import db_session, rt, session_token_shop
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -232,9 +232,7 @@ def metrics_report():  # type: ignore[no-untyped-def]
 
 
 def _reconcile_status(shop) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    cursor = db_session().get(ReconcileCursor, shop.id)
-    state = job_state(rt().redis, catch_up_job_id(shop.id))
-    return catch_up.status_json(cursor, state)
+    return health.catch_up_status(db_session(), rt().redis, shop.id)
 
 
 @bp.get("/reconcile")
@@ -247,10 +245,7 @@ def reconcile_status():  # type: ignore[no-untyped-def]
 def reconcile_now():  # type: ignore[no-untyped-def]
     """Run catch-up now: 202 when queued, 200 when a run is already queued or running."""
     shop = _shop()
-    session = db_session()
-    catch_up.cursor_for(session, shop)
-    session.commit()
-    queued = enqueue_catch_up(rt().redis, shop.id)
+    queued = health.reconcile_now(db_session(), rt().redis, shop)
     response = jsonify(queued=queued, **_reconcile_status(shop))
     response.status_code = 202 if queued else 200
     response.headers["Location"] = "/api/reconcile"

@@ -31,13 +31,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from app.codes import pools, referrals
 from app.db import utcnow
 from app.errors import BadRequest
-from app.models import PoolCode, Program, ReferralBlock
+from app.models import Customer, PoolCode, Program, ReferralBlock, ReferralLink
 from app.params import shown
 
 VISITOR_KEY_BYTES = 24  # 192 random bits: a key can be neither guessed nor enumerated
@@ -176,10 +176,13 @@ def caps_json(friend: Program) -> dict[str, int]:
 
 
 def blocks(session: Session, shop_id: int, *, link_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    """The shop's recorded landing blocks, newest first."""
-    query = (select(ReferralBlock).where(ReferralBlock.shop_id == shop_id)
-             .order_by(ReferralBlock.id.desc()).limit(limit))
+    """The shop's recorded landing blocks, newest first, with the Shopify id of the link's customer (the
+    advocate a merchant knows; None once the link or its customer is gone)."""
+    query = (select(ReferralBlock, Customer.shopify_customer_id)
+             .outerjoin(ReferralLink, and_(ReferralLink.id == ReferralBlock.link_id, ReferralLink.shop_id == shop_id))
+             .outerjoin(Customer, and_(Customer.id == ReferralLink.customer_id, Customer.shop_id == shop_id))
+             .where(ReferralBlock.shop_id == shop_id).order_by(ReferralBlock.id.desc()).limit(limit))
     if link_id is not None:
         query = query.where(ReferralBlock.link_id == link_id)
-    return [{"id": b.id, "link_id": b.link_id, "reason": b.reason, "at": b.at.isoformat()}
-            for b in session.scalars(query)]
+    return [{"id": b.id, "link_id": b.link_id, "customer_id": customer, "reason": b.reason, "at": b.at.isoformat()}
+            for b, customer in session.execute(query)]
