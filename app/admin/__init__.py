@@ -9,3 +9,4 @@ on its first open (``install``); ``routes`` holds the pages.
 from app.admin.routes import bp
 
 __all__ = ["bp"]
+from app.admin import codes  # noqa: E402,F401  (registers the Codes page on bp)

@@ -803,6 +803,35 @@ def export_rows(session: Session, shop_id: int, where: CodeFilter) -> Iterator[R
     yield from session.execute(query.execution_options(yield_per=EXPORT_BATCH))
 
 
+def timeline(row: IssuedCode) -> list[dict[str, Any]]:
+    """A code's life as a person reads it, from the row's own columns: each step with its moment (None
+    when the row does not keep one) and whether it happened (``done``). Reserved, created on the store,
+    attached to the customer, then how it ended: redeemed, expired, revoked (and deactivated), failed."""
+    on_store = row.discount_gid is not None
+    steps: list[dict[str, Any]] = [
+        {"step": "reserved", "label": "Reserved", "at": row.issued_at, "done": True},
+        {"step": "created", "label": "Created on your store", "at": None, "done": on_store},
+        {"step": "attached", "label": "Attached to the customer", "at": row.attached_at,
+         "done": row.attached_at is not None},
+    ]
+    if row.customer_id is None and row.attached_at is None:
+        steps[-1]["label"] = "No customer to attach it to"
+    if row.status == "redeemed" or row.redeemed_at is not None:
+        steps.append({"step": "redeemed", "label": f"Redeemed on order {row.order_name or row.order_id}",
+                      "at": row.redeemed_at, "done": True})
+    elif row.status == "revoked":
+        steps.append({"step": "revoked", "label": "Revoked", "at": row.revoked_at, "done": True})
+        steps.append({"step": "deactivated", "label": "Deactivated on your store", "at": row.deactivated_at,
+                      "done": row.deactivated_at is not None})
+    elif row.status == "failed":
+        steps.append({"step": "failed", "label": "Failed", "at": row.updated_at, "done": True})
+    elif row.status == "expired" or (row.expires_at is not None and row.expires_at <= utcnow()):
+        steps.append({"step": "expired", "label": "Expired", "at": row.expires_at, "done": True})
+    elif row.expires_at is not None:
+        steps.append({"step": "expires", "label": "Expires", "at": row.expires_at, "done": False})
+    return steps
+
+
 def describe_code(session: Session, settings: Settings, shop_id: int, shop_domain: str,
                   row: IssuedCode) -> dict[str, Any]:
     """``code_json`` for one row, reading its program and customer."""
