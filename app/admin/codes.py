@@ -104,7 +104,8 @@ def codes():  # type: ignore[no-untyped-def]
     rows: list[Any] = []
     newer = older = None
     if where is not None:
-        rows = issuance.list_codes(db_session(), shop.id, where=where, before=before, after=after, limit=PAGE + 1)
+        rows = issuance.list_codes(db_session(), shop.id, where=where, before=before, after=after,
+                                     limit=PAGE + 1, by_issue=True)
         more = len(rows) > PAGE
         if after is not None:
             rows = rows[-PAGE:] if more else rows  # newest first: the extra row is the newest one

@@ -43,7 +43,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, and_, or_, select, text, update
+from sqlalchemy import ColumnElement, Row, Select, and_, or_, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -767,21 +767,39 @@ def list_codes(session: Session, shop_id: int, *, status: str | None = None, pro
                shopify_customer_id: int | None = None, code: str | None = None,
                issued_from: datetime | None = None, issued_to: datetime | None = None,
                before: int | None = None, after: int | None = None, limit: int = 50,
-               where: CodeFilter | None = None) -> list[tuple[IssuedCode, Program, int | None]]:
+               where: CodeFilter | None = None, by_issue: bool = False) -> list[tuple[IssuedCode, Program, int | None]]:
     """The shop's codes, newest first, with their program and customer's Shopify id (``CodeFilter``).
     ``where`` (``code_filter``) replaces the separate filters. Keyset pages: ``before`` an id (older
-    codes), or ``after`` one (the newer codes just above it, still shown newest first)."""
+    codes), or ``after`` one (the newer codes just above it, still shown newest first).
+
+    Newest first is by id, or with ``by_issue`` by (``issued_at``, id), the order the admin page uses:
+    the shop's (shop, issued_at) index then yields the codes in order for every filter, a date range
+    included (by id, PostgreSQL walks the primary key backwards through every newer code, of every
+    shop, before it reaches a range a year back). A code's id and its issue time rise together (the
+    time is taken as the row is reserved), so both orders show the same list."""
     query = (select(IssuedCode, Program, Customer.shopify_customer_id)
              .join(Program, Program.id == IssuedCode.program_id)
              .outerjoin(Customer, Customer.id == IssuedCode.customer_id))
     where = where or CodeFilter(status, program_id, shopify_customer_id, code, issued_from, issued_to)
     query = where.apply(session, query, shop_id)
-    if before is not None:
+    mark = before if before is not None else after
+    if by_issue and mark is not None:
+        at = (select(IssuedCode.issued_at).where(IssuedCode.shop_id == shop_id, IssuedCode.id == mark)
+              .scalar_subquery())
+        pair = tuple_(IssuedCode.issued_at, IssuedCode.id)
+        if before is not None:  # the issue-time bound alone is what the index can use; the pair decides
+            query = query.where(IssuedCode.issued_at <= at, pair < tuple_(at, mark))
+        else:
+            query = query.where(IssuedCode.issued_at >= at, pair > tuple_(at, mark))
+    elif before is not None:
         query = query.where(IssuedCode.id < before)
+    elif after is not None:
+        query = query.where(IssuedCode.id > after)
+    keys = (IssuedCode.issued_at, IssuedCode.id) if by_issue else (IssuedCode.id,)
     if after is not None:
-        query = query.where(IssuedCode.id > after).order_by(IssuedCode.id.asc()).limit(limit)
+        query = query.order_by(*(key.asc() for key in keys)).limit(limit)
         return [tuple(row) for row in reversed(session.execute(query).all())]  # type: ignore[misc]
-    query = query.order_by(IssuedCode.id.desc()).limit(limit)
+    query = query.order_by(*(key.desc() for key in keys)).limit(limit)
     return [tuple(row) for row in session.execute(query).all()]  # type: ignore[misc]
 
 
@@ -789,17 +807,18 @@ EXPORT_BATCH = 2000  # rows fetched per round trip of an export's server-side cu
 
 
 def export_rows(session: Session, shop_id: int, where: CodeFilter) -> Iterator[Row[Any]]:
-    """The shop's codes for a CSV export, newest first: plain rows (no ORM objects, so nothing piles up
-    in the session), read through a server-side cursor ``EXPORT_BATCH`` at a time, so memory stays flat
-    however many codes there are. Columns: code, program, status, customer_id, issued_at, expires_at,
-    redeemed_at, order_name, order_total, discount_amount, currency."""
+    """The shop's codes for a CSV export, newest first (as the admin's list: by issue time): plain rows
+    (no ORM objects, so nothing piles up in the session), read through a server-side cursor
+    ``EXPORT_BATCH`` at a time, so memory stays flat however many codes there are. Columns: code,
+    program, status, customer_id, issued_at, expires_at, redeemed_at, order_name, order_total,
+    discount_amount, currency."""
     query = (select(IssuedCode.code, Program.name.label("program"), IssuedCode.status,
                     Customer.shopify_customer_id.label("customer_id"), IssuedCode.issued_at, IssuedCode.expires_at,
                     IssuedCode.redeemed_at, IssuedCode.order_name, IssuedCode.order_total,
                     IssuedCode.discount_amount, IssuedCode.currency)
              .join(Program, Program.id == IssuedCode.program_id)
              .outerjoin(Customer, Customer.id == IssuedCode.customer_id))
-    query = where.apply(session, query, shop_id).order_by(IssuedCode.id.desc())
+    query = where.apply(session, query, shop_id).order_by(IssuedCode.issued_at.desc(), IssuedCode.id.desc())
     yield from session.execute(query.execution_options(yield_per=EXPORT_BATCH))
 
 

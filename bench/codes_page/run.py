@@ -17,6 +17,8 @@ import argparse
 import json
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -113,11 +115,15 @@ def cases(session: Any, shop_id: int) -> list[tuple[str, dict[str, Any]]]:
         ("status=attached", {"status": "attached"}),
         ("status=failed (0.5 %)", {"status": "failed"}),
         ("status=open", {"status": "open"}),
+        ("status=expired (none in the last 30 days)", {"status": "expired"}),
+        ("status=reserved (only in the last 30 days)", {"status": "reserved"}),
+        ("status=failed, deep page", {"status": "failed", "before": middle}),
         ("program=welcome (70 %)", {"program_id": programs["welcome"]}),
         ("program=manual (2 %)", {"program_id": programs["manual"]}),
         ("customer id", {"shopify_customer_id": customer}),
         ("code exact", {"code": sample}),
         ("code prefix 'welcome-' (70 %)", {"code": "welcome-"}),
+        ("code prefix 1 char after 'WELCOME-' (~2 %)", {"code": sample[:9]}),
         ("code prefix 3 chars after 'WELCOME-'", {"code": sample[:11]}),
         ("code prefix, no match", {"code": "ZZZ"}),
         ("issued last 7 days", last_week),
@@ -143,7 +149,7 @@ def explain(db: Database, shop_id: int, name: str, kwargs: dict[str, Any]) -> di
     try:
         with db.session_scope() as session:
             started = time.perf_counter()
-            rows = issuance.list_codes(session, shop_id, limit=PAGE, **kwargs)
+            rows = issuance.list_codes(session, shop_id, limit=PAGE, by_issue=True, **kwargs)
             elapsed = (time.perf_counter() - started) * 1000
     finally:
         event.remove(db.engine, "before_cursor_execute", grab)
@@ -196,21 +202,37 @@ def export(database_url: str, redis_url: str, shop_id: int) -> dict[str, Any]:
             "shop_id": shop_id}
 
 
+@contextmanager
+def reused(args: argparse.Namespace) -> Iterator[tuple[Database, None, dict[str, object]]]:
+    db = Database(args.database_url)
+    try:
+        yield db, None, {"reused": True}
+    finally:
+        db.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--codes", type=int, default=1_000_000)
     parser.add_argument("--skip-export", action="store_true")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure on the shops an earlier run built (no build, nothing emptied)")
     add_service_options(parser)
     args = parser.parse_args()
     check_service_options(parser, args)
-    with services(args) as (db, _redis, machine):
+    with reused(args) if args.reuse else services(args) as (db, _redis, machine):
         started = time.perf_counter()
-        big = build_shop(db, BIG, args.codes, args.codes // 2)
-        build_shop(db, SECOND, args.codes // 5, args.codes // 10)
-        small = build_shop(db, SMALL, 100, 50)
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("VACUUM ANALYZE"))
-        print(f"built in {time.perf_counter() - started:.0f} s", flush=True)
+        if args.reuse:
+            with db.session_scope() as session:
+                ids = dict(session.execute(select(Shop.domain, Shop.id)).all())
+            big, small = ids[BIG], ids[SMALL]
+        else:
+            big = build_shop(db, BIG, args.codes, args.codes // 2)
+            build_shop(db, SECOND, args.codes // 5, args.codes // 10)
+            small = build_shop(db, SMALL, 100, 50)
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE"))
+            print(f"built in {time.perf_counter() - started:.0f} s", flush=True)
         results = []
         with db.session_scope() as session:
             todo = [(shop, name, kwargs) for shop in (big,) for name, kwargs in cases(session, big)]

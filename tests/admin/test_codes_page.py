@@ -78,15 +78,17 @@ def customer(db, shop: Shop, shopify_id: int) -> Customer:  # type: ignore[no-un
     return row
 
 
-def bulk_codes(db, shop: Shop, count: int, prefix: str = "BULK-", kind: str = "welcome") -> None:  # type: ignore[no-untyped-def]
-    """``count`` codes of the shop in one statement, issued a minute apart (the newest now)."""
+def bulk_codes(db, shop: Shop, count: int, prefix: str = "BULK-", kind: str = "welcome",  # type: ignore[no-untyped-def]
+               apart: int = 1) -> None:
+    """``count`` codes of the shop in one statement, issued ``apart`` minutes apart (the newest now)."""
     program = program_of(db, shop, kind)
     db.execute(text(
         "INSERT INTO issued_codes (shop_id, program_id, code, idempotency_key, status, terms, create_attempts, "
         "issued_at, created_at, updated_at) SELECT :shop, :program, :prefix || lpad(n::text, 7, '0'), "
-        "'bulk:' || :prefix || n, 'attached', '{}', 1, now() - make_interval(mins => :count - n), now(), now() "
+        "'bulk:' || :prefix || n, 'attached', '{}', 1, now() - make_interval(mins => (:count - n) * :apart), "
+        "now(), now() "
         "FROM generate_series(1, :count) AS n"), {"shop": shop.id, "program": program.id, "prefix": prefix,
-                                                 "count": count})
+                                                 "count": count, "apart": apart})
     db.commit()
 
 
@@ -190,6 +192,24 @@ def test_keyset_pages_older_and_newer_cover_every_code_once(client, db, shop):
     assert link(filtered, "next")["code"] == ["bulk-00000"]
 
 
+def test_pages_follow_the_issue_time_and_then_the_id(client, db, shop):
+    """The list is newest first by issue time (its index), ties broken by id: codes issued in the
+    same instant are neither repeated nor skipped across pages, and a code reserved with an earlier
+    time after a later one still sits by its time."""
+    bulk_codes(db, shop, 70, prefix="SAME-", apart=0)  # one instant
+    late = issued_code(db, shop, "EARLIER-TIME", issued_at=datetime.now(UTC) - timedelta(days=3))
+    first = page(client).text
+    second = page(client, before=link(first, "next")["before"][0]).text
+    assert codes_shown(first) + codes_shown(second) == [f"SAME-{n:07d}" for n in range(70, 0, -1)] + [late.code]
+    assert codes_shown(page(client, after=link(second, "prev")["after"][0]).text) == codes_shown(first)
+
+
+def test_a_page_key_of_another_shop_shows_nothing_of_it(client, db, shop, other):
+    theirs = issued_code(db, other, "THEIRS-KEY")
+    issued_code(db, shop, "OURS-KEY")
+    assert "THEIRS" not in page(client, before=str(theirs.id + 1)).text
+
+
 def test_a_filter_with_a_page_key_that_is_not_an_id_is_refused(client, shop):
     assert page(client, before="abc").status_code == 400
     assert page(client, before="1", after="2").status_code == 400
@@ -201,6 +221,17 @@ def test_another_shops_codes_are_never_listed(client, db, shop, other):
     html = page(client).text
     assert codes_shown(html) == ["OURS-1"] and "THEIRS" not in html
     assert codes_shown(page(client, shop=OTHER).text) == ["THEIRS-1"]
+
+
+def test_the_api_takes_the_same_code_and_day_filters(client, db, shop):
+    issued_code(db, shop, "WELCOME-API1", issued_at=datetime(2026, 11, 10, 12, 0, tzinfo=UTC))
+    issued_code(db, shop, "WELCOME-API2", issued_at=datetime(2026, 11, 12, 12, 0, tzinfo=UTC))
+    issued_code(db, shop, "OTHER-API3", issued_at=datetime(2026, 11, 12, 13, 0, tzinfo=UTC))
+    headers = {"Authorization": f"Bearer {session_token(SHOP)}"}
+    answer = client.get("/api/codes", query_string={"code": "welcome-api", "from": "2026-11-11"}, headers=headers)
+    assert answer.status_code == 200 and [c["code"] for c in answer.json["codes"]] == ["WELCOME-API2"]
+    refused = client.get("/api/codes", query_string={"to": "2026-11-31"}, headers=headers)
+    assert refused.status_code == 400 and "to must be a date like 2026-11-30" in refused.json["error"]
 
 
 # --- a code ---------------------------------------------------------------------------------------
