@@ -68,15 +68,13 @@ def _filters(shop: Shop) -> tuple[issuance.CodeFilter | None, dict[str, str], di
     status = parsed("status", lambda text: issuance.code_filter(shop, status=text).status)
     code = parsed("code", lambda text: issuance.code_filter(shop, code=text).code)
     parsed("from", lambda text: issuance.code_filter(shop, first=text))
-    parsed("to", lambda text: issuance.code_filter(shop, last=text))
+    # "to" is checked with "from" when that one is valid: a range backwards is the "to" field's error.
+    parsed("to", lambda text: issuance.code_filter(shop, first=None if "from" in errors else values["from"] or None,
+                                                   last=text))
     if errors:
         return None, values, errors
-    try:
-        where = issuance.code_filter(shop, status=status, program_id=program, shopify_customer_id=customer,
-                                     code=code, first=values["from"] or None, last=values["to"] or None)
-    except BadRequest as exc:  # from after to
-        errors["to"] = str(exc)
-        return None, values, errors
+    where = issuance.code_filter(shop, status=status, program_id=program, shopify_customer_id=customer,
+                                 code=code, first=values["from"] or None, last=values["to"] or None)
     return where, values, errors
 
 
@@ -117,7 +115,7 @@ def codes():  # type: ignore[no-untyped-def]
             newer = rows[0][0].id if before is not None and rows else None
     filtered = {name: value for name, value in values.items() if value}
     any_code = bool(rows) or bool(filtered) or before is not None or after is not None or issuance.list_codes(
-        db_session(), shop.id, limit=1)
+        db_session(), shop.id, limit=1, by_issue=True)
     kept = {**auth.carried(), **filtered}
     links = {"csv": url_for("admin.codes_csv", **kept),
              "newer": url_for("admin.codes", **kept, after=newer) if newer else None,

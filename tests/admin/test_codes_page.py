@@ -161,6 +161,7 @@ def test_filters(client, db, shop, query, expected):
     ({"from": "2026-13-01"}, "from", "from must be a date like 2026-11-30"),
     ({"from": "2026-11-20", "to": "2026-11-10"}, "to", "from (2026-11-20) must not be after to (2026-11-10)"),
     ({"code": "X" * 65}, "code", "code must be at most 64 characters"),
+    ({"customer_id": "x", "from": "2026-11-20", "to": "2026-11-10"}, "to", "must not be after to"),
 ])
 def test_bad_filters_answer_400_with_the_message_next_to_the_field(client, shop, db, query, field, message):
     issued_code(db, shop, "WELCOME-ONE")
@@ -250,7 +251,7 @@ def test_a_codes_detail_shows_its_timeline_order_terms_and_anomalies(client, db,
     answer = page(client, f"/admin/codes/{row.id}")
     assert answer.status_code == 200
     html = answer.text
-    steps = re.findall(r'<li class="(done|pending)">\s*<span class="step">([^<]+)</span>\s*'
+    steps = re.findall(r'<li class="(done|pending) \w+">\s*<span class="step">([^<]+)</span>\s*'
                        r'<span class="subdued">([^<]+)', html)
     assert [(state, label) for state, label, _ in steps] == [
         ("done", "Reserved"), ("done", "Created on your store"), ("done", "Attached to the customer"),
@@ -267,6 +268,7 @@ def test_a_failed_code_says_why_in_plain_words_and_offers_a_retry(client, db, sh
     db.commit()
     html = page(client, f"/admin/codes/{row.id}").text
     assert "This code could not be issued" in html and "Code must be unique" in html
+    assert '<li class="done failed">' in html and '<li class="pending created">' in html
     assert f'action="/admin/codes/{row.id}/retry?' in html
 
 
