@@ -268,7 +268,7 @@ def test_a_failed_code_says_why_in_plain_words_and_offers_a_retry(client, db, sh
     db.commit()
     html = page(client, f"/admin/codes/{row.id}").text
     assert "This code could not be issued" in html and "Code must be unique" in html
-    assert '<li class="done failed">' in html and '<li class="pending created">' in html
+    assert '<li class="done failed">' in html and '<li class="pending attached">' in html
     assert f'action="/admin/codes/{row.id}/retry?' in html
 
 
