@@ -122,7 +122,7 @@ def codes():  # type: ignore[no-untyped-def]
              "older": url_for("admin.codes", **kept, before=older) if older else None}
     page = render_page("admin/codes.html", shop, rows=rows, values=values, errors=errors, filtered=filtered,
                        links=links, any_code=any_code, programs=_program_choices(shop),
-                       statuses=STATUS_LABELS, badges=STATUS_BADGES, when=_clock(shop), is_open=issuance.is_open)
+                       statuses=STATUS_LABELS, badges=STATUS_BADGES, when=_clock(shop))
     return page, 400 if errors else 200
 
 
