@@ -12,3 +12,4 @@ from app.admin import programs as _programs  # noqa: F401  (the Programs pages)
 from app.admin.routes import bp
 
 __all__ = ["bp"]
+from app.admin import codes  # noqa: E402,F401  (registers the Codes page on bp)

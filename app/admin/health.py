@@ -14,15 +14,13 @@ from redis.exceptions import RedisError
 from app.admin import auth
 from app.admin.referrals import _clock
 from app.admin.routes import bp, done, installed_shop, notice, render_page
-from app.codes import attention, health, issuance, metrics
+from app.codes import attention, code_actions, health, issuance, metrics
 from app.errors import BadRequest, Conflict, NotFound
 from app.models import Shop
 from app.params import parse_id
-from app.queues import enqueue_issuance
 from app.web import db_session, rt
 
 PAGE = 25  # failed codes per page
-ON_ITS_WAY = ("reserved", "created")  # where a retried code goes (``issuance.request_retry``)
 
 RETRIED = notice("health-retried", "The code is on its way to your store again.")
 RECONCILE_QUEUED = notice("reconcile-queued", "Checking your paid orders now: redemptions show up in a minute or two.")
@@ -64,17 +62,12 @@ def health_page():  # type: ignore[no-untyped-def]
 def health_retry(code_id: int):  # type: ignore[no-untyped-def]
     """Issue a failed code again. Sent twice, the second finds it on its way and does nothing more."""
     shop = installed_shop()
-    session = db_session()
     try:
-        issuance.request_retry(session, shop.id, code_id)
+        code_actions.retry(db_session(), rt().redis, shop.id, code_id, again_ok=True)
     except NotFound:
         return render_page("admin/health_missing.html", shop), 404
     except Conflict as exc:
-        session.rollback()
-        if issuance.get_code(session, shop.id, code_id).status not in ON_ITS_WAY:
-            return _page(shop, {"code_id": code_id, "text": str(exc)}, 409)
-    session.commit()
-    enqueue_issuance(rt().redis, shop.id)
+        return _page(shop, {"code_id": code_id, "text": str(exc)}, 409)
     return done("admin.health", RETRIED)
 
 

@@ -10,11 +10,10 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
 from app import lifecycle
-from app.codes import catch_up, health, issuance, metrics, programs
+from app.codes import catch_up, code_actions, health, issuance, metrics, programs
 from app.errors import BadRequest, NotFound
-from app.models import CODE_STATUSES, DataRequest
+from app.models import DataRequest
 from app.params import SHOPIFY_ID_MAX, is_id, parse_id, parse_shopify_id, shown, storable_text, whole_number
-from app.queues import enqueue_issuance, enqueue_revoke
 from app.web import db_session, rt, session_token_shop
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -96,7 +95,7 @@ def program_update(program_id: int):  # type: ignore[no-untyped-def]
 
 # --- codes ----------------------------------------------------------------------------------------
 
-CODE_FILTERS = (*CODE_STATUSES, "open")
+CODE_FILTERS = issuance.CODE_FILTERS
 CODE_STATUSES_HELP = ", ".join(CODE_FILTERS)
 MAX_PAGE = 200
 CUSTOMER_GID_RE = re.compile(r"gid://shopify/Customer/([0-9]+)")
@@ -133,17 +132,19 @@ def _code(shop, row) -> dict[str, object]:  # type: ignore[no-untyped-def]
 @bp.get("/codes")
 def code_list():  # type: ignore[no-untyped-def]
     """The shop's codes, newest first. Filters: status (or ``open``: usable now), program_id,
-    customer_id; pages: limit, before."""
+    customer_id, code (codes starting with it, any case), from/to (issued on these days of the store,
+    ``YYYY-MM-DD``, both included); pages: limit, before."""
     shop = _shop()
     status = request.args.get("status") or None
     if status is not None and status not in CODE_FILTERS:
         raise BadRequest(f"status must be one of {CODE_STATUSES_HELP}, not {shown(status)}")
     customer = request.args.get("customer_id")
     limit = _int_arg("limit", 1, MAX_PAGE) or 50
-    rows = issuance.list_codes(
-        db_session(), shop.id, status=status, program_id=_id_arg("program_id"),
-        shopify_customer_id=shopify_customer_id(customer) if customer else None, before=_id_arg("before"),
-        limit=limit)
+    where = issuance.code_filter(
+        shop, status=status, program_id=_id_arg("program_id"),
+        shopify_customer_id=shopify_customer_id(customer) if customer else None, code=request.args.get("code"),
+        first=request.args.get("from") or None, last=request.args.get("to") or None)
+    rows = issuance.list_codes(db_session(), shop.id, where=where, before=_id_arg("before"), limit=limit)
     codes = [issuance.code_json(row, rt().settings, shop.domain, shopify_id, program)
              for row, program, shopify_id in rows]
     return jsonify(codes=codes, next_before=codes[-1]["id"] if len(codes) == limit else None)
@@ -177,11 +178,7 @@ def code_issue():  # type: ignore[no-untyped-def]
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 100):
         raise BadRequest("the idempotency key must be a string of 1 to 100 characters")
     storable_text(key, "the idempotency key")
-    session = db_session()
-    row, new = issuance.issue_by_hand(session, shop.id, program_id, customer, key)
-    session.commit()
-    if row.status in ("reserved", "created"):
-        enqueue_issuance(rt().redis, shop.id)
+    row, new = code_actions.issue(db_session(), rt().redis, shop.id, program_id, customer, key)
     response = jsonify(_code(shop, row))
     response.status_code = 202 if new else 200
     response.headers["Location"] = f"/api/codes/{row.id}"
@@ -192,12 +189,7 @@ def code_issue():  # type: ignore[no-untyped-def]
 def code_revoke(code_id: int):  # type: ignore[no-untyped-def]
     """Revoke a code: it stops working on the store (a job deactivates it). 409 if redeemed or expired."""
     shop = _shop()
-    session = db_session()
-    row = issuance.request_revoke(session, shop.id, code_id)
-    session.commit()
-    done = issuance.revoke_done(row)
-    if not done:
-        enqueue_revoke(rt().redis, shop.id, row.id)
+    row, done = code_actions.revoke(db_session(), rt().redis, shop.id, code_id)
     response = jsonify(_code(shop, row))
     response.status_code = 200 if done else 202
     return response
@@ -207,10 +199,7 @@ def code_revoke(code_id: int):  # type: ignore[no-untyped-def]
 def code_retry(code_id: int):  # type: ignore[no-untyped-def]
     """Issue a failed code again (after fixing what made it fail). 409 for a code that has not failed."""
     shop = _shop()
-    session = db_session()
-    row = issuance.request_retry(session, shop.id, code_id)
-    session.commit()
-    enqueue_issuance(rt().redis, shop.id)
+    row = code_actions.retry(db_session(), rt().redis, shop.id, code_id)
     response = jsonify(_code(shop, row))
     response.status_code = 202
     return response

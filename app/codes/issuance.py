@@ -37,12 +37,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, Row, Select, and_, or_, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -51,8 +52,9 @@ from app.codes.generator import CodeFormat
 from app.codes.programs import code_format, get_program
 from app.config import Settings
 from app.db import Database, insert_ignoring_conflict, utcnow
-from app.errors import Conflict, NotFound, OnceCodeError
-from app.models import OPEN_STATUSES, Customer, IssuedCode, Program
+from app.errors import BadRequest, Conflict, NotFound, OnceCodeError
+from app.models import CODE_STATUSES, OPEN_STATUSES, Customer, IssuedCode, Program, Shop
+from app.params import parse_date, shown, storable_text
 from app.shopify.client import AdminClient, Throttled, UserErrors
 from app.shopify.storefront import discount_url
 
@@ -669,26 +671,184 @@ def stranded(session: Session, limit: int = 500) -> tuple[list[tuple[int, int]],
     return [tuple(r) for r in to_issue], [tuple(r) for r in to_revoke]  # type: ignore[misc]
 
 
+@dataclass(frozen=True)
+class CodeFilter:
+    """Which of a shop's codes a list or an export shows. ``status`` is one of ``CODE_STATUSES`` or
+    ``open`` (usable now); ``code`` matches codes starting with it, in any case (codes are stored upper
+    case, and Shopify compares them case-insensitively); ``issued_from``/``issued_to`` bound
+    ``issued_at`` (from included, to excluded). Every filter is answered from an index of
+    ``issued_codes`` (see ``bench/admin/codes_explain.py``)."""
+
+    status: str | None = None
+    program_id: int | None = None
+    shopify_customer_id: int | None = None
+    code: str | None = None
+    issued_from: datetime | None = None
+    issued_to: datetime | None = None
+
+    def apply(self, session: Session, query: Select[Any], shop_id: int) -> Select[Any]:
+        """``query`` (over ``IssuedCode`` outer-joined to ``Customer``) narrowed to these codes."""
+        query = query.where(IssuedCode.shop_id == shop_id)
+        if self.status == "open":
+            query = query.where(IssuedCode.status.in_(OPEN_STATUSES),
+                                or_(IssuedCode.expires_at.is_(None), IssuedCode.expires_at > utcnow()))
+        elif self.status is not None:
+            query = query.where(IssuedCode.status == self.status)
+        if self.program_id is not None:
+            query = query.where(IssuedCode.program_id == self.program_id)
+        if self.shopify_customer_id is not None:
+            query = query.where(Customer.shop_id == shop_id, Customer.shopify_customer_id == self.shopify_customer_id)
+        if self.code:
+            query = query.where(*code_prefix(self.code, code_point_order(session)))
+        if self.issued_from is not None:
+            query = query.where(IssuedCode.issued_at >= self.issued_from)
+        if self.issued_to is not None:
+            query = query.where(IssuedCode.issued_at < self.issued_to)
+        return query
+
+
+CODE_FILTERS = (*CODE_STATUSES, "open")
+CODE_SEARCH_MAX = 64  # a code's length (the column's)
+
+
+def code_filter(shop: Shop, *, status: str | None = None, program_id: int | None = None,
+                shopify_customer_id: int | None = None, code: str | None = None, first: str | None = None,
+                last: str | None = None) -> CodeFilter:
+    """A ``CodeFilter`` from what a person typed: ``first``/``last`` are ``YYYY-MM-DD`` days of the store's
+    time zone (``metrics.Period``), both included, either may be left out. ``BadRequest`` naming the
+    parameter (``status``, ``code``, ``from``, ``to``) for anything else."""
+    from app.codes.metrics import Period, time_zone_of
+
+    if status is not None and status not in CODE_FILTERS:
+        raise BadRequest(f"status must be one of {', '.join(CODE_FILTERS)}, not {shown(status)}")
+    code = (code or "").strip() or None
+    if code is not None:
+        if len(code) > CODE_SEARCH_MAX:
+            raise BadRequest(f"code must be at most {CODE_SEARCH_MAX} characters, not {len(code)}")
+        storable_text(code, "code")
+    zone = time_zone_of(shop)
+    start = parse_date(first, "from") if first else None
+    end = parse_date(last, "to") if last else None
+    if start and end and start > end:
+        raise BadRequest(f"from ({start.isoformat()}) must not be after to ({end.isoformat()})")
+    return CodeFilter(status=status, program_id=program_id, shopify_customer_id=shopify_customer_id, code=code,
+                      issued_from=Period(start, start, zone).start if start else None,
+                      issued_to=Period(end, end, zone).end if end else None)
+
+
+def code_prefix(typed: str, ranged: bool) -> list[ColumnElement[bool]]:
+    """Codes starting with ``typed`` (any case): ``LIKE 'TEXT%'``, which decides, and, when ``ranged``,
+    the same as a range (``>= 'TEXT'`` and ``< 'TEXU'``) so that the (shop, code) index finds them.
+    PostgreSQL uses a plain index for ``LIKE`` only under the C collation; under a code-point order
+    (C, C.UTF-8, SQLite's) the range holds exactly the codes with the prefix, but under a linguistic
+    one (en_US: hyphens ignored at first) it could leave some out, hence ``code_point_order``."""
+    prefix = typed.strip().upper()
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    matches: list[ColumnElement[bool]] = [IssuedCode.code.like(escaped + "%", escape="\\")]
+    if ranged and prefix and prefix.isascii() and prefix[-1] != "\x7f":
+        matches += [IssuedCode.code >= prefix, IssuedCode.code < prefix[:-1] + chr(ord(prefix[-1]) + 1)]
+    return matches
+
+
+_CODE_POINT_ORDER: dict[str, bool] = {}
+
+
+def code_point_order(session: Session) -> bool:
+    """Whether the database compares text by code point (asked once per database): upper case before
+    lower case, and punctuation counted where it stands."""
+    bind = session.get_bind()
+    key = bind.engine.url.render_as_string(hide_password=True)
+    if key not in _CODE_POINT_ORDER:
+        _CODE_POINT_ORDER[key] = bool(session.scalar(text("SELECT 'B' < 'a' AND 'A-Z' < 'A.' AND 'A.' < 'AA'")))
+    return _CODE_POINT_ORDER[key]
+
+
 def list_codes(session: Session, shop_id: int, *, status: str | None = None, program_id: int | None = None,
-               shopify_customer_id: int | None = None, before: int | None = None,
-               limit: int = 50) -> list[tuple[IssuedCode, Program, int | None]]:
-    """The shop's codes, newest first, with their program and customer's Shopify id (keyset by ``before``)."""
+               shopify_customer_id: int | None = None, code: str | None = None,
+               issued_from: datetime | None = None, issued_to: datetime | None = None,
+               before: int | None = None, after: int | None = None, limit: int = 50,
+               where: CodeFilter | None = None, by_issue: bool = False) -> list[tuple[IssuedCode, Program, int | None]]:
+    """The shop's codes, newest first, with their program and customer's Shopify id (``CodeFilter``).
+    ``where`` (``code_filter``) replaces the separate filters. Keyset pages: ``before`` an id (older
+    codes), or ``after`` one (the newer codes just above it, still shown newest first).
+
+    Newest first is by id, or with ``by_issue`` by (``issued_at``, id), the order the admin page uses:
+    the shop's (shop, issued_at) index then yields the codes in order for every filter, a date range
+    included (by id, PostgreSQL walks the primary key backwards through every newer code, of every
+    shop, before it reaches a range a year back). A code's id and its issue time rise together (the
+    time is taken as the row is reserved), so both orders show the same list."""
     query = (select(IssuedCode, Program, Customer.shopify_customer_id)
              .join(Program, Program.id == IssuedCode.program_id)
-             .outerjoin(Customer, Customer.id == IssuedCode.customer_id)
-             .where(IssuedCode.shop_id == shop_id).order_by(IssuedCode.id.desc()).limit(limit))
-    if status == "open":
-        query = query.where(IssuedCode.status.in_(OPEN_STATUSES),
-                            or_(IssuedCode.expires_at.is_(None), IssuedCode.expires_at > utcnow()))
-    elif status is not None:
-        query = query.where(IssuedCode.status == status)
-    if program_id is not None:
-        query = query.where(IssuedCode.program_id == program_id)
-    if shopify_customer_id is not None:
-        query = query.where(Customer.shop_id == shop_id, Customer.shopify_customer_id == shopify_customer_id)
-    if before is not None:
+             .outerjoin(Customer, Customer.id == IssuedCode.customer_id))
+    where = where or CodeFilter(status, program_id, shopify_customer_id, code, issued_from, issued_to)
+    query = where.apply(session, query, shop_id)
+    mark = before if before is not None else after
+    if by_issue and mark is not None:
+        at = (select(IssuedCode.issued_at).where(IssuedCode.shop_id == shop_id, IssuedCode.id == mark)
+              .scalar_subquery())
+        pair = tuple_(IssuedCode.issued_at, IssuedCode.id)
+        if before is not None:  # the issue-time bound alone is what the index can use; the pair decides
+            query = query.where(IssuedCode.issued_at <= at, pair < tuple_(at, mark))
+        else:
+            query = query.where(IssuedCode.issued_at >= at, pair > tuple_(at, mark))
+    elif before is not None:
         query = query.where(IssuedCode.id < before)
+    elif after is not None:
+        query = query.where(IssuedCode.id > after)
+    keys = (IssuedCode.issued_at, IssuedCode.id) if by_issue else (IssuedCode.id,)
+    if after is not None:
+        query = query.order_by(*(key.asc() for key in keys)).limit(limit)
+        return [tuple(row) for row in reversed(session.execute(query).all())]  # type: ignore[misc]
+    query = query.order_by(*(key.desc() for key in keys)).limit(limit)
     return [tuple(row) for row in session.execute(query).all()]  # type: ignore[misc]
+
+
+EXPORT_BATCH = 2000  # rows fetched per round trip of an export's server-side cursor
+
+
+def export_rows(session: Session, shop_id: int, where: CodeFilter) -> Iterator[Row[Any]]:
+    """The shop's codes for a CSV export, newest first (as the admin's list: by issue time): plain rows
+    (no ORM objects, so nothing piles up in the session), read through a server-side cursor
+    ``EXPORT_BATCH`` at a time, so memory stays flat however many codes there are. Columns: code,
+    program, status, customer_id, issued_at, expires_at, redeemed_at, order_name, order_total,
+    discount_amount, currency."""
+    query = (select(IssuedCode.code, Program.name.label("program"), IssuedCode.status,
+                    Customer.shopify_customer_id.label("customer_id"), IssuedCode.issued_at, IssuedCode.expires_at,
+                    IssuedCode.redeemed_at, IssuedCode.order_name, IssuedCode.order_total,
+                    IssuedCode.discount_amount, IssuedCode.currency)
+             .join(Program, Program.id == IssuedCode.program_id)
+             .outerjoin(Customer, Customer.id == IssuedCode.customer_id))
+    query = where.apply(session, query, shop_id).order_by(IssuedCode.issued_at.desc(), IssuedCode.id.desc())
+    yield from session.execute(query.execution_options(yield_per=EXPORT_BATCH))
+
+
+def timeline(row: IssuedCode) -> list[dict[str, Any]]:
+    """A code's life as a person reads it, from the row's own columns: each step with its moment (None
+    when the row does not keep one) and whether it happened (``done``). Reserved, created on the store,
+    attached to the customer, then how it ended: redeemed, expired, revoked (and deactivated), failed."""
+    on_store = row.discount_gid is not None
+    steps: list[dict[str, Any]] = [
+        {"step": "reserved", "label": "Reserved", "at": row.issued_at, "done": True},
+        {"step": "created", "label": "Created on your store", "at": None, "done": on_store},
+        {"step": "attached", "label": "Attached to the customer", "at": row.attached_at,
+         "done": row.attached_at is not None},
+    ]
+    if row.customer_id is None and row.attached_at is None:
+        steps[-1]["label"] = "No customer to attach it to"
+    if row.status == "redeemed" or row.redeemed_at is not None:
+        steps.append({"step": "redeemed", "label": f"Redeemed on order {row.order_name or row.order_id}",
+                      "at": row.redeemed_at, "done": True})
+    elif row.status == "revoked":
+        steps.append({"step": "revoked", "label": "Revoked", "at": row.revoked_at, "done": True})
+        steps.append({"step": "deactivated", "label": "Deactivated on your store", "at": row.deactivated_at,
+                      "done": row.deactivated_at is not None})
+    elif row.status == "failed":
+        steps.append({"step": "failed", "label": "Failed", "at": row.updated_at, "done": True})
+    elif row.status == "expired" or (row.expires_at is not None and row.expires_at <= utcnow()):
+        steps.append({"step": "expired", "label": "Expired", "at": row.expires_at, "done": True})
+    elif row.expires_at is not None:
+        steps.append({"step": "expires", "label": "Expires", "at": row.expires_at, "done": False})
+    return steps
 
 
 def describe_code(session: Session, settings: Settings, shop_id: int, shop_domain: str,
