@@ -404,6 +404,7 @@ class Referral(Base):
         CheckConstraint("(status IN ('voided', 'blocked')) = (reason IS NOT NULL)", name="status_reason"),
         UniqueConstraint("shop_id", "shopify_order_id"),
         Index("ix_referrals_shop_created", "shop_id", "created_at"),
+        Index("ix_referrals_shop_status", "shop_id", "status", "id"),  # the list filtered by a rare status
         Index("ix_referrals_advocate", "shop_id", "advocate_id", "created_at"),
         Index("ix_referrals_link", "link_id"),
         # The scheduled release reads only the held ones whose hold has ended.
@@ -452,6 +453,10 @@ class IssuedCode(Timestamped, Base):
         UniqueConstraint("shop_id", "idempotency_key"),
         Index("ix_issued_codes_customer", "customer_id"),
         Index("ix_issued_codes_shop_status", "shop_id", "status", "id"),
+        # The admin's codes list, newest first by issue time, filtered by status or by program: the page
+        # of a filter whose codes are all old is found without walking the newer ones.
+        Index("ix_issued_codes_shop_status_issued", "shop_id", "status", "issued_at"),
+        Index("ix_issued_codes_shop_program_issued", "shop_id", "program_id", "issued_at"),
         # Metrics over a date range read these indexes only (PostgreSQL: index-only scans with the
         # included columns), so their cost follows the codes in the range, not all the shop's codes.
         Index("ix_issued_codes_shop_issued", "shop_id", "issued_at",
@@ -654,6 +659,8 @@ class WebhookEvent(Base):
         CheckConstraint(_in("status", EVENT_STATUSES), name="status"),
         Index("ix_webhook_events_status_received", "status", "received_at"),
         Index("ix_webhook_events_shop_topic", "shop_domain", "topic"),
+        # The health page counts a shop's deliveries of the last day by topic and status.
+        Index("ix_webhook_events_shop_received", "shop_domain", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
