@@ -7,10 +7,10 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from flask import request
+from flask import request, url_for
 from sqlalchemy import select
 
-from app.admin import charts
+from app.admin import auth, charts
 from app.admin.routes import bp, done, installed_shop, notice, render_page
 from app.codes import attention, catch_up, metrics, programs
 from app.errors import BadRequest
@@ -52,6 +52,11 @@ def chosen_period(shop: Shop) -> tuple[metrics.Period, str | None, dict[str, str
     return metrics.Period(start, end, zone), preset, {}
 
 
+def attention_link(item: attention.Attention) -> str:
+    """The admin page that deals with a problem, with its filters and Shopify's parameters."""
+    return url_for(f"admin.{item.page}", **auth.carried(), **dict(item.query))
+
+
 def first_run(shop: Shop) -> bool:
     """No program on and no code ever issued: the page leads to a live welcome program."""
     session = db_session()
@@ -76,7 +81,7 @@ def _home(shop: Shop, start_problems: dict[str, str] | None = None, status: int 
         totals=report["totals"], chart=charts.daily_bars(report["daily"]), programs=shop.programs,
         catch_up=catch_up.status_json(session.get(ReconcileCursor, shop.id)),
         attention=attention.attention(session, shop, report), first_run=first_run(shop), welcome=welcome,
-        start_problems=start_problems or {}, start_values=request.form)
+        start_problems=start_problems or {}, start_values=request.form, attention_link=attention_link)
     return page, 400 if problems or start_problems else status
 
 

@@ -123,3 +123,12 @@ def test_programs_are_listed_with_their_state(client, installed, db):  # noqa: F
     page = open_page(client, session_token(SHOP))
     row = re.search(rf"<th scope=\"row\">{welcome.name}</th>.*?</tr>", page.text, re.S).group(0)
     assert '<span class="badge success">On</span>' in row
+
+
+def test_what_needs_attention_links_to_the_page_that_deals_with_it(client, installed, db):  # noqa: F811
+    issued_code(db, installed, "WELCOME-FAILED", status="failed")
+    page = open_page(client, session_token(SHOP))
+    link = re.search(r'could not be issued</h2>\s*<p>[^<]*<a href="([^"]+)">See the codes</a>', page.text)
+    assert link and link.group(1).startswith("/admin/codes?") and "status=failed" in link.group(1)
+    assert re.search(r'Welcome codes are off</h2>\s*<p>[^<]*<a href="/admin/programs\?[^"]*">Open Programs</a>',
+                     page.text)
