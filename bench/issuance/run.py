@@ -21,9 +21,11 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import requests
 from cryptography.fernet import Fernet
@@ -47,6 +49,7 @@ from bench.common import (
 )
 
 SHOP = "demo.myshopify.com"
+T = TypeVar("T")
 NAIVE_POINTS = 30  # create + metafieldsSet + tagsAdd, one mutation each per code
 SETTLE_TIMEOUT = 600.0  # seconds for every code to be attached before the run is called failed
 STALL_TIMEOUT = 60.0  # seconds without any code changing status before the run is called stuck
@@ -147,7 +150,7 @@ def start(args: argparse.Namespace, stamp: str) -> World:
                            log.with_name(f"{log.name}-worker-{n}.log")) for n in range(args.workers)]
         processes += workers
         app.wait_ready()
-        _wait_for(lambda: _answers(f"{store_url}/"), 30, "devstore")
+        wait_for(lambda: answers(f"{store_url}/"), 30, "devstore")
         return World(app=app, store=store, store_url=store_url, workers=workers)
     except BaseException:
         for process in processes:
@@ -155,14 +158,16 @@ def start(args: argparse.Namespace, stamp: str) -> World:
         raise
 
 
-def _answers(url: str) -> bool:
+def answers(url: str) -> bool:
     try:
         return requests.get(url, timeout=2).status_code < 500
     except requests.RequestException:
         return False
 
 
-def _wait_for(check, timeout: float, what: str, world: World | None = None):  # type: ignore[no-untyped-def]
+def wait_for(check: Callable[[], T | None], timeout: float, what: str, world: World | None = None) -> T:
+    """``check()``'s first truthy value, polled every 0.2 s; RuntimeError naming ``what`` after ``timeout``
+    (or as soon as one of ``world``'s processes has stopped)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if world is not None:
@@ -174,10 +179,9 @@ def _wait_for(check, timeout: float, what: str, world: World | None = None):  # 
     raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def install(world: World, db: Database) -> int:
-    """OAuth as the merchant's browser does it (devstore approves at once), then wait for setup."""
-    browser = requests.Session()
-    page = browser.get(f"{world.app_url}/auth", params={"shop": SHOP}, timeout=30)
+def installed(world: World, db: Database) -> int:
+    """OAuth as the merchant's browser does it (devstore approves at once), then the shop's setup; its id."""
+    page = requests.Session().get(f"{world.app_url}/auth", params={"shop": SHOP}, timeout=30)
     if page.status_code != 200 or "OnceCode is installed" not in page.text:
         raise RuntimeError(f"install failed: {page.status_code} {page.text[:300]}")
 
@@ -188,7 +192,12 @@ def install(world: World, db: Database) -> int:
                 raise RuntimeError(f"shop setup failed: {shop.setup_error}")
             return shop.id if shop is not None and shop.setup_completed_at else None
 
-    shop_id = _wait_for(set_up, 60, "the shop's setup (webhook subscriptions, programs, definitions)", world)
+    return wait_for(set_up, 60, "the shop's setup (webhook subscriptions, programs, definitions)", world)
+
+
+def install(world: World, db: Database) -> int:
+    """The shop installed, its welcome program switched on as the merchant does."""
+    shop_id = installed(world, db)
     with db.session_scope() as session:
         welcome = session.scalars(select(Program).where(Program.shop_id == shop_id, Program.kind == "welcome")).one()
         update_program(session, shop_id, welcome.id, {"active": True})  # the merchant switches it on

@@ -32,12 +32,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import requests
 from cryptography.fernet import Fernet
 from redis import Redis
 from rq.job import JobStatus
@@ -48,7 +46,7 @@ from app.codes.pools import pool_status, set_pool_settings
 from app.codes.programs import update_program
 from app.config import ROOT
 from app.db import Database
-from app.models import Customer, PoolCode, Program, ReferralLink, Shop
+from app.models import Customer, PoolCode, Program, ReferralLink
 from app.queues import job_status, pool_top_up_job_id
 from bench.common import (
     RESULTS_DIR,
@@ -64,7 +62,7 @@ from bench.common import (
 )
 from bench.intake.load import figure
 from bench.intake.run import app_environment, ratio
-from bench.issuance.run import SHOP, World, environment
+from bench.issuance.run import SHOP, World, answers, environment, installed, wait_for
 from bench.reconcile.run import watched
 from bench.referral.load import LandingResult, run_load
 
@@ -111,18 +109,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def wait_for(check: Callable[[], T | None], timeout: float, what: str, world: World | None = None) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if world is not None:
-            world.check_running()
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 # --- part 1: the pool on devstore ------------------------------------------------------------------
 
 
@@ -146,7 +132,7 @@ def start(args: argparse.Namespace, stamp: str, token_key: str) -> tuple[World, 
                            log.with_name(f"{log.name}-worker-{n}.log")) for n in range(args.rq_workers)]
         processes += workers
         app.wait_ready()
-        wait_for(lambda: _answers(f"{store_url}/"), 30, "devstore")
+        wait_for(lambda: answers(f"{store_url}/"), 30, "devstore")
         return World(app=app, store=store, store_url=store_url, workers=workers), env
     except BaseException:
         for process in processes:
@@ -154,28 +140,10 @@ def start(args: argparse.Namespace, stamp: str, token_key: str) -> tuple[World, 
         raise
 
 
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code < 500
-    except requests.RequestException:
-        return False
-
-
 def install(world: World, db: Database, pool_size: int) -> tuple[int, int]:
     """OAuth as the merchant's browser does it, then the referral programs on as the merchant sets them:
     (shop id, referral_friend program id)."""
-    page = requests.Session().get(f"{world.app_url}/auth", params={"shop": SHOP}, timeout=30)
-    if page.status_code != 200 or "OnceCode is installed" not in page.text:
-        raise RuntimeError(f"install failed: {page.status_code} {page.text[:300]}")
-
-    def set_up() -> int | None:
-        with db.session_scope() as session:
-            shop = session.scalar(select(Shop).where(Shop.domain == SHOP))
-            if shop is not None and shop.setup_error:
-                raise RuntimeError(f"shop setup failed: {shop.setup_error}")
-            return shop.id if shop is not None and shop.setup_completed_at else None
-
-    shop_id = wait_for(set_up, 60, "the shop's setup (webhook subscriptions, programs, definitions)", world)
+    shop_id = installed(world, db)
     with db.session_scope() as session:
         programs = {p.kind: p for p in session.scalars(select(Program).where(Program.shop_id == shop_id))}
         friend = programs["referral_friend"]
