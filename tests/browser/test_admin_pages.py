@@ -146,6 +146,13 @@ def test_a_programs_new_value_is_the_next_signups_and_a_bad_value_is_named_by_it
     with world.rt.db.session_scope() as session:
         [code] = session.scalars(select(IssuedCode).where(IssuedCode.shop_id == shop_id)).all()
         assert (code.terms["value"], code.status) == ("35.00", "attached")
+        reward = session.scalars(select(Program).where(Program.shop_id == shop_id,
+                                                       Program.kind == "referral_reward")).one().name
+
+    app.get_by_role("link", name="← Programs").click()  # the referral reward program: its settings too
+    app.get_by_role("link", name=f"Edit {reward}").click()
+    expect(app.get_by_role("heading", name="Referral settings")).to_be_visible()
+    checked(page, "admin-program-referral-reward")
 
 
 def test_home_shows_the_figures_of_known_days_and_the_referral_funnel_after_a_loop(world: World, page: Page):
