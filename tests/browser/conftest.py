@@ -39,11 +39,22 @@ def page(browser: Browser) -> Iterator[Page]:
 
 
 def screenshot(page: Page, name: str) -> None:
-    """The page as it looks now, at desktop width and at 360 px, under test-artefacts/screenshots/."""
+    """The page as it looks now, at desktop width and at 360 px, under test-artefacts/screenshots/: the
+    whole of the app, the admin's frame made as tall as the app's page (it fills the window otherwise)."""
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     size = page.viewport_size or {"width": 1280, "height": 900}
-    page.screenshot(path=str(ARTEFACTS / f"{name}-desktop.png"), full_page=True)
-    page.set_viewport_size({"width": 360, "height": 800})
-    page.wait_for_timeout(150)
-    page.screenshot(path=str(ARTEFACTS / f"{name}-360.png"), full_page=True)
+    for width, suffix in ((size["width"], "desktop"), (360, "360")):
+        page.set_viewport_size({"width": width, "height": 800 if width == 360 else size["height"]})
+        page.wait_for_timeout(150)
+        page.set_viewport_size({"width": width, "height": _whole_height(page)})
+        page.wait_for_timeout(100)
+        page.screenshot(path=str(ARTEFACTS / f"{name}-{suffix}.png"), full_page=True)
     page.set_viewport_size(size)
+
+
+def _whole_height(page: Page) -> int:
+    """The window's height that shows the app's page whole below the admin's own header (at most 8000)."""
+    top = page.evaluate("() => { const f = document.querySelector('iframe'); "
+                        "return f ? f.getBoundingClientRect().top + window.scrollY : 0; }")
+    inner = page.frames[-1].evaluate("() => document.documentElement.scrollHeight") if len(page.frames) > 1 else 0
+    return min(8000, max(int(top + inner) + 1, page.viewport_size["height"] if page.viewport_size else 800))
