@@ -51,8 +51,9 @@ def daily_bars(daily: list[dict[str, Any]]) -> dict[str, Any]:
                 x=round(LEFT + slot * n + (slot - 2 * bar) / 2, 2), width=round(bar, 2),
                 issued_top=top(d["codes_issued"]), redeemed_top=top(d["codes_redeemed"]))
             for n, d in enumerate(daily)]
-    grid = [{"y": top(value), "label": f"{value:,}"} for value in (0, peak // 2, peak)] if peak > 1 else [
-        {"y": top(0), "label": "0"}, {"y": top(1), "label": "1"}]
+    # Gridlines at 0, half the scale when that is a whole number (10 → 5; not 5 → 2.5), and the scale.
+    steps = (0, peak // 2, peak) if peak % 2 == 0 and peak > 1 else (0, peak)
+    grid = [{"y": top(value), "label": f"{value:,}"} for value in steps]
     picks = sorted({0, len(daily) // 2, len(daily) - 1}) if daily else []
     labels = [{"x": round(LEFT + slot * n + slot / 2, 2), "text": daily[n]["date"][5:]} for n in picks]
     return {"width": WIDTH, "height": HEIGHT, "base": HEIGHT - BOTTOM, "left": LEFT, "bars": bars, "grid": grid,

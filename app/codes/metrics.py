@@ -265,6 +265,26 @@ def shop_metrics(session: Session, shop_id: int, period: Period, program_id: int
             if discount is not None:
                 tally.discount[currency] += Decimal(discount)
 
+    # Friend codes (from the pools) redeemed in the range: each is a referral, one per order, with what the
+    # code took off it; their discount and their orders count for the friend program like our other codes'
+    # (the shop's revenue with codes already has their orders: they count in ``paid_orders.our_codes``).
+    friend_day = _day(Referral.ordered_at, dialect, period.zone)
+    of_friend = [PoolCode.program_id == program_id] if program_id is not None else []
+    for day, program, currency, orders, known, discount, revenue in session.execute(
+            select(friend_day, PoolCode.program_id, Referral.currency, func.count(),
+                   func.count(Referral.discount_amount), func.sum(Referral.discount_amount),
+                   func.sum(Referral.order_total))
+            .join(PoolCode, PoolCode.id == Referral.pool_code_id)
+            .where(*_referrals_in(shop_id, period), PoolCode.shop_id == shop_id, *of_friend)
+            .group_by(friend_day, PoolCode.program_id, Referral.currency)):
+        for tally in groups(day, program):
+            tally.unknown_discount += orders - known
+            if discount is not None:
+                tally.discount[currency] += Decimal(discount)
+        for tally in (days[_as_date(day)], by_program[program]) if program_id is not None else (by_program[program],):
+            tally.orders[currency] += orders
+            tally.revenue[currency] += Decimal(revenue or 0)
+
     # Revenue per program: each (program, order) once, with the order total kept on the code.
     used = (select(IssuedCode.program_id, IssuedCode.order_id, IssuedCode.currency, IssuedCode.order_total,
                    redeemed_day.label("day")).where(*in_range).distinct().subquery())

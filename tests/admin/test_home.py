@@ -132,3 +132,16 @@ def test_what_needs_attention_links_to_the_page_that_deals_with_it(client, insta
     assert link and link.group(1).startswith("/admin/codes?") and "status=failed" in link.group(1)
     assert re.search(r'Welcome codes are off</h2>\s*<p>[^<]*<a href="/admin/programs\?[^"]*">Open Programs</a>',
                      page.text)
+
+
+def test_the_scales_gridlines_are_whole_numbers():
+    five = daily_bars([{"date": "2026-11-01", "codes_issued": 5, "codes_redeemed": 0}])
+    assert [g["label"] for g in five["grid"]] == ["0", "5"]  # not 0, 2, 5 unevenly spaced
+    one = daily_bars([{"date": "2026-11-01", "codes_issued": 0, "codes_redeemed": 0}])
+    assert [g["label"] for g in one["grid"]] == ["0", "1"]
+
+
+def test_custom_dates_show_as_such_in_the_range_menu(client, installed):  # noqa: F811
+    page = open_page(client, session_token(SHOP), **{"from": "2026-11-01", "to": "2026-11-15"})
+    assert '<option value="" selected>Custom dates</option>' in page.text
+    assert '<option value="30d" selected>' not in open_page(client, session_token(SHOP), range="7d").text

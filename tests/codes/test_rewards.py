@@ -319,3 +319,19 @@ def test_catch_up_orders_give_the_buyer_and_their_email_fingerprint_and_never_th
     assert "gmail" not in repr(order) and order.buyer_email_hash not in repr(order)
     guest = PaidOrderFacts.from_graphql(node | {"customer": None, "email": None}, KEY)
     assert (guest.customer_id, guest.buyer_email_hash) == (None, None)
+
+
+def test_a_friend_codes_discount_and_order_count_in_the_metrics_like_our_other_codes(loop, db):
+    from app.codes.metrics import Period, shop_metrics
+
+    loop.pay(501, loop.friend_code(), total="80.00")
+    report = shop_metrics(db, loop.shop.id, Period.parse(None, None))
+    totals = report["totals"]
+    assert totals["orders_with_codes"] == 1 and totals["revenue"] == {"USD": "80.00"}
+    assert totals["discount_given"] == {"USD": "10.00"}  # what the friend code took off the order
+    friend = next(p for p in report["programs"] if p["kind"] == "referral_friend")
+    assert (friend["orders_with_codes"], friend["revenue"], friend["discount_given"]) == (
+        1, {"USD": "80.00"}, {"USD": "10.00"})
+    assert friend["codes_redeemed"] == 0  # friend codes are handed out, not issued: no redemption rate
+    only = shop_metrics(db, loop.shop.id, Period.parse(None, None), program_id=loop.friend_program.id)
+    assert only["totals"]["discount_given"] == {"USD": "10.00"} and only["totals"]["revenue"] == {"USD": "80.00"}
