@@ -48,6 +48,31 @@ def loopback(host: str) -> bool:
         return False
 
 
+def add_load_options(parser: argparse.ArgumentParser, connections: int) -> None:
+    """The options of a benchmark that drives gunicorn servers with a closed-loop load (intake, referral)."""
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per target (default 10)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per target (default 2)")
+    parser.add_argument("--connections", type=int, default=connections,
+                        help=f"concurrent client connections (default {connections})")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per server (default 2)")
+    parser.add_argument("--worker-class", choices=("gevent", "gthread", "sync"), default=None,
+                        help="gunicorn worker class for both servers (default: the Procfile's, from "
+                             "app/gunicorn_conf.py)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads per worker, with --worker-class gthread (default 1)")
+    parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="the app's LOG_LEVEL (default WARNING: no per-request log line)")
+
+
+def check_load_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if not (0 < args.seconds <= 600 and 0 <= args.warmup <= 60):
+        parser.error("--seconds must be in (0, 600] and --warmup in [0, 60]")
+    if not (1 <= args.connections <= 256 and 1 <= args.workers <= 32 and 1 <= args.threads <= 64):
+        parser.error("--connections must be in [1, 256], --workers in [1, 32] and --threads in [1, 64]")
+    if args.threads > 1 and args.worker_class != "gthread":
+        parser.error("--threads needs --worker-class gthread")
+
+
 def add_service_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL,
                         help="PostgreSQL on loopback; the database name must contain 'bench' (it is emptied). "

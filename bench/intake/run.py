@@ -34,7 +34,9 @@ from app.shopify.tokens import TokenCipher, store_grant
 from bench.common import (
     RESULTS_DIR,
     Server,
+    add_load_options,
     add_service_options,
+    check_load_options,
     check_service_options,
     configured_worker_class,
     services,
@@ -45,25 +47,10 @@ from bench.intake.load import API_VERSION, SHOP, LoadResult, WebhookRequests, fi
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.intake.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per target (default 10)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per target (default 2)")
-    parser.add_argument("--connections", type=int, default=16, help="concurrent client connections (default 16)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per server (default 2)")
-    parser.add_argument("--worker-class", choices=("gevent", "gthread", "sync"), default=None,
-                        help="gunicorn worker class for both servers (default: the Procfile's, from "
-                             "app/gunicorn_conf.py)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="threads per worker, with --worker-class gthread (default 1)")
-    parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-                        help="the app's LOG_LEVEL (default WARNING: no per-request log line)")
+    add_load_options(parser, connections=16)
     add_service_options(parser)
     args = parser.parse_args(argv)
-    if not (0 < args.seconds <= 600 and 0 <= args.warmup <= 60):
-        parser.error("--seconds must be in (0, 600] and --warmup in [0, 60]")
-    if not (1 <= args.connections <= 256 and 1 <= args.workers <= 32 and 1 <= args.threads <= 64):
-        parser.error("--connections must be in [1, 256], --workers in [1, 32] and --threads in [1, 64]")
-    if args.threads > 1 and args.worker_class != "gthread":
-        parser.error("--threads needs --worker-class gthread")
+    check_load_options(parser, args)
     check_service_options(parser, args)
     return args
 

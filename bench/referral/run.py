@@ -53,7 +53,9 @@ from bench.common import (
     Process,
     Server,
     _cpu_seconds,
+    add_load_options,
     add_service_options,
+    check_load_options,
     check_service_options,
     configured_worker_class,
     free_port,
@@ -76,17 +78,7 @@ T = TypeVar("T")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.referral.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per target (default 10)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per server (default 2)")
-    parser.add_argument("--connections", type=int, default=32, help="concurrent client connections (default 32)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per server (default 2)")
-    parser.add_argument("--worker-class", choices=("gevent", "gthread", "sync"), default=None,
-                        help="gunicorn worker class for both landing servers (default: the Procfile's, from "
-                             "app/gunicorn_conf.py)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="threads per worker, with --worker-class gthread (default 1)")
-    parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-                        help="the landing app's LOG_LEVEL (default WARNING)")
+    add_load_options(parser, connections=32)
     parser.add_argument("--pool-size", type=int, default=10_000,
                         help="friend codes the top-up job creates on devstore (default 10000); the landing "
                              "takes its codes from them")
@@ -97,12 +89,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="rq worker processes while the pool fills (default 1: one top-up job runs at a time)")
     add_service_options(parser)
     args = parser.parse_args(argv)
-    if not (0 < args.seconds <= 600 and 0 <= args.warmup <= 60):
-        parser.error("--seconds must be in (0, 600] and --warmup in [0, 60]")
-    if not (1 <= args.connections <= 256 and 1 <= args.workers <= 32 and 1 <= args.threads <= 64):
-        parser.error("--connections must be in [1, 256], --workers in [1, 32] and --threads in [1, 64]")
-    if args.threads > 1 and args.worker_class != "gthread":
-        parser.error("--threads needs --worker-class gthread")
+    check_load_options(parser, args)
     if not (250 <= args.pool_size <= 100_000 and 1 <= args.rq_workers <= 8 and 1 <= args.links <= args.connections):
         parser.error("--pool-size must be in [250, 100000], --rq-workers in [1, 8] and --links in [1, --connections]")
     check_service_options(parser, args)
