@@ -53,7 +53,10 @@ def daily_bars(daily: list[dict[str, Any]]) -> dict[str, Any]:
             for n, d in enumerate(daily)]
     # Gridlines at 0, half the scale when that is a whole number (10 → 5; not 5 → 2.5), and the scale.
     steps = (0, peak // 2, peak) if peak % 2 == 0 and peak > 1 else (0, peak)
-    grid = [{"y": top(value), "label": f"{value:,}"} for value in steps]
+    # Where each line's number sits beside the chart (app.css: .y-label.at-base|at-middle|at-top, the
+    # percentages of TOP and HEIGHT below): no inline style.
+    places = {0: "base", peak: "top", peak // 2: "middle"}
+    grid = [{"y": top(value), "label": f"{value:,}", "place": places[value]} for value in steps]
     picks = sorted({0, len(daily) // 2, len(daily) - 1}) if daily else []
     labels = [{"x": round(LEFT + slot * n + slot / 2, 2), "text": daily[n]["date"][5:]} for n in picks]
     return {"width": WIDTH, "height": HEIGHT, "base": HEIGHT - BOTTOM, "left": LEFT, "bars": bars, "grid": grid,

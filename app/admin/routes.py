@@ -5,14 +5,17 @@ functions answer — the same functions the JSON API and the CLI call."""
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
+from typing import Any
 
 from flask import Blueprint, redirect, render_template, request
 from werkzeug.wrappers import Response
 
 from app.admin import auth
 from app.admin.install import InstallBusy, MissingScopes, ensure_installed
+from app.codes import customer_codes
 from app.errors import BadRequest, Unauthorized
-from app.models import Shop
+from app.models import Program, Shop
 from app.shopify.oauth import TokenEndpointError
 from app.shopify.verify import valid_shop_domain
 from app.web import db_session, rt
@@ -61,6 +64,18 @@ def installed_shop() -> Shop:
     domain, token = auth.page_shop()
     shop_id = ensure_installed(rt(), domain, token)
     return db_session().get_one(Shop, shop_id)
+
+
+@bp.app_template_filter("offer")
+def offer(program: Program | dict[str, Any]) -> str:
+    """A program's offer in words ("15 % off", "5.00 off", "free shipping"), as the customer's own page
+    writes it (``customer_codes.offer_text``): one wording everywhere. A program, or its JSON."""
+    if isinstance(program, dict):
+        value_type, value = program["value_type"], Decimal(str(program["value"]))
+    else:
+        value_type, value = program.value_type, program.value
+    text = customer_codes.offer_text(value_type, value, None, None)
+    return text[:1].upper() + text[1:]
 
 
 # What an action's redirect may announce (``?notice=<key>``): fixed texts, never text from the URL.

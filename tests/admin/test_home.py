@@ -145,3 +145,12 @@ def test_custom_dates_show_as_such_in_the_range_menu(client, installed):  # noqa
     page = open_page(client, session_token(SHOP), **{"from": "2026-11-01", "to": "2026-11-15"})
     assert '<option value="" selected>Custom dates</option>' in page.text
     assert '<option value="30d" selected>' not in open_page(client, session_token(SHOP), range="7d").text
+
+
+def test_no_template_writes_an_inline_style():
+    # The house style: one stylesheet, no inline styles (a Content-Security-Policy for styles stays possible).
+    from app.config import ROOT
+
+    offenders = [str(path.relative_to(ROOT)) for path in (ROOT / "app" / "templates").rglob("*.html")
+                 if 'style="' in path.read_text()]
+    assert offenders == []

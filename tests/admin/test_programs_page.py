@@ -102,7 +102,7 @@ def test_the_list_shows_each_program_with_its_value_expiry_and_status(client, in
             for row in re.findall(r"<tr>.*?</tr>", page.text, re.S)[1:]}
     assert set(rows) == {str(p.id) for p in installed.programs}
     welcome_row, reward_row = rows[str(welcome_program.id)], rows[str(reward.id)]
-    assert "15% off" in welcome_row and "40.00" in welcome_row and "30 days" in welcome_row
+    assert "15 % off" in welcome_row and "40.00" in welcome_row and "30 days" in welcome_row
     assert '<span class="badge success">On</span>' in welcome_row and 'value="off"' in welcome_row
     assert re.search(r"WELCOME-[A-Z2-9]{10}", welcome_row)
     assert "12.50 off" in reward_row and "Never" in reward_row and '<span class="badge">Off</span>' in reward_row
