@@ -189,7 +189,7 @@ def code_issue():  # type: ignore[no-untyped-def]
 def code_revoke(code_id: int):  # type: ignore[no-untyped-def]
     """Revoke a code: it stops working on the store (a job deactivates it). 409 if redeemed or expired."""
     shop = _shop()
-    row, done = code_actions.revoke(db_session(), rt().redis, shop.id, code_id)
+    row, done, _ = code_actions.revoke(db_session(), rt().redis, shop.id, code_id)
     response = jsonify(_code(shop, row))
     response.status_code = 200 if done else 202
     return response

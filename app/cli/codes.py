@@ -11,11 +11,10 @@ from flask.cli import AppGroup
 from sqlalchemy.orm import Session
 
 from app.cli.common import MAX_ROWS, ROWS, SHOPIFY_ID, echo_table, program_or_fail, shop_or_fail, usage_error
-from app.codes import issuance
+from app.codes import code_actions, issuance
 from app.errors import BadRequest, Conflict, NotFound
 from app.models import CODE_STATUSES, IssuedCode, Shop
 from app.params import parse_id
-from app.queues import enqueue_issuance, enqueue_revoke
 from app.web import rt
 
 codes = AppGroup("codes", help="Issued codes: list, issue by hand, revoke, retry.")
@@ -70,10 +69,8 @@ def codes_issue(domain: str, which: str, customer: int, key: str | None, wait: f
         if not shop.is_installed:
             raise click.ClickException(f"{domain} is not installed; codes cannot reach its store")
         program = program_or_fail(session, shop, which)
-        row, new = issuance.issue_by_hand(session, shop.id, program.id, customer, key)
+        row, new = code_actions.issue(session, rt().redis, shop.id, program.id, customer, key)
         shop_id, code_id, status = shop.id, row.id, row.status
-    if status in ("reserved", "created"):
-        enqueue_issuance(rt().redis, shop_id)
     click.echo(f"code {code_id} {'reserved' if new else 'exists already'}: {row.code} ({status})")
     if wait > 0:
         status = _wait_for_code(shop_id, code_id, status, wait)
@@ -94,14 +91,14 @@ def codes_revoke(domain: str, code: str) -> None:
     with rt().db.session_scope() as session:
         shop = shop_or_fail(session, domain)
         try:
-            row = issuance.request_revoke(session, shop.id, _code_or_fail(session, shop, code).id)
+            row, done, queued = code_actions.revoke(session, rt().redis, shop.id,
+                                                    _code_or_fail(session, shop, code).id)
         except Conflict as exc:
             raise click.ClickException(str(exc)) from exc
-        shop_id, code_id, done = shop.id, row.id, issuance.revoke_done(row)
+        code_id = row.id
     if done:
         click.echo(f"code {code_id} was revoked and deactivated already")
     else:
-        queued = enqueue_revoke(rt().redis, shop_id, code_id)
         click.echo(f"code {code_id} revoked; {'deactivation queued' if queued else 'the sweep will deactivate it'}")
 
 
@@ -113,11 +110,10 @@ def codes_retry(domain: str, code: str) -> None:
     with rt().db.session_scope() as session:
         shop = shop_or_fail(session, domain)
         try:
-            row = issuance.request_retry(session, shop.id, _code_or_fail(session, shop, code).id)
+            row = code_actions.retry(session, rt().redis, shop.id, _code_or_fail(session, shop, code).id)
         except Conflict as exc:
             raise click.ClickException(str(exc)) from exc
-        shop_id, code_id = shop.id, row.id
-    enqueue_issuance(rt().redis, shop_id)
+        code_id = row.id
     click.echo(f"code {code_id} is on its way again")
 
 

@@ -1,4 +1,4 @@
-"""What a merchant does to a code, from any door (the JSON API, the admin pages): the change recorded
+"""What a merchant does to a code, from any door (the JSON API, the admin pages, the CLI): the change recorded
 and committed, then the job that carries it to the store queued. One place, so that the API and the
 pages cannot drift apart on what follows a revoke, a retry or a code issued by hand.
 
@@ -29,15 +29,15 @@ def issue(session: Session, redis: Redis, shop_id: int, program_id: int, shopify
     return row, new
 
 
-def revoke(session: Session, redis: Redis, shop_id: int, code_id: int) -> tuple[IssuedCode, bool]:
-    """``issuance.request_revoke``, committed; the deactivation queued unless it is done already
-    (``True``). ``Conflict`` for a redeemed or expired code."""
+def revoke(session: Session, redis: Redis, shop_id: int, code_id: int) -> tuple[IssuedCode, bool, bool]:
+    """``issuance.request_revoke``, committed; the deactivation queued unless it is done already.
+    (the code, done already, a deactivation queued now — False when Redis did not take it: the sweep
+    will). ``Conflict`` for a redeemed or expired code."""
     row = issuance.request_revoke(session, shop_id, code_id)
     session.commit()
     done = issuance.revoke_done(row)
-    if not done:
-        enqueue_revoke(redis, shop_id, row.id)
-    return row, done
+    queued = not done and enqueue_revoke(redis, shop_id, row.id)
+    return row, done, queued
 
 
 def retry(session: Session, redis: Redis, shop_id: int, code_id: int, again_ok: bool = False) -> IssuedCode:
