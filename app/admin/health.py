@@ -39,7 +39,7 @@ def _page(shop: Shop, problem: dict[str, Any] | None = None, status_code: int = 
             errors["before"] = str(exc)
     failed = [] if errors else issuance.list_codes(session, shop.id, status="failed", before=before, limit=PAGE + 1)
     older = failed[PAGE - 1][0].id if len(failed) > PAGE else None
-    store = metrics.store_usage(session, shop.id)
+    store = metrics.store_usage(session, shop.id, rt().redis)
     page = render_page(
         "admin/health.html", shop, when=_clock(shop), errors=errors, problem=problem or {},
         attention=attention.attention(session, shop, {"totals": {}, "store": store}),

@@ -15,7 +15,7 @@ from app.admin.routes import bp, done, installed_shop, notice, render_page
 from app.codes import attention, catch_up, metrics, programs
 from app.errors import BadRequest
 from app.models import IssuedCode, Program, ReconcileCursor, Shop
-from app.web import db_session
+from app.web import db_session, rt
 
 PRESETS = {"7d": "Last 7 days", "30d": "Last 30 days", "90d": "Last 90 days", "365d": "Last 365 days",
            "month": "This month", "last-month": "Last month"}
@@ -74,7 +74,7 @@ def home():  # type: ignore[no-untyped-def]
 def _home(shop: Shop, start_problems: dict[str, str] | None = None, status: int = 200):  # type: ignore[no-untyped-def]
     session = db_session()
     period, preset, problems = chosen_period(shop)
-    report = metrics.shop_metrics(session, shop.id, period, daily=True)
+    report = metrics.shop_metrics(session, shop.id, period, daily=True, cache=rt().redis)
     welcome = session.scalar(select(Program).where(Program.shop_id == shop.id, Program.kind == "welcome"))
     page = render_page(
         "admin/home.html", shop, period=report, preset=preset, presets=PRESETS, problems=problems,

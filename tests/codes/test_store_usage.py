@@ -75,3 +75,18 @@ def test_the_cli_shops_list_shows_each_stores_count(runner, db, rt, shop, monkey
     monkeypatch.setattr(metrics, "STORE_CODE_CAP", 7)
     demo = runner.invoke(args=["shops", "list"]).output.splitlines()[0]
     assert demo.endswith("6 codes on the store (WARNING: 85.7 % of Shopify's cap of 7)")
+
+
+def test_pages_may_read_the_count_of_codes_on_the_store_a_minute_old_the_api_counts_afresh(db, rt):
+    from app.codes.metrics import STORE_USAGE_SECONDS, store_usage
+    from tests.helpers import issued_code, make_shop_with_programs
+
+    shop = make_shop_with_programs(db, rt.cipher, domain="usage.myshopify.com")
+    issued_code(db, shop, "WELCOME-ONE")
+    assert store_usage(db, shop.id, rt.redis)["codes_on_store"] == 1
+    issued_code(db, shop, "WELCOME-TWO")
+    assert store_usage(db, shop.id, rt.redis)["codes_on_store"] == 1  # the cached count, for a minute
+    assert 0 < rt.redis.ttl(f"oncecode:store-usage:{shop.id}") <= STORE_USAGE_SECONDS
+    assert store_usage(db, shop.id)["codes_on_store"] == 2  # without the cache: counted now
+    rt.redis.delete(f"oncecode:store-usage:{shop.id}")
+    assert store_usage(db, shop.id, rt.redis)["codes_on_store"] == 2
