@@ -45,14 +45,12 @@ def create_app(config: DevstoreConfig | None = None) -> Flask:
     from devstore.admin import bp as admin_bp
     from devstore.control import bp as control_bp
     from devstore.embedded import bp as embedded_bp
-    from devstore.embedded import control_bp as embedded_control_bp
     from devstore.oauth import bp as oauth_bp
     from devstore.pages import bp as pages_bp
     from devstore.proxy import bp as storefront_bp
-    from devstore.proxy import control_bp as storefront_control_bp
 
-    for blueprint in (oauth_bp, admin_bp, control_bp, pages_bp, storefront_bp, storefront_control_bp, embedded_bp,
-                      embedded_control_bp):
+    # embedded and proxy add their control routes to control_bp when imported above
+    for blueprint in (oauth_bp, admin_bp, control_bp, pages_bp, storefront_bp, embedded_bp):
         app.register_blueprint(blueprint)
 
     if config.deliver_webhooks:

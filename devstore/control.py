@@ -45,7 +45,7 @@ def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
     return jsonify(error=exc.description or exc.name), exc.code or 500
 
 
-def _body() -> dict[str, Any]:
+def json_body() -> dict[str, Any]:
     """The JSON object sent (an empty body counts as ``{}``)."""
     if not request.get_data():
         return {}
@@ -86,7 +86,7 @@ def list_customers(shop: str):  # type: ignore[no-untyped-def]
 @bp.post("/stores/<shop>/customers")
 def create_customer(shop: str):  # type: ignore[no-untyped-def]
     """Create a customer; fires ``customers/create``."""
-    body = _body()
+    body = json_body()
     address = body.get("address")
     if address is not None and not isinstance(address, dict):
         raise InvalidInput("address must be an object")
@@ -109,7 +109,7 @@ def list_orders(shop: str):  # type: ignore[no-untyped-def]
 @bp.post("/stores/<shop>/orders")
 def place_order(shop: str):  # type: ignore[no-untyped-def]
     """Place and pay an order, applying ``codes``; fires ``orders/paid``."""
-    body = _body()
+    body = json_body()
     codes = body.get("codes") or []
     if isinstance(codes, str):
         codes = [codes]
@@ -126,7 +126,7 @@ def place_order(shop: str):  # type: ignore[no-untyped-def]
 def cancel_order(shop: str, order_id: str):  # type: ignore[no-untyped-def]
     """Cancel an order, refunding what is left unless ``"refund": false``; fires ``refunds/create`` (if
     anything was refunded) and ``orders/cancelled``. 409 if it is already cancelled."""
-    body = _body()
+    body = json_body()
     refund, restock = _flag(body, "refund"), _flag(body, "restock")
     with current_state().session() as session:
         order = refunds.cancel_order(session, shop, order_id, reason=body.get("reason"), refund=refund,
@@ -137,7 +137,7 @@ def cancel_order(shop: str, order_id: str):  # type: ignore[no-untyped-def]
 @bp.post("/stores/<shop>/orders/<order_id>/refunds")
 def refund_order(shop: str, order_id: str):  # type: ignore[no-untyped-def]
     """Refund an amount of an order (at most what is left to refund); fires ``refunds/create``."""
-    body = _body()
+    body = json_body()
     note = body.get("note")
     if note is not None and not isinstance(note, str):
         raise InvalidInput("note must be a string")
@@ -192,7 +192,7 @@ def list_subscriptions(shop: str):  # type: ignore[no-untyped-def]
 @bp.put("/stores/<shop>/faults")
 def set_faults(shop: str):  # type: ignore[no-untyped-def]
     """Replace the store's faults (``{}`` clears them)."""
-    faults = validate_faults(_body())
+    faults = validate_faults(json_body())
     with current_state().session() as session:
         store = checkout.get_store(session, shop)
         store.faults = faults
@@ -248,7 +248,7 @@ def reset_graphql_usage(shop: str):  # type: ignore[no-untyped-def]
 @bp.put("/stores/<shop>/plan")
 def set_plan(shop: str):  # type: ignore[no-untyped-def]
     """Set the plan (and its GraphQL bucket), or the bucket figures directly."""
-    body = _body()
+    body = json_body()
     plan = body.get("plan")
     if plan is not None and plan not in PLANS:
         raise InvalidInput(f"plan must be one of {', '.join(PLANS)}")
@@ -283,7 +283,7 @@ def uninstall(shop: str):  # type: ignore[no-untyped-def]
 @bp.post("/stores/<shop>/deliver")
 def deliver(shop: str):  # type: ignore[no-untyped-def]
     """Attempt the store's due deliveries now (``{"force": true}``: every pending one, ignoring back-off)."""
-    force = bool(_body().get("force", False))
+    force = bool(json_body().get("force", False))
     with current_state().session() as session:
         checkout.get_store(session, shop)
     attempted = current_deliverer().deliver_due(shop=shop, force=force)

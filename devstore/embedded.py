@@ -34,17 +34,17 @@ from flask import (
     url_for,
 )
 from sqlalchemy import select
-from werkzeug.exceptions import HTTPException
 
 from app.shopify.verify import query_hmac
 from devstore import checkout, oauth, session_tokens, summaries
+from devstore.control import bp as control_bp  # the control API's blueprint: its error answers, its JSON body
+from devstore.control import json_body
 from devstore.errors import Conflict, DevstoreError, InvalidInput, NotFound
 from devstore.models import Installation, TokenExchange
 from devstore.state import DevstoreConfig
 from devstore.web import current_state
 
 bp = Blueprint("embedded", __name__)
-control_bp = Blueprint("embedded_control", __name__, url_prefix="/_devstore")
 
 ADMIN_SESSIONS = "admin_sessions"  # {shop: {"sid", "session"}} in devstore's signed session cookie
 LOCALE = "en"
@@ -196,29 +196,10 @@ def _origin(url: str) -> str:
 
 # --- control API ---------------------------------------------------------------------------------
 
-@control_bp.errorhandler(DevstoreError)
-def _control_error(exc: DevstoreError):  # type: ignore[no-untyped-def]
-    return jsonify(error=str(exc)), exc.status
-
-
-@control_bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
-    return jsonify(error=exc.description or exc.name), exc.code or 500
-
-
-def _body() -> dict[str, Any]:
-    if not request.get_data():
-        return {}
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object (Content-Type: application/json)")
-    return body
-
-
 @control_bp.post("/stores/<shop>/managed_install")
 def control_managed_install(shop: str):  # type: ignore[no-untyped-def]
     """Install the app as Shopify does for a managed installation (toml scopes, or ``{"scopes"}``)."""
-    scopes = _body().get("scopes")
+    scopes = json_body().get("scopes")
     if isinstance(scopes, list) and all(isinstance(s, str) for s in scopes):
         scopes = ",".join(scopes)
     if scopes is not None and not isinstance(scopes, str):
@@ -248,7 +229,7 @@ def control_session_token(shop: str):  # type: ignore[no-untyped-def]
 
     Minted whether or not the app is installed, so a test can present one to a store that uninstalled it.
     ``{"sid"?, "sub"?}`` override the admin session and the user."""
-    body = _body()
+    body = json_body()
     for name in ("sid", "sub"):
         if name in body and not isinstance(body[name], str):
             raise InvalidInput(f"{name} must be a string")

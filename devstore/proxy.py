@@ -30,17 +30,16 @@ import requests
 from flask import Blueprint, Response, jsonify, redirect, render_template, request, session, url_for
 from markupsafe import Markup
 from sqlalchemy import select
-from werkzeug.exceptions import HTTPException
 
 from app.shopify.proxy import proxy_signature
 from devstore import checkout, pages
+from devstore.control import bp as control_bp  # the control API's blueprint: its error answers, its JSON body
 from devstore.errors import DevstoreError, InvalidInput, NotFound
 from devstore.models import Customer, Installation
 from devstore.state import DevstoreConfig
 from devstore.web import current_state
 
 bp = Blueprint("storefront", __name__)
-control_bp = Blueprint("storefront_control", __name__, url_prefix="/_devstore")
 log = logging.getLogger(__name__)
 
 PREFIXES = "apps, a, community, tools"  # the prefixes Shopify lets an app proxy (and a merchant) choose
@@ -232,16 +231,6 @@ def render_liquid(source: str, storefront: Storefront) -> Markup:
 
 
 # --- control API -----------------------------------------------------------------------------------
-
-@control_bp.errorhandler(DevstoreError)
-def _control_error(exc: DevstoreError):  # type: ignore[no-untyped-def]
-    return jsonify(error=str(exc)), exc.status
-
-
-@control_bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
-    return jsonify(error=exc.description or exc.name), exc.code or 500
-
 
 def _storefront_json(shop: str) -> dict[str, Any]:
     config = current_state().config
