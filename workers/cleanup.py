@@ -12,10 +12,8 @@ from app import runtime
 from app.codes import cleanup
 from app.db import utcnow
 from app.queues import enqueue_cleanup
-from app.shopify.client import AccessDenied, Throttled
-from app.shopify.tokens import ShopNotInstalled
 from workers.codes import MAX_RETURNS, TURN_SECONDS, installed_shop
-from workers.deferral import defer
+from workers.deferral import store_turn
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +32,14 @@ def clean_up_store(shop_id: int) -> str | Retry:
     if shop is None:
         return "shop not installed"
     grace = timedelta(days=rt.settings.store_cleanup_grace_days)
-    try:
-        cleaner = cleanup.StoreCleaner(rt.db, rt.admin_client(shop.id, shop.domain), shop,
-                                       _claimant(shop_id), grace)
-        outcome = cleaner.run(deadline=time.monotonic() + TURN_SECONDS)
-    except ShopNotInstalled:
-        return "shop not installed"
-    except AccessDenied:  # the token was revoked under us: the uninstall webhook is on its way
-        return "store refused the token"
-    except cleanup.JobNotDone as exc:
-        log.info("store clean-up waits for a bulk delete", extra={"shop": shop.domain, "reason": str(exc)})
-        return Retry(max=MAX_RETURNS, interval=max(1, round(exc.retry_after)))
-    except Throttled as exc:
-        later = defer(exc, shop.domain, limit=MAX_RETURNS)
-        if later is not None:
-            return later
-        raise
+    def turn() -> tuple[cleanup.StoreCleaner, cleanup.Outcome]:
+        cleaner = cleanup.StoreCleaner(rt.db, rt.admin_client(shop.id, shop.domain), shop, _claimant(shop_id), grace)
+        return cleaner, cleaner.run(deadline=time.monotonic() + TURN_SECONDS)
+
+    done, answer = store_turn(shop.domain, turn, MAX_RETURNS, "store clean-up waits for a bulk delete")
+    if done is None:
+        return answer  # type: ignore[return-value]
+    cleaner, outcome = done
     cleaner.release()
     summary = outcome.summary()
     log.info("store clean-up done", extra={"shop": shop.domain, "status": summary})

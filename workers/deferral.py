@@ -25,10 +25,14 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 from rq import Retry, get_current_job
 
-from app.shopify.client import Throttled
+from app.codes.cleanup import JobNotDone
+from app.shopify.client import AccessDenied, Throttled
+from app.shopify.tokens import ShopNotInstalled
 
 log = logging.getLogger(__name__)
 
@@ -51,3 +55,28 @@ def defer(exc: Throttled, shop: str, limit: int | None = None) -> Retry | None:
     log.info("job deferred: Admin API bucket empty", extra={"shop": shop, "job_id": job.id,
                                                             "reason": f"{delay} s"})
     return Retry(max=limit, interval=delay)
+
+
+T = TypeVar("T")
+
+
+def store_turn(domain: str, turn: Callable[[], T], limit: int, waiting: str) -> tuple[T | None, str | Retry | None]:
+    """One turn of a job that works on the store in several calls: ``(what turn() returned, None)``, or
+    ``(None, the job's answer)`` when the store ended the turn — the shop is not installed, or its token
+    was revoked under us (the uninstall webhook is on its way): done; a store-side job still running
+    past the turn (``cleanup.JobNotDone``): the worker is handed back until it should be done (logged
+    with ``waiting``); the bucket is empty: deferred like every throttled job (``defer``)."""
+    try:
+        return turn(), None
+    except ShopNotInstalled:
+        return None, "shop not installed"
+    except AccessDenied:
+        return None, "store refused the token"
+    except JobNotDone as exc:
+        log.info(waiting, extra={"shop": domain, "reason": str(exc)})
+        return None, Retry(max=limit, interval=max(1, round(exc.retry_after)))
+    except Throttled as exc:
+        later = defer(exc, domain, limit=limit)
+        if later is not None:
+            return None, later
+        raise

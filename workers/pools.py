@@ -11,13 +11,10 @@ from rq import Retry, get_current_job
 
 from app import runtime
 from app.codes import pool_store, pools
-from app.codes.cleanup import JobNotDone
 from app.db import utcnow
 from app.queues import enqueue_pool_expiry, enqueue_pool_top_up
-from app.shopify.client import AccessDenied, Throttled
-from app.shopify.tokens import ShopNotInstalled
 from workers.codes import MAX_RETURNS, TURN_SECONDS, installed_shop
-from workers.deferral import defer
+from workers.deferral import store_turn
 
 log = logging.getLogger(__name__)
 
@@ -66,25 +63,18 @@ def top_up_pool(shop_id: int, program_id: int) -> str | Retry:
     lock = f"oncecode:lock:pool-top-up:{shop_id}:{program_id}"
     if not _lock(rt.redis, lock, claimant):
         return "another top-up is running"
-    try:
+    def turn() -> pool_store.TopUp:
         filler = pool_store.PoolFiller(rt.db, rt.admin_client(shop.id, shop.domain), shop)
-        outcome = filler.top_up(program_id, deadline=time.monotonic() + TURN_SECONDS)
-    except ShopNotInstalled:
-        return "shop not installed"
-    except AccessDenied:  # the token was revoked under us: the uninstall webhook is on its way
-        return "store refused the token"
+        return filler.top_up(program_id, deadline=time.monotonic() + TURN_SECONDS)
+
+    try:
+        outcome, answer = store_turn(shop.domain, turn, MAX_RETURNS, "pool top-up waits for a bulk creation")
     except pool_store.PoolRefused as exc:
         _unlock(rt.redis, lock, claimant)
         log.warning("pool top-up refused by the store", extra={"shop": shop.domain, "reason": str(exc)})
         return f"refused: {exc}"
-    except JobNotDone as exc:
-        log.info("pool top-up waits for a bulk creation", extra={"shop": shop.domain, "reason": str(exc)})
-        return Retry(max=MAX_RETURNS, interval=max(1, round(exc.retry_after)))
-    except Throttled as exc:
-        later = defer(exc, shop.domain, limit=MAX_RETURNS)
-        if later is not None:
-            return later
-        raise
+    if outcome is None:
+        return answer  # type: ignore[return-value]
     _unlock(rt.redis, lock, claimant)
     summary = outcome.summary()
     log.info("pool topped up", extra={"shop": shop.domain, "status": summary})
@@ -107,20 +97,13 @@ def expire_pool_codes(shop_id: int) -> str | Retry:
     if not _lock(rt.redis, lock, claimant):
         return "another expiry run is running"
     grace = timedelta(days=rt.settings.store_cleanup_grace_days)
-    try:
+    def turn() -> pool_store.Sweep:
         sweeper = pool_store.PoolSweeper(rt.db, rt.admin_client(shop.id, shop.domain), shop, grace)
-        outcome = sweeper.run(deadline=time.monotonic() + TURN_SECONDS)
-    except ShopNotInstalled:
-        return "shop not installed"
-    except AccessDenied:
-        return "store refused the token"
-    except JobNotDone as exc:
-        return Retry(max=MAX_RETURNS, interval=max(1, round(exc.retry_after)))
-    except Throttled as exc:
-        later = defer(exc, shop.domain, limit=MAX_RETURNS)
-        if later is not None:
-            return later
-        raise
+        return sweeper.run(deadline=time.monotonic() + TURN_SECONDS)
+
+    outcome, answer = store_turn(shop.domain, turn, MAX_RETURNS, "friend code expiry waits for a store job")
+    if outcome is None:
+        return answer  # type: ignore[return-value]
     _unlock(rt.redis, lock, claimant)
     summary = outcome.summary()
     log.info("friend code expiry done", extra={"shop": shop.domain, "status": summary})
