@@ -6,7 +6,7 @@ however many workers race: insert, and treat a unique-key conflict as "someone d
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -76,6 +77,9 @@ class Shop(Timestamped, Base):
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # The store's time zone (Shopify's ``shop.ianaTimezone``, read by catch-up): the metrics' days.
     iana_timezone: Mapped[str | None] = mapped_column(String(64))
+    # The time zone whose days ``code_tallies`` holds for this shop (``app.codes.tallies``); None until
+    # they are first built. While it differs from the store's, the metrics read the codes themselves.
+    tally_zone: Mapped[str | None] = mapped_column(String(64))
 
     programs: Mapped[list[Program]] = relationship(back_populates="shop", cascade="all, delete-orphan",
                                                    passive_deletes=True)
@@ -465,6 +469,9 @@ class IssuedCode(Timestamped, Base):
               postgresql_where=text("redeemed_at IS NOT NULL"), sqlite_where=text("redeemed_at IS NOT NULL"),
               postgresql_include=["issued_at", "program_id", "order_id", "order_total", "discount_amount",
                                   "currency"]),
+        # An order's codes: the tallies' triggers count an order once per program (migration 0018).
+        Index("ix_issued_codes_shop_order", "shop_id", "order_id",
+              postgresql_where=text("order_id IS NOT NULL"), sqlite_where=text("order_id IS NOT NULL")),
         # The expiry sweep finds a shop's open codes past their end without reading the others.
         Index("ix_issued_codes_shop_open_expiry", "shop_id", "expires_at",
               postgresql_where=text("status IN ('created', 'attached') AND expires_at IS NOT NULL"),
@@ -560,6 +567,91 @@ class PaidOrder(Base):
     refunded_amount: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0.00"), server_default="0")
     # The buyer (None for a guest checkout): the referral check "the friend had paid an order before".
     shopify_customer_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+# The figures of ``code_tallies`` (migration 0018 writes them; ``app.codes.metrics`` reads them).
+CODE_TALLY_FIGURES = ("codes_issued", "redeemed_of_issued", "codes_redeemed", "discounts_known", "discount", "orders",
+                      "revenue", "orders_without_codes", "revenue_without_codes")
+FRIEND_TALLY_FIGURES = ("friend_code_orders", "friend_code_revenue", "friend_discounts_known", "friend_discount")
+LOOP_TALLY_FIGURES = ("link_clicks", "unique_visitors", "friend_codes", "friend_orders", "referred_revenue",
+                      "rewarded_revenue", "rewards_pending", "rewards_issued", "rewards_voided", "rewards_blocked")
+TALLY_FIGURES = (*CODE_TALLY_FIGURES, *FRIEND_TALLY_FIGURES, *LOOP_TALLY_FIGURES)
+TALLY_MONEY = ("discount", "revenue", "revenue_without_codes", "friend_code_revenue", "friend_discount",
+               "referred_revenue", "rewarded_revenue")
+
+
+class TallyFigures:
+    """The columns ``code_tallies`` and ``code_tally_changes`` share: each a sum over the rows of its group."""
+
+    codes_issued: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    redeemed_of_issued: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    codes_redeemed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    discounts_known: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    discount: Mapped[Decimal] = mapped_column(Numeric(16, 2), default=Decimal(0), server_default="0")
+    orders: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    revenue: Mapped[Decimal] = mapped_column(Numeric(16, 2), default=Decimal(0), server_default="0")
+    orders_without_codes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    revenue_without_codes: Mapped[Decimal] = mapped_column(Numeric(16, 2), default=Decimal(0), server_default="0")
+    friend_code_orders: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    friend_code_revenue: Mapped[Decimal] = mapped_column(Numeric(16, 2), default=Decimal(0), server_default="0")
+    friend_discounts_known: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    friend_discount: Mapped[Decimal] = mapped_column(Numeric(16, 2), default=Decimal(0), server_default="0")
+    link_clicks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    unique_visitors: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    friend_codes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    friend_orders: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    referred_revenue: Mapped[Decimal] = mapped_column(Numeric(16, 2), default=Decimal(0), server_default="0")
+    rewarded_revenue: Mapped[Decimal] = mapped_column(Numeric(16, 2), default=Decimal(0), server_default="0")
+    rewards_pending: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    rewards_issued: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    rewards_voided: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    rewards_blocked: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class CodeTally(TallyFigures, Base):
+    """The metrics' figures of one day of the shop (in its ``Shop.tally_zone``), program, currency and
+    detail, summed from its rows (``app.codes.tallies``), so that a year's report reads a few thousand
+    rows rather than a million codes.
+
+    - A program's codes: issued that day (and how many of them are redeemed by now), redeemed that day
+      with their discount, the orders that used them (an order once per program), ``currency`` '' for
+      the issued ones.
+    - ``program_id`` 0: the shop's paid orders (``orders``/``revenue`` with our codes, and
+      ``..._without_codes``), and the clicks on its referral links and their new visitors.
+    - Referrals, by the day of their order: for the referral's program, the friend orders, their
+      revenue and their rewards by status (``detail`` the reason of a voided or blocked one; program 0
+      when the program is gone); for the friend code's program, its orders, revenue and discount
+      (``friend_code_...``); the friend codes handed out, for their program.
+
+    Written by the fold only: triggers record every change in ``code_tally_changes`` first.
+    """
+
+    __tablename__ = "code_tallies"
+    __table_args__ = (UniqueConstraint("shop_id", "day", "program_id", "currency", "detail"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    program_id: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    detail: Mapped[str] = mapped_column(String(32))
+
+
+class CodeTallyChange(TallyFigures, Base):
+    """What one statement changed in the figures of ``code_tallies``, by quarter hour (UTC) rather than
+    day, so that it can be folded into any time zone's days. Appended by PostgreSQL triggers (migration
+    0018) and folded into ``code_tallies`` every minute: writers never wait on each other for a day's
+    row. No foreign key: a shop deleted with its rows leaves changes that the fold drops."""
+
+    __tablename__ = "code_tally_changes"
+    __table_args__ = (Index("ix_code_tally_changes_shop_at", "shop_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    shop_id: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    program_id: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    detail: Mapped[str] = mapped_column(String(32))
 
 
 class OrderCancellation(Base):

@@ -8,6 +8,7 @@ from workers.pools import schedule_pool_expiry, schedule_pool_top_ups
 from workers.reconcile import expire_codes, schedule_catch_up
 from workers.referrals import release_rewards, requeue_stranded_links
 from workers.retention import delete_old_events
+from workers.tallies import fold_tallies
 
 cron.register(requeue_stranded_events, queue_name="maintenance", interval=60, job_timeout=300)
 cron.register(requeue_stranded_codes, queue_name="maintenance", interval=60, job_timeout=300)
@@ -19,3 +20,4 @@ cron.register(requeue_stranded_links, queue_name="maintenance", interval=60, job
 cron.register(release_rewards, queue_name="maintenance", interval=60, job_timeout=300)
 cron.register(schedule_pool_top_ups, queue_name="maintenance", interval=60, job_timeout=300)
 cron.register(schedule_pool_expiry, queue_name="maintenance", interval=900, job_timeout=300)
+cron.register(fold_tallies, queue_name="maintenance", interval=60, job_timeout=600)

@@ -74,7 +74,7 @@ def home():  # type: ignore[no-untyped-def]
 def _home(shop: Shop, start_problems: dict[str, str] | None = None, status: int = 200):  # type: ignore[no-untyped-def]
     session = db_session()
     period, preset, problems = chosen_period(shop)
-    report = metrics.shop_metrics(session, shop.id, period, daily=True, cache=rt().redis)
+    report = metrics.shop_metrics(session, shop.id, period, daily=True, cache=rt().redis, medians=False)
     welcome = session.scalar(select(Program).where(Program.shop_id == shop.id, Program.kind == "welcome"))
     page = render_page(
         "admin/home.html", shop, period=report, preset=preset, presets=PRESETS, problems=problems,

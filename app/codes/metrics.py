@@ -70,11 +70,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import ColumnElement, Date, case, cast, func, select, text, tuple_
+from sqlalchemy import ColumnElement, Date, case, cast, func, select, text, tuple_, union_all
 from sqlalchemy.orm import Session
 
 from app.errors import BadRequest
 from app.models import (
+    TALLY_FIGURES,
+    CodeTally,
+    CodeTallyChange,
     Customer,
     IssuedCode,
     PaidOrder,
@@ -224,10 +227,30 @@ def _seconds(dialect: str) -> ColumnElement[float]:
     return func.max(0.0, (func.julianday(IssuedCode.redeemed_at) - func.julianday(IssuedCode.issued_at)) * 86400.0)
 
 
+@dataclass
+class Groups:
+    """The figures ``shop_metrics`` sums, grouped by day and program, from the codes or their tallies."""
+
+    issued: list[tuple[Any, int, int, int]]  # day, program, issued, of them redeemed by now
+    redeemed: list[tuple[Any, int, str | None, int, int, Any]]  # day, program, currency, redeemed, known, discount
+    program_orders: list[tuple[Any, int, str | None, int, Any]]  # day, program, currency, orders, revenue
+    paid: list[tuple[Any, bool, str, int, Any]]  # day, with our codes, currency, orders, revenue
+    # Friend codes redeemed: day, program, currency, orders, known discounts, discount, revenue.
+    friend: list[tuple[Any, int, str, int, int, Any, Any]]
+    # The referral loop (the whole shop's, whatever the program asked for).
+    clicks: list[tuple[Any, int, int]]  # day, clicks, new visitors
+    friend_codes: list[tuple[Any, int, int]]  # day, program, friend codes handed out
+    # Referred orders: day, program, currency, reason, orders, revenue, rewarded revenue, then the orders
+    # whose reward is pending, issued, voided, blocked.
+    referrals: list[tuple[Any, int | None, str, str | None, int, Any, Any, int, int, int, int]]
+
+
 def shop_metrics(session: Session, shop_id: int, period: Period, program_id: int | None = None,
-                 daily: bool = True, cache: Redis | None = None) -> dict[str, Any]:
+                 daily: bool = True, cache: Redis | None = None, medians: bool = True) -> dict[str, Any]:
     """The shop's metrics over ``period`` (optionally one program's), with a per-program breakdown
-    and, when ``daily``, one entry per day of the range. ``cache``: see ``store_usage``."""
+    and, when ``daily``, one entry per day of the range. ``cache``: see ``store_usage``. ``medians``:
+    False leaves out the median time to redemption (None), the one figure read from every redeemed
+    code of the range rather than from the days' tallies (the admin's dashboard does not show it)."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         # A year of a large shop's codes sorts more than the default 4 MB in memory (the daily and
@@ -244,24 +267,15 @@ def shop_metrics(session: Session, shop_id: int, period: Period, program_id: int
         return (days[_as_date(day)], by_program[program], total)
 
     of_program = [IssuedCode.program_id == program_id] if program_id is not None else []
+    found = (_groups_from_tallies(session, dialect, shop_id, period, program_id)
+             or _groups_from_codes(session, dialect, shop_id, period, program_id))
 
-    issued_day = _day(IssuedCode.issued_at, dialect, period.zone)
-    for day, program, issued, redeemed in session.execute(
-            select(issued_day, IssuedCode.program_id, func.count(), func.count(IssuedCode.redeemed_at))
-            .where(IssuedCode.shop_id == shop_id, IssuedCode.issued_at >= period.start,
-                   IssuedCode.issued_at < period.end, IssuedCode.status != "failed", *of_program)
-            .group_by(issued_day, IssuedCode.program_id)):
+    for day, program, issued, redeemed in found.issued:
         for tally in groups(day, program):
             tally.issued += issued
             tally.redeemed_of_issued += redeemed
 
-    redeemed_day = _day(IssuedCode.redeemed_at, dialect, period.zone)
-    in_range = (IssuedCode.shop_id == shop_id, IssuedCode.redeemed_at.is_not(None),
-                IssuedCode.redeemed_at >= period.start, IssuedCode.redeemed_at < period.end, *of_program)
-    for day, program, currency, redeemed, known, discount in session.execute(
-            select(redeemed_day, IssuedCode.program_id, IssuedCode.currency, func.count(),
-                   func.count(IssuedCode.discount_amount), func.sum(IssuedCode.discount_amount))
-            .where(*in_range).group_by(redeemed_day, IssuedCode.program_id, IssuedCode.currency)):
+    for day, program, currency, redeemed, known, discount in found.redeemed:
         for tally in groups(day, program):
             tally.redeemed += redeemed
             tally.unknown_discount += redeemed - known
@@ -271,15 +285,7 @@ def shop_metrics(session: Session, shop_id: int, period: Period, program_id: int
     # Friend codes (from the pools) redeemed in the range: each is a referral, one per order, with what the
     # code took off it; their discount and their orders count for the friend program like our other codes'
     # (the shop's revenue with codes already has their orders: they count in ``paid_orders.our_codes``).
-    friend_day = _day(Referral.ordered_at, dialect, period.zone)
-    of_friend = [PoolCode.program_id == program_id] if program_id is not None else []
-    for day, program, currency, orders, known, discount, revenue in session.execute(
-            select(friend_day, PoolCode.program_id, Referral.currency, func.count(),
-                   func.count(Referral.discount_amount), func.sum(Referral.discount_amount),
-                   func.sum(Referral.order_total))
-            .join(PoolCode, PoolCode.id == Referral.pool_code_id)
-            .where(*_referrals_in(shop_id, period), PoolCode.shop_id == shop_id, *of_friend)
-            .group_by(friend_day, PoolCode.program_id, Referral.currency)):
+    for day, program, currency, orders, known, discount, revenue in found.friend:
         for tally in groups(day, program):
             tally.unknown_discount += orders - known
             if discount is not None:
@@ -289,11 +295,7 @@ def shop_metrics(session: Session, shop_id: int, period: Period, program_id: int
             tally.revenue[currency] += Decimal(revenue or 0)
 
     # Revenue per program: each (program, order) once, with the order total kept on the code.
-    used = (select(IssuedCode.program_id, IssuedCode.order_id, IssuedCode.currency, IssuedCode.order_total,
-                   redeemed_day.label("day")).where(*in_range).distinct().subquery())
-    for day, program, currency, orders, revenue in session.execute(
-            select(used.c.day, used.c.program_id, used.c.currency, func.count(), func.sum(used.c.order_total))
-            .group_by(used.c.day, used.c.program_id, used.c.currency)):
+    for day, program, currency, orders, revenue in found.program_orders:
         # One program's days come from its codes; the whole shop's from its orders (below).
         for tally in (days[_as_date(day)], by_program[program]) if program_id is not None else (by_program[program],):
             tally.orders[currency] += orders
@@ -301,14 +303,9 @@ def shop_metrics(session: Session, shop_id: int, period: Period, program_id: int
 
     # The whole shop's orders: revenue without double counting an order that used several programs'
     # codes, and the orders without our codes for the average order value.
-    paid_day = _day(PaidOrder.paid_at, dialect, period.zone)
-    with_codes = case((PaidOrder.our_codes > 0, True), else_=False)
     sums: dict[bool, dict[str, Decimal]] = {True: defaultdict(Decimal), False: defaultdict(Decimal)}
     counts: dict[bool, dict[str, int]] = {True: defaultdict(int), False: defaultdict(int)}
-    for day, has_codes, currency, orders, revenue in session.execute(
-            select(paid_day, with_codes, PaidOrder.currency, func.count(), func.sum(PaidOrder.total_price))
-            .where(PaidOrder.shop_id == shop_id, PaidOrder.paid_at >= period.start, PaidOrder.paid_at < period.end)
-            .group_by(paid_day, with_codes, PaidOrder.currency)):
+    for day, has_codes, currency, orders, revenue in found.paid:
         sums[bool(has_codes)][currency] += Decimal(revenue or 0)
         counts[bool(has_codes)][currency] += orders
         if program_id is None and has_codes:
@@ -319,7 +316,8 @@ def shop_metrics(session: Session, shop_id: int, period: Period, program_id: int
         total.orders, total.revenue = by_program[program_id].orders, by_program[program_id].revenue
         sums[True], counts[True] = total.revenue, total.orders
 
-    medians = _medians(session, dialect, in_range)
+    in_range = _redeemed_in(shop_id, period, of_program)
+    medians_found = _medians(session, dialect, in_range) if medians else {}
     anomalies = session.scalar(select(func.count()).select_from(RedemptionAnomaly).where(
         RedemptionAnomaly.shop_id == shop_id, RedemptionAnomaly.detected_at >= period.start,
         RedemptionAnomaly.detected_at < period.end)) or 0
@@ -327,19 +325,19 @@ def shop_metrics(session: Session, shop_id: int, period: Period, program_id: int
     result: dict[str, Any] = {
         "from": period.first.isoformat(), "to": period.last.isoformat(), "time_zone": period.zone,
         "program_id": program_id, "currency": shop_currency(session, shop_id),
-        "totals": {**total.json(medians.get(None)),
+        "totals": {**total.json(medians_found.get(None)),
                    "average_order_value": {"with_codes": _average(sums[True], counts[True]),
                                            "without_codes": _average(sums[False], counts[False])},
                    "orders_without_codes": sum(counts[False].values()),
                    "anomalies": anomalies},
         "programs": [{"program_id": pid, "name": programs[pid].name, "kind": programs[pid].kind,
-                      **by_program[pid].json(medians.get(pid))}
+                      **by_program[pid].json(medians_found.get(pid))}
                      for pid in sorted(programs) if program_id is None or pid == program_id],
     }
     result["store"] = store_usage(session, shop_id, cache)
     loop = None
     if program_id is None or programs[program_id].kind in REFERRAL_KINDS:
-        loop = referral_loop(session, dialect, shop_id, period)
+        loop = referral_loop(session, shop_id, period, found)
         for entry in result["programs"]:
             if entry["kind"] in REFERRAL_KINDS:
                 entry["referrals"] = loop.program_json(entry["program_id"], entry["kind"])
@@ -349,6 +347,138 @@ def shop_metrics(session: Session, shop_id: int, period: Period, program_id: int
                             **({"referrals": loop.days[day].daily_json()} if loop else {})}
                            for day in period.days()]
     return result
+
+
+def _redeemed_in(shop_id: int, period: Period, of_program: list[ColumnElement[bool]]) -> tuple[Any, ...]:
+    """The shop's codes redeemed in the range (``ix_issued_codes_shop_redeemed``)."""
+    return (IssuedCode.shop_id == shop_id, IssuedCode.redeemed_at.is_not(None),
+            IssuedCode.redeemed_at >= period.start, IssuedCode.redeemed_at < period.end, *of_program)
+
+
+def _groups_from_codes(session: Session, dialect: str, shop_id: int, period: Period,
+                       program_id: int | None) -> Groups:
+    """The figures read from the rows of the range: each query through an index that starts with the
+    shop and the time, so the cost follows the rows in the range (about a second for a year of a
+    million codes)."""
+    of_program = [IssuedCode.program_id == program_id] if program_id is not None else []
+    issued_day = _day(IssuedCode.issued_at, dialect, period.zone)
+    issued = session.execute(
+        select(issued_day, IssuedCode.program_id, func.count(), func.count(IssuedCode.redeemed_at))
+        .where(IssuedCode.shop_id == shop_id, IssuedCode.issued_at >= period.start,
+               IssuedCode.issued_at < period.end, IssuedCode.status != "failed", *of_program)
+        .group_by(issued_day, IssuedCode.program_id)).all()
+    redeemed_day = _day(IssuedCode.redeemed_at, dialect, period.zone)
+    in_range = _redeemed_in(shop_id, period, of_program)
+    redeemed = session.execute(
+        select(redeemed_day, IssuedCode.program_id, IssuedCode.currency, func.count(),
+               func.count(IssuedCode.discount_amount), func.sum(IssuedCode.discount_amount))
+        .where(*in_range).group_by(redeemed_day, IssuedCode.program_id, IssuedCode.currency)).all()
+    # Each (program, order) once, with the order total kept on the code.
+    used = (select(IssuedCode.program_id, IssuedCode.order_id, IssuedCode.currency, IssuedCode.order_total,
+                   redeemed_day.label("day")).where(*in_range).distinct().subquery())
+    program_orders = session.execute(
+        select(used.c.day, used.c.program_id, used.c.currency, func.count(), func.sum(used.c.order_total))
+        .group_by(used.c.day, used.c.program_id, used.c.currency)).all()
+    paid_day = _day(PaidOrder.paid_at, dialect, period.zone)
+    with_codes = case((PaidOrder.our_codes > 0, True), else_=False)
+    paid = session.execute(
+        select(paid_day, with_codes, PaidOrder.currency, func.count(), func.sum(PaidOrder.total_price))
+        .where(PaidOrder.shop_id == shop_id, PaidOrder.paid_at >= period.start, PaidOrder.paid_at < period.end)
+        .group_by(paid_day, with_codes, PaidOrder.currency)).all()
+    # Friend codes (from the pools) redeemed in the range: a referral each, one per order.
+    ordered_day = _day(Referral.ordered_at, dialect, period.zone)
+    of_friend = [PoolCode.program_id == program_id] if program_id is not None else []
+    friend = session.execute(
+        select(ordered_day, PoolCode.program_id, Referral.currency, func.count(),
+               func.count(Referral.discount_amount), func.sum(Referral.discount_amount), func.sum(Referral.order_total))
+        .join(PoolCode, PoolCode.id == Referral.pool_code_id)
+        .where(*_referrals_in(shop_id, period), PoolCode.shop_id == shop_id, *of_friend)
+        .group_by(ordered_day, PoolCode.program_id, Referral.currency)).all()
+    # The referral loop: clicks by the day their hour starts in, friend codes handed out by a link's
+    # landing, referred orders by status.
+    hour_day = _day(ReferralClickHour.hour, dialect, period.zone)
+    clicks = session.execute(
+        select(hour_day, func.sum(ReferralClickHour.clicks), func.sum(ReferralClickHour.visitors))
+        .where(ReferralClickHour.shop_id == shop_id, ReferralClickHour.hour >= period.start,
+               ReferralClickHour.hour < period.end)
+        .group_by(hour_day)).all()
+    handed_day = _day(PoolCode.handed_out_at, dialect, period.zone)
+    friend_codes = session.execute(
+        select(handed_day, PoolCode.program_id, func.count()).select_from(PoolCode)
+        .where(PoolCode.shop_id == shop_id, PoolCode.link_id.is_not(None),
+               PoolCode.handed_out_at >= period.start, PoolCode.handed_out_at < period.end)
+        .group_by(handed_day, PoolCode.program_id)).all()
+
+    def with_status(status: str) -> ColumnElement[int]:
+        return func.count(case((Referral.status == status, 1)))
+
+    referred = session.execute(
+        select(ordered_day, Referral.program_id, Referral.currency, Referral.reason, func.count(),
+               func.sum(Referral.order_total),
+               func.sum(case((Referral.status == "rewarded", Referral.order_total), else_=0)),
+               *(with_status(status) for status in REWARDS))
+        .where(*_referrals_in(shop_id, period))
+        .group_by(ordered_day, Referral.program_id, Referral.currency, Referral.reason)).all()
+    return Groups(issued, redeemed, program_orders, paid, friend, clicks, friend_codes, referred)  # type: ignore[arg-type]
+
+
+def _groups_from_tallies(session: Session, dialect: str, shop_id: int, period: Period,
+                         program_id: int | None) -> Groups | None:
+    """The same figures from the days' tallies and the changes not folded into them yet
+    (``app.codes.tallies``): a few rows per day whatever the shop's size. None where there are none to
+    read (SQLite) or they are not in the range's time zone (being rebuilt): the caller reads the codes."""
+    if dialect != "postgresql":
+        return None
+    if session.scalar(select(Shop.tally_zone).where(Shop.id == shop_id)) != period.zone:
+        return None
+    change_day = cast(func.timezone(period.zone, CodeTallyChange.at), Date)
+    key = ("day", "program_id", "currency", "detail")
+    both = union_all(
+        select(*(getattr(CodeTally, name) for name in (*key, *TALLY_FIGURES)))
+        .where(CodeTally.shop_id == shop_id, CodeTally.day >= period.first, CodeTally.day <= period.last),
+        select(change_day.label("day"), *(getattr(CodeTallyChange, name) for name in (*key[1:], *TALLY_FIGURES)))
+        .where(CodeTallyChange.shop_id == shop_id, CodeTallyChange.at >= period.start,
+               CodeTallyChange.at < period.end)).subquery()
+    found = Groups([], [], [], [], [], [], [], [])
+    for day, program, currency, detail, *sums in session.execute(
+            select(*(both.c[name] for name in key), *(func.sum(both.c[name]) for name in TALLY_FIGURES))
+            .group_by(*(both.c[name] for name in key))):
+        _split(found, day, program, currency, detail, dict(zip(TALLY_FIGURES, sums, strict=True)), program_id)
+    return found
+
+
+def _split(found: Groups, day: date, program: int, currency: str, detail: str, figures: dict[str, Any],
+           program_id: int | None) -> None:
+    """One tally row's figures into the groups the codes' queries give (``Groups``), leaving out what
+    adds up to nothing, as those queries have no row for it. ``program_id``: the program asked for,
+    whose codes only count (the referral loop is the shop's whole)."""
+    if figures["link_clicks"] or figures["unique_visitors"]:
+        found.clicks.append((day, figures["link_clicks"], figures["unique_visitors"]))
+    if figures["friend_codes"]:
+        found.friend_codes.append((day, program, figures["friend_codes"]))
+    if figures["friend_orders"]:
+        found.referrals.append((day, program or None, currency, detail or None, figures["friend_orders"],
+                                figures["referred_revenue"], figures["rewarded_revenue"], figures["rewards_pending"],
+                                figures["rewards_issued"], figures["rewards_voided"], figures["rewards_blocked"]))
+    if program == 0:  # the shop's paid orders
+        if figures["orders"]:
+            found.paid.append((day, True, currency, figures["orders"], figures["revenue"]))
+        if figures["orders_without_codes"]:
+            found.paid.append((day, False, currency, figures["orders_without_codes"], figures["revenue_without_codes"]))
+        return
+    if program_id is not None and program != program_id:
+        return
+    if figures["codes_issued"] or figures["redeemed_of_issued"]:
+        found.issued.append((day, program, figures["codes_issued"], figures["redeemed_of_issued"]))
+    if figures["codes_redeemed"]:
+        found.redeemed.append((day, program, currency or None, figures["codes_redeemed"], figures["discounts_known"],
+                               figures["discount"] if figures["discounts_known"] else None))
+    if figures["orders"]:
+        found.program_orders.append((day, program, currency or None, figures["orders"], figures["revenue"]))
+    if figures["friend_code_orders"]:
+        found.friend.append((day, program, currency, figures["friend_code_orders"], figures["friend_discounts_known"],
+                             figures["friend_discount"] if figures["friend_discounts_known"] else None,
+                             figures["friend_code_revenue"]))
 
 
 def on_store() -> ColumnElement[bool]:
@@ -452,14 +582,18 @@ class Funnel:
         self.rewards = dict.fromkeys(REWARDS.values(), 0)
         self.reasons: dict[str, dict[str, int]] = {"voided": defaultdict(int), "blocked": defaultdict(int)}
 
-    def add_orders(self, status: str, reason: str | None, currency: str, orders: int, revenue: Decimal) -> None:
+    def add_orders(self, reason: str | None, currency: str, orders: int, revenue: Decimal, rewarded: Decimal,
+                   by_status: dict[str, int]) -> None:
+        """Referred orders of one currency and reason: how many, their revenue, the revenue of those
+        rewarded, and how many there are of each status (``REWARDS``' keys)."""
         self.friend_orders += orders
         self.revenue[currency] += revenue
-        self.rewards[REWARDS[status]] += orders
-        if status == "rewarded":
-            self.rewarded_revenue[currency] += revenue
-        if status in self.reasons and reason:
-            self.reasons[status][reason] += orders
+        for status, count in by_status.items():
+            self.rewards[REWARDS[status]] += count
+            if status in self.reasons and reason and count:
+                self.reasons[status][reason] += count
+        if by_status["rewarded"]:
+            self.rewarded_revenue[currency] += rewarded
 
     def orders_json(self) -> dict[str, Any]:
         return {"friend_orders": self.friend_orders, "referred_revenue": _money(self.revenue),
@@ -495,44 +629,23 @@ class ReferralLoop:
         return {"friend_codes": funnel.friend_codes} if kind == "referral_friend" else funnel.orders_json()
 
 
-def referral_loop(session: Session, dialect: str, shop_id: int, period: Period) -> ReferralLoop:
-    """The shop's referral loop over ``period`` (see the module's docstring for each figure): four
-    grouped reads, each through an index that starts with the shop (or its links) and the time."""
+def referral_loop(session: Session, shop_id: int, period: Period, found: Groups) -> ReferralLoop:
+    """The shop's referral loop over ``period`` (see the module's docstring for each figure), from the
+    groups read for the report; the top advocates from the referrals of the range."""
     loop = ReferralLoop()
-
-    hour_day = _day(ReferralClickHour.hour, dialect, period.zone)
-    for day, clicks, visitors in session.execute(
-            select(hour_day, func.sum(ReferralClickHour.clicks), func.sum(ReferralClickHour.visitors))
-            .where(ReferralClickHour.shop_id == shop_id, ReferralClickHour.hour >= period.start,
-                   ReferralClickHour.hour < period.end)
-            .group_by(hour_day)):
+    for day, clicks, visitors in found.clicks:
         for funnel in (loop.days[_as_date(day)], loop.total):
             funnel.clicks += int(clicks or 0)
             funnel.visitors += int(visitors or 0)
-
-    # The shop's codes handed out in the range (``ix_pool_codes_shop_handed_out``); every friend code a
-    # landing hands out names its link.
-    handed_day = _day(PoolCode.handed_out_at, dialect, period.zone)
-    for day, program, codes in session.execute(
-            select(handed_day, PoolCode.program_id, func.count()).select_from(PoolCode)
-            .where(PoolCode.shop_id == shop_id, PoolCode.link_id.is_not(None),
-                   PoolCode.handed_out_at >= period.start, PoolCode.handed_out_at < period.end)
-            .group_by(handed_day, PoolCode.program_id)):
+    for day, program, codes in found.friend_codes:
         for funnel in (loop.days[_as_date(day)], loop.programs[program], loop.total):
             funnel.friend_codes += codes
-
-    in_range = _referrals_in(shop_id, period)
-    ordered_day = _day(Referral.ordered_at, dialect, period.zone)
-    for day, program, status, reason, currency, orders, revenue in session.execute(
-            select(ordered_day, Referral.program_id, Referral.status, Referral.reason, Referral.currency,
-                   func.count(), func.sum(Referral.order_total))
-            .where(*in_range)
-            .group_by(ordered_day, Referral.program_id, Referral.status, Referral.reason, Referral.currency)):
+    for day, program, currency, reason, orders, revenue, rewarded, *counts in found.referrals:
+        by_status = dict(zip(REWARDS, counts, strict=True))
         for funnel in (loop.days[_as_date(day)], loop.programs[program], loop.total):
-            funnel.add_orders(status, reason, currency, orders, Decimal(revenue or 0))
-
+            funnel.add_orders(reason, currency, orders, Decimal(revenue or 0), Decimal(rewarded or 0), by_status)
     if loop.total.friend_orders:
-        loop.top_advocates = _top_advocates(session, shop_id, in_range)
+        loop.top_advocates = _top_advocates(session, shop_id, _referrals_in(shop_id, period))
     return loop
 
 

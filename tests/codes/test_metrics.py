@@ -28,12 +28,13 @@ import re
 from datetime import UTC, date, datetime
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from app.codes import tallies
 from app.codes.metrics import Period, shop_metrics
 from app.codes.reconciliation import PaidOrderFacts, reconcile
 from app.errors import BadRequest
-from app.models import IssuedCode
+from app.models import IssuedCode, Shop
 from tests.helpers import issued_code, make_shop_with_programs, order_payload, program_of, session_token
 
 NOVEMBER = Period(date(2026, 11, 1), date(2026, 11, 30))
@@ -72,15 +73,40 @@ def build(session, shop) -> None:  # type: ignore[no-untyped-def]
     session.commit()
 
 
-@pytest.fixture
-def shop(db, rt):  # type: ignore[no-untyped-def]
+def built(db, rt, source: str):  # type: ignore[no-untyped-def]
+    """The data set, to be read from ``source``: the codes (no tallies yet), tallies rebuilt from the
+    codes, the changes the triggers recorded while the data was written (not folded yet), or those
+    changes folded into the days."""
     shop = make_shop_with_programs(db, rt.cipher)
+    if source in ("triggered", "folded"):
+        assert tallies.fold_changes(rt.db)["rebuilt"] == 1  # the shop's tallies exist (empty) before the data
     build(db, shop)
+    if source in ("rebuilt", "folded"):
+        tallies.fold_changes(rt.db)
+    assert reads_tallies(db, shop) == (source != "codes")
     return shop
 
 
-def test_totals_over_the_range_are_exact(db, shop):
-    totals = shop_metrics(db, shop.id, NOVEMBER)["totals"]
+@pytest.fixture(params=["codes", "rebuilt", "triggered", "folded"])
+def every_way(db, rt, request):  # type: ignore[no-untyped-def]
+    """The data set read each way: every figure must come out the same from each."""
+    return built(db, rt, request.param)
+
+
+@pytest.fixture
+def shop(db, rt):  # type: ignore[no-untyped-def]
+    """The data set as a running app has it: tallies folded as it was written."""
+    return built(db, rt, "folded")
+
+
+def reads_tallies(db, shop) -> bool:  # type: ignore[no-untyped-def]
+    """Whether the shop's metrics (in UTC) come from its tallies rather than its codes."""
+    db.commit()
+    return db.scalar(select(Shop.tally_zone).where(Shop.id == shop.id)) == "UTC"
+
+
+def test_totals_over_the_range_are_exact(db, every_way):
+    totals = shop_metrics(db, every_way.id, NOVEMBER)["totals"]
     assert totals == {
         "codes_issued": 7, "codes_redeemed": 6, "redemption_rate": 0.8571, "redeemed_of_issued": 6,
         "median_seconds_to_redemption": DAY, "orders_with_codes": 5, "revenue": {"USD": "390.00"},
@@ -90,8 +116,8 @@ def test_totals_over_the_range_are_exact(db, shop):
     }
 
 
-def test_each_program_has_its_own_figures(db, shop):
-    by_kind = {p["kind"]: p for p in shop_metrics(db, shop.id, NOVEMBER)["programs"]}
+def test_each_program_has_its_own_figures(db, every_way):
+    by_kind = {p["kind"]: p for p in shop_metrics(db, every_way.id, NOVEMBER)["programs"]}
     welcome, friend, reward = by_kind["welcome"], by_kind["referral_friend"], by_kind["referral_reward"]
     assert (welcome["codes_issued"], welcome["redeemed_of_issued"], welcome["redemption_rate"]) == (5, 4, 0.8)
     assert (welcome["codes_redeemed"], welcome["median_seconds_to_redemption"]) == (4, 2 * DAY)
@@ -104,9 +130,9 @@ def test_each_program_has_its_own_figures(db, shop):
         0, None, None)
 
 
-def test_one_programs_report_averages_its_own_orders(db, shop):
-    welcome = program_of(db, shop, "welcome")
-    report = shop_metrics(db, shop.id, NOVEMBER, program_id=welcome.id)
+def test_one_programs_report_averages_its_own_orders(db, every_way):
+    welcome = program_of(db, every_way, "welcome")
+    report = shop_metrics(db, every_way.id, NOVEMBER, program_id=welcome.id)
     totals = report["totals"]
     assert (totals["codes_issued"], totals["codes_redeemed"], totals["revenue"]) == (5, 4, {"USD": "310.00"})
     assert totals["average_order_value"] == {"with_codes": {"USD": "77.50"},
@@ -114,8 +140,8 @@ def test_one_programs_report_averages_its_own_orders(db, shop):
     assert [p["kind"] for p in report["programs"]] == ["welcome"]
 
 
-def test_the_daily_series_covers_every_day_and_counts_an_order_once(db, shop):
-    daily = {d["date"]: d for d in shop_metrics(db, shop.id, NOVEMBER)["daily"]}
+def test_the_daily_series_covers_every_day_and_counts_an_order_once(db, every_way):
+    daily = {d["date"]: d for d in shop_metrics(db, every_way.id, NOVEMBER)["daily"]}
     assert len(daily) == 30 and min(daily) == "2026-11-01" and max(daily) == "2026-11-30"
     assert (daily["2026-11-01"]["codes_issued"], daily["2026-11-01"]["codes_redeemed"]) == (2, 0)
     assert daily["2026-11-01"]["redemption_rate"] == 1.0  # both of that day's codes were redeemed later
@@ -130,8 +156,8 @@ def test_the_daily_series_covers_every_day_and_counts_an_order_once(db, shop):
     assert sum(d["orders_with_codes"] for d in daily.values()) == 5
 
 
-def test_a_range_outside_the_data_is_all_zeros(db, shop):
-    report = shop_metrics(db, shop.id, Period(date(2025, 1, 1), date(2025, 1, 31)), daily=False)
+def test_a_range_outside_the_data_is_all_zeros(db, every_way):
+    report = shop_metrics(db, every_way.id, Period(date(2025, 1, 1), date(2025, 1, 31)), daily=False)
     assert report["totals"]["codes_issued"] == 0 and report["totals"]["redemption_rate"] is None
     assert report["totals"]["revenue"] == {} and "daily" not in report
 
@@ -141,21 +167,21 @@ def test_metrics_are_the_shops_own(db, rt, shop):
     assert shop_metrics(db, other.id, NOVEMBER)["totals"]["codes_issued"] == 0
 
 
-def test_unknown_discounts_are_counted_not_guessed(db, shop):
-    db.execute(update(IssuedCode).where(IssuedCode.shop_id == shop.id, IssuedCode.code == "W1")
+def test_unknown_discounts_are_counted_not_guessed(db, every_way):
+    db.execute(update(IssuedCode).where(IssuedCode.shop_id == every_way.id, IssuedCode.code == "W1")
                .values(discount_amount=None))
     db.commit()
-    totals = shop_metrics(db, shop.id, NOVEMBER)["totals"]
+    totals = shop_metrics(db, every_way.id, NOVEMBER)["totals"]
     assert totals["discount_given"] == {"USD": "32.00"} and totals["codes_with_unknown_discount"] == 1
 
 
-def test_metrics_are_the_same_on_sqlite(db, shop, sqlite_app):
+def test_metrics_are_the_same_on_sqlite(db, every_way, sqlite_app):
     rt = sqlite_app.extensions["oncecode"]
     with rt.db.session_scope() as session:
         lite = make_shop_with_programs(session, rt.cipher)
         build(session, lite)
         on_sqlite = shop_metrics(session, lite.id, NOVEMBER)
-    on_postgres = shop_metrics(db, shop.id, NOVEMBER)
+    on_postgres = shop_metrics(db, every_way.id, NOVEMBER)
     strip = lambda report: {**report, "programs": [{**p, "program_id": None} for p in report["programs"]]}  # noqa: E731
     assert strip(on_sqlite) == strip(on_postgres)
 

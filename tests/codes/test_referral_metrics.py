@@ -41,10 +41,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select, update
 
-from app.codes import referrals
+from app.codes import referrals, tallies
 from app.codes.metrics import Period, shop_metrics
 from app.db import utcnow
-from app.models import PoolCode, Referral, ReferralClickHour, ReferralLink
+from app.models import PoolCode, Referral, ReferralClickHour, ReferralLink, Shop
 from tests.codes.test_pool_take import a_pool
 from tests.helpers import make_shop_with_programs, program_of, session_token
 
@@ -121,17 +121,35 @@ def noise(session, cipher) -> None:  # type: ignore[no-untyped-def]
     session.commit()
 
 
-@pytest.fixture
-def shop(db, rt):  # type: ignore[no-untyped-def]
+def built(db, rt, source: str):  # type: ignore[no-untyped-def]
+    """The data set, to be read from ``source`` (see ``tests/codes/test_metrics.py``): the rows, tallies
+    rebuilt from them, the triggers' changes not folded yet, or those changes folded."""
     shop = make_shop_with_programs(db, rt.cipher)
+    if source in ("triggered", "folded"):
+        tallies.fold_changes(rt.db)
     shop.links = build(db, shop)
     noise(db, rt.cipher)
+    if source in ("rebuilt", "folded"):
+        tallies.fold_changes(rt.db)
+    db.commit()
+    assert (db.scalar(select(Shop.tally_zone).where(Shop.id == shop.id)) == "UTC") == (source != "codes")
     return shop
 
 
-def test_the_referral_loop_over_the_range_is_exact(db, shop):
-    loop = shop_metrics(db, shop.id, NOVEMBER)["referrals"]
-    links = shop.links
+@pytest.fixture
+def shop(db, rt):  # type: ignore[no-untyped-def]
+    return built(db, rt, "folded")
+
+
+@pytest.fixture(params=["codes", "rebuilt", "triggered", "folded"])
+def every_way(db, rt, request):  # type: ignore[no-untyped-def]
+    """The data set read each way: every figure must come out the same from each."""
+    return built(db, rt, request.param)
+
+
+def test_the_referral_loop_over_the_range_is_exact(db, every_way):
+    loop = shop_metrics(db, every_way.id, NOVEMBER)["referrals"]
+    links = every_way.links
     assert loop == {
         "link_clicks": 11, "unique_visitors": 8, "friend_codes": 8, "friend_orders": 6, "conversion": 0.75,
         "referred_revenue": {"CAD": "20.00", "USD": "740.00"}, "rewarded_revenue": {"USD": "600.00"},
@@ -148,8 +166,8 @@ def test_the_referral_loop_over_the_range_is_exact(db, shop):
     }
 
 
-def test_the_daily_series_is_in_the_stores_days_and_adds_up(db, shop):
-    daily = {d["date"]: d["referrals"] for d in shop_metrics(db, shop.id, NOVEMBER)["daily"]}
+def test_the_daily_series_is_in_the_stores_days_and_adds_up(db, every_way):
+    daily = {d["date"]: d["referrals"] for d in shop_metrics(db, every_way.id, NOVEMBER)["daily"]}
     assert daily["2026-11-01"] == {"link_clicks": 5, "unique_visitors": 3, "friend_codes": 2, "friend_orders": 1,
                                    "referred_revenue": {"USD": "100.00"}, "rewards_issued": 1}
     assert daily["2026-11-02"] == {"link_clicks": 6, "unique_visitors": 5, "friend_codes": 4, "friend_orders": 2,
@@ -176,8 +194,8 @@ def test_new_york_days_move_what_happened_around_midnight(db, shop):
     assert [a["customer_id"] for a in report["referrals"]["top_advocates"]] == [1001, 1003]
 
 
-def test_each_referral_program_has_its_share_of_the_loop(db, shop):
-    by_kind = {p["kind"]: p for p in shop_metrics(db, shop.id, NOVEMBER)["programs"]}
+def test_each_referral_program_has_its_share_of_the_loop(db, every_way):
+    by_kind = {p["kind"]: p for p in shop_metrics(db, every_way.id, NOVEMBER)["programs"]}
     assert by_kind["referral_friend"]["referrals"] == {"friend_codes": 8}
     reward = by_kind["referral_reward"]["referrals"]
     assert (reward["friend_orders"], reward["rewards"], reward["referred_revenue"]) == (
@@ -185,12 +203,12 @@ def test_each_referral_program_has_its_share_of_the_loop(db, shop):
     assert "referrals" not in by_kind["welcome"]
 
 
-def test_a_referral_programs_report_shows_the_loop_and_another_programs_none(db, shop):
-    whole = shop_metrics(db, shop.id, NOVEMBER)["referrals"]
+def test_a_referral_programs_report_shows_the_loop_and_another_programs_none(db, every_way):
+    whole = shop_metrics(db, every_way.id, NOVEMBER)["referrals"]
     for kind in ("referral_friend", "referral_reward"):
-        report = shop_metrics(db, shop.id, NOVEMBER, program_id=program_of(db, shop, kind).id)
+        report = shop_metrics(db, every_way.id, NOVEMBER, program_id=program_of(db, every_way, kind).id)
         assert report["referrals"] == whole and report["daily"][0]["referrals"]["link_clicks"] == 5
-    welcome = shop_metrics(db, shop.id, NOVEMBER, program_id=program_of(db, shop, "welcome").id)
+    welcome = shop_metrics(db, every_way.id, NOVEMBER, program_id=program_of(db, every_way, "welcome").id)
     assert welcome["referrals"] is None and "referrals" not in welcome["daily"][0]
 
 
