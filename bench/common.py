@@ -198,6 +198,16 @@ def services(args: argparse.Namespace) -> Iterator[tuple[Database, Redis, dict[s
 
 
 @contextmanager
+def reused(args: argparse.Namespace) -> Iterator[tuple[Database, None, dict[str, object]]]:
+    """The database an earlier run built, as it is (nothing created, migrated or emptied): ``--reuse``."""
+    db = Database(args.database_url)
+    try:
+        yield db, None, {"reused": True}
+    finally:
+        db.dispose()
+
+
+@contextmanager
 def _flushed(redis: Redis) -> Iterator[None]:
     redis.flushdb()
     try:

@@ -17,8 +17,6 @@ import argparse
 import json
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -31,7 +29,7 @@ from app.codes import issuance
 from app.config import DEFAULT_SCOPES
 from app.db import Database
 from app.models import IssuedCode, Program, Shop
-from bench.common import RESULTS_DIR, add_service_options, check_service_options, services
+from bench.common import RESULTS_DIR, add_service_options, check_service_options, reused, services
 
 BIG, SECOND, SMALL = "big.myshopify.com", "second.myshopify.com", "small.myshopify.com"
 PAGE = 51
@@ -200,15 +198,6 @@ def export(database_url: str, redis_url: str, shop_id: int) -> dict[str, Any]:
     return {"rows": lines - 1, "bytes": size, "seconds": round(seconds, 1), "rss_before_mb": round(before / 1024, 1),
             "rss_peak_mb": round(peak / 1024, 1), "rss_growth_mb": round((peak - before) / 1024, 1),
             "shop_id": shop_id}
-
-
-@contextmanager
-def reused(args: argparse.Namespace) -> Iterator[tuple[Database, None, dict[str, object]]]:
-    db = Database(args.database_url)
-    try:
-        yield db, None, {"reused": True}
-    finally:
-        db.dispose()
 
 
 def main() -> None:
