@@ -35,6 +35,9 @@ def shop(db, rt):  # type: ignore[no-untyped-def]
     (["programs", "set", SHOP, str(SHOPIFY_ID_MAX + 1), "active=true"], "a program id must be an id"),
     (["reconcile", "interval", SHOP, "٣"], "MINUTES must be a whole number from 1 to 1440, not '٣'"),
     (["metrics", SHOP, "--from", "²⁰²⁶-11-01"], "--from must be a date like 2026-11-30"),
+    # The API's limit on an idempotency key (its column holds 255 characters with the program's prefix).
+    (["codes", "issue", SHOP, "welcome", "42", "--key", "k" * 101],
+     "--key must be a string of 1 to 100 characters"),
 ])
 def test_bad_input_is_a_one_line_usage_error(runner, shop, args, message):
     result = runner.invoke(args=args)

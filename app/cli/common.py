@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app import lifecycle
 from app.errors import BadRequest
 from app.models import PROGRAM_KINDS, Program, Shop
-from app.params import parse_date, parse_id, parse_shopify_id, whole_number
+from app.params import idempotency_key, parse_date, parse_id, parse_shopify_id, whole_number
 
 
 class Checked(click.ParamType):
@@ -43,6 +43,7 @@ ID = Checked("id", parse_id)  # one of our rows
 SHOPIFY_ID = Checked("shopify_id", parse_shopify_id)
 ROWS = Checked("integer", lambda text, name: whole_number(text, name, 1, MAX_ROWS))
 DAY = Checked("date", parse_date)
+IDEMPOTENCY_KEY = Checked("text", idempotency_key)
 
 
 def usage_error(exc: BadRequest) -> click.UsageError:
