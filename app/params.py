@@ -66,7 +66,7 @@ def storable_text(value: object, where: str) -> None:
     pending = [value]
     while pending:  # not recursive: the parser already went as deep as it could
         item = pending.pop()
-        if isinstance(item, str) and ("\x00" in item or not _is_utf8(item)):
+        if isinstance(item, str) and ("\x00" in item or not is_utf8(item)):
             raise BadRequest(f"{where} must not contain NUL characters or unpaired surrogates "
                              f"(\\u0000, \\ud800), as in {shown(item)}")
         if isinstance(item, dict):
@@ -76,12 +76,28 @@ def storable_text(value: object, where: str) -> None:
             pending.extend(item)
 
 
-def _is_utf8(text: str) -> bool:
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` can be encoded as UTF-8: no lone surrogates (from JSON's ``"\\ud800"``, or from a
+    command line's bytes that were not UTF-8, which Python decodes to surrogates)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return False
     return True
+
+
+IDEMPOTENCY_KEY_MAX = 100
+
+
+def idempotency_key(value: object, name: str) -> str | None:
+    """An idempotency key (a code issued by hand): a string of 1 to 100 characters PostgreSQL can store,
+    or None for none. The API and the CLI take the same keys."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= IDEMPOTENCY_KEY_MAX:
+        raise BadRequest(f"{name} must be a string of 1 to {IDEMPOTENCY_KEY_MAX} characters")
+    storable_text(value, name)
+    return value
 
 
 def parse_date(text: str, name: str) -> date:

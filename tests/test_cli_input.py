@@ -35,6 +35,20 @@ def shop(db, rt):  # type: ignore[no-untyped-def]
     (["programs", "set", SHOP, str(SHOPIFY_ID_MAX + 1), "active=true"], "a program id must be an id"),
     (["reconcile", "interval", SHOP, "٣"], "MINUTES must be a whole number from 1 to 1440, not '٣'"),
     (["metrics", SHOP, "--from", "²⁰²⁶-11-01"], "--from must be a date like 2026-11-30"),
+    # The API's limit on an idempotency key (its column holds 255 characters with the program's prefix).
+    (["codes", "issue", SHOP, "welcome", "42", "--key", "k" * 101],
+     "--key must be a string of 1 to 100 characters"),
+    # Bytes that are not UTF-8 on the command line (`caf$'\xe9'` in a UTF-8 shell) reach Python as lone
+    # surrogates, which the database cannot store: refused before any command looks at them.
+    (["codes", "show", SHOP, "caf\udce9"], "the argument 'caf\\udce9' is not UTF-8 text"),
+    (["codes", "show", "caf\udce9.myshopify.com", "X"], "the argument 'caf\\udce9.myshopify.com' is not UTF-8"),
+    (["codes", "issue", SHOP, "welcome", "42", "--key", "caf\udce9"], "the argument 'caf\\udce9' is not UTF-8 text"),
+    (["programs", "set", SHOP, "welcome", "name=Caf\udce9"], "the argument 'name=Caf\\udce9' is not UTF-8"),
+    (["events", "list", "--shop", "\udcff"], "the argument '\\udcff' is not UTF-8 text"),
+    (["shops", "setup", "\udcff"], "the argument '\\udcff' is not UTF-8 text"),
+    (["data-requests", "list", "\udcff"], "the argument '\\udcff' is not UTF-8 text"),
+    (["metrics", SHOP, "--program", "\udcff"], "the argument '\\udcff' is not UTF-8 text"),
+    (["referrals", "retire", SHOP, "\udcff"], "the argument '\\udcff' is not UTF-8 text"),
 ])
 def test_bad_input_is_a_one_line_usage_error(runner, shop, args, message):
     result = runner.invoke(args=args)

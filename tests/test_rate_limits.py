@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -75,3 +76,30 @@ def test_redis_down_counts_in_memory_and_never_answers_500(app_factory):
     assert statuses(client, "/", 3) == [200, 200, 429]
     health = client.get("/healthz")
     assert health.status_code == 503 and json.loads(health.data)["redis"].startswith("unreachable")
+
+
+def _routes(app):  # type: ignore[no-untyped-def]
+    """(blueprint, method, path) for every route of the app, its variables filled with a plain value."""
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        if rule.endpoint == "static":  # Flask-Limiter never counts static files
+            continue
+        method = sorted((rule.methods or {"GET"}) - {"HEAD", "OPTIONS"})[0]
+        yield rule.endpoint.split(".", 1)[0], method, re.sub(r"<[^>]+>", "1", rule.rule)
+
+
+def test_every_route_is_limited_unless_its_blueprint_is_exempted_with_a_reason(app_factory):
+    """A public page added later is limited without anyone remembering to, and an exemption made
+    anywhere but NOT_LIMITED_BY_ADDRESS (a stray ``@limiter.exempt``) fails here."""
+    client = app_factory(public_rate_limit="1 per minute").test_client()
+    limited, exempt = [], []
+    for n, (blueprint, method, path) in enumerate(_routes(client.application)):
+        address = {"REMOTE_ADDR": f"203.0.113.{n % 250 + 1}"}  # a budget of its own for each route
+        answers = [client.open(path, method=method, environ_base=address).status_code for _ in range(3)]
+        if blueprint in NOT_LIMITED_BY_ADDRESS:
+            assert 429 not in answers, (method, path, answers)
+            exempt.append(path)
+        else:
+            assert answers[1:] == [429, 429], (method, path, answers)
+            limited.append(path)
+    assert {"/", "/auth", "/auth/callback", "/r/1"} <= set(limited)
+    assert {"/webhooks", "/healthz", "/proxy", "/api/programs", "/admin/"} <= set(exempt)

@@ -13,7 +13,16 @@ from app import lifecycle
 from app.codes import catch_up, code_actions, health, issuance, metrics, programs
 from app.errors import BadRequest, NotFound
 from app.models import DataRequest
-from app.params import SHOPIFY_ID_MAX, is_id, parse_id, parse_shopify_id, shown, storable_text, whole_number
+from app.params import (
+    SHOPIFY_ID_MAX,
+    idempotency_key,
+    is_id,
+    parse_id,
+    parse_shopify_id,
+    shown,
+    storable_text,
+    whole_number,
+)
 from app.web import db_session, rt, session_token_shop
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -174,10 +183,8 @@ def code_issue():  # type: ignore[no-untyped-def]
     if not is_id(program_id):
         raise BadRequest(f"program_id must be the id of one of this store's programs, not {shown(program_id)}")
     customer = shopify_customer_id(body.get("customer_id"))
-    key = request.headers.get("Idempotency-Key") or body.get("idempotency_key")
-    if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 100):
-        raise BadRequest("the idempotency key must be a string of 1 to 100 characters")
-    storable_text(key, "the idempotency key")
+    key = idempotency_key(request.headers.get("Idempotency-Key") or body.get("idempotency_key"),
+                          "the idempotency key")
     row, new = code_actions.issue(db_session(), rt().redis, shop.id, program_id, customer, key)
     response = jsonify(_code(shop, row))
     response.status_code = 202 if new else 200

@@ -22,6 +22,7 @@ from flask import Flask
 from app.cli import referral_admin as _referral_admin  # noqa: F401  (adds settings|list to the referrals group)
 from app.cli import referral_pools as _referral_pools  # noqa: F401  (adds pool|top-up|pool-settings|caps)
 from app.cli.codes import codes
+from app.cli.common import refuse_undecodable_arguments
 from app.cli.data_requests import data_requests
 from app.cli.events import events
 from app.cli.metrics import metrics_report
@@ -31,8 +32,12 @@ from app.cli.referrals import referrals_cli
 from app.cli.shops import shops
 from app.cli.tokens import tokens
 
+# Every command group, each refusing arguments that are not UTF-8 (wrapped once, here at import).
+COMMANDS = tuple(refuse_undecodable_arguments(command) for command in (
+    metrics_report, shops, events, data_requests, tokens, programs, codes, reconcile, referrals_cli))
+
 
 def register_cli(app: Flask) -> None:
     """Every command group on the app's ``flask`` command."""
-    for command in (metrics_report, shops, events, data_requests, tokens, programs, codes, reconcile, referrals_cli):
+    for command in COMMANDS:
         app.cli.add_command(command)

@@ -10,7 +10,16 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy.orm import Session
 
-from app.cli.common import MAX_ROWS, ROWS, SHOPIFY_ID, echo_table, program_or_fail, shop_or_fail, usage_error
+from app.cli.common import (
+    IDEMPOTENCY_KEY,
+    MAX_ROWS,
+    ROWS,
+    SHOPIFY_ID,
+    echo_table,
+    program_or_fail,
+    shop_or_fail,
+    usage_error,
+)
 from app.codes import code_actions, issuance
 from app.errors import BadRequest, Conflict, NotFound
 from app.models import CODE_STATUSES, IssuedCode, Shop
@@ -59,7 +68,8 @@ def codes_show(domain: str, code: str) -> None:
 @click.argument("domain")
 @click.argument("which", metavar="PROGRAM")
 @click.argument("customer", type=SHOPIFY_ID, metavar="SHOPIFY_CUSTOMER_ID")
-@click.option("--key", help="an idempotency key: the same key again issues nothing more")
+@click.option("--key", type=IDEMPOTENCY_KEY,
+              help="an idempotency key (1 to 100 characters): the same key again issues nothing more")
 @click.option("--wait", type=click.FloatRange(0, 3600), default=0.0, metavar="SECONDS",
               help="wait for the code to be attached, showing progress")
 def codes_issue(domain: str, which: str, customer: int, key: str | None, wait: float) -> None:

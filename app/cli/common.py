@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app import lifecycle
 from app.errors import BadRequest
 from app.models import PROGRAM_KINDS, Program, Shop
-from app.params import parse_date, parse_id, parse_shopify_id, whole_number
+from app.params import idempotency_key, is_utf8, parse_date, parse_id, parse_shopify_id, shown, whole_number
 
 
 class Checked(click.ParamType):
@@ -43,6 +43,28 @@ ID = Checked("id", parse_id)  # one of our rows
 SHOPIFY_ID = Checked("shopify_id", parse_shopify_id)
 ROWS = Checked("integer", lambda text, name: whole_number(text, name, 1, MAX_ROWS))
 DAY = Checked("date", parse_date)
+IDEMPOTENCY_KEY = Checked("text", idempotency_key)
+
+
+def refuse_undecodable_arguments(command: click.Command) -> click.Command:
+    """Make ``command`` (a group: its subcommands' arguments too) refuse an argument that is not UTF-8
+    text, as a usage error.
+
+    Python decodes a command line's bytes that are not UTF-8 (a Latin-1 terminal, a stray byte pasted)
+    to lone surrogates, which neither the database nor the terminal can encode: the command ended in a
+    traceback wherever the text was first used (a shop's domain, a code, a program's name).
+    """
+    parse_args = command.parse_args
+
+    def checked(ctx: click.Context, args: list[str]) -> list[str]:
+        for arg in args:
+            if not is_utf8(arg):
+                raise click.UsageError(f"the argument {shown(arg)} is not UTF-8 text (check the terminal's "
+                                       "encoding)", ctx)
+        return parse_args(ctx, args)
+
+    command.parse_args = checked  # type: ignore[method-assign]
+    return command
 
 
 def usage_error(exc: BadRequest) -> click.UsageError:

@@ -77,6 +77,8 @@ def test_the_same_idempotency_key_issues_once(api, world: World):
     ({"program_id": 1, "customer_id": -3}, "customer_id"),
     ({"program_id": 1, "customer_id": 5, "value": 99}, "unknown field value"),
     ({"program_id": 1, "customer_id": 5, "idempotency_key": ""}, "idempotency key"),
+    ({"program_id": 1, "customer_id": 5, "idempotency_key": "k" * 101},
+     "the idempotency key must be a string of 1 to 100 characters"),  # the CLI's --key takes the same
 ])
 def test_bad_requests_name_the_problem_and_change_nothing(api, world: World, body, complaint):
     kwargs = {"data": body} if isinstance(body, str) else {"json": body}
