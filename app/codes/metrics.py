@@ -59,12 +59,13 @@ order of the range; the top advocates' ids and revenue are then read for those t
 from __future__ import annotations
 
 import statistics
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from operator import add
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -431,54 +432,64 @@ def _groups_from_tallies(session: Session, dialect: str, shop_id: int, period: P
         return None
     if session.scalar(select(Shop.tally_zone).where(Shop.id == shop_id)) != period.zone:
         return None
+    # One statement, so one snapshot: a fold that moves changes into the days meanwhile is seen
+    # entirely or not at all. The days' rows are unique per key and come as they are; the few changes
+    # not folded yet are summed per day here and added to them below.
     change_day = cast(func.timezone(period.zone, CodeTallyChange.at), Date)
-    key = ("day", "program_id", "currency", "detail")
-    both = union_all(
-        select(*(getattr(CodeTally, name) for name in (*key, *TALLY_FIGURES)))
+    changes_key = (change_day, CodeTallyChange.program_id, CodeTallyChange.currency, CodeTallyChange.detail)
+    rows = session.execute(union_all(
+        select(CodeTally.day, CodeTally.program_id, CodeTally.currency, CodeTally.detail,
+               *(getattr(CodeTally, name) for name in TALLY_FIGURES))
         .where(CodeTally.shop_id == shop_id, CodeTally.day >= period.first, CodeTally.day <= period.last),
-        select(change_day.label("day"), *(getattr(CodeTallyChange, name) for name in (*key[1:], *TALLY_FIGURES)))
+        select(*changes_key, *(func.sum(getattr(CodeTallyChange, name)) for name in TALLY_FIGURES))
         .where(CodeTallyChange.shop_id == shop_id, CodeTallyChange.at >= period.start,
-               CodeTallyChange.at < period.end)).subquery()
+               CodeTallyChange.at < period.end)
+        .group_by(*changes_key))).all()
+    figures: dict[tuple[Any, ...], TallyRow] = {}
+    for row in rows:
+        key, values = tuple(row[:4]), TallyRow._make(row[4:])
+        figures[key] = values if key not in figures else TallyRow._make(map(add, figures[key], values))
     found = Groups([], [], [], [], [], [], [], [])
-    for day, program, currency, detail, *sums in session.execute(
-            select(*(both.c[name] for name in key), *(func.sum(both.c[name]) for name in TALLY_FIGURES))
-            .group_by(*(both.c[name] for name in key))):
-        _split(found, day, program, currency, detail, dict(zip(TALLY_FIGURES, sums, strict=True)), program_id)
+    for (day, program, currency, detail), values in figures.items():
+        _split(found, day, program, currency, detail, values, program_id)
     return found
 
 
-def _split(found: Groups, day: date, program: int, currency: str, detail: str, figures: dict[str, Any],
+TallyRow = namedtuple("TallyRow", TALLY_FIGURES)  # type: ignore[misc]  # noqa: PYI024 -- the columns' names, as listed
+
+
+def _split(found: Groups, day: date, program: int, currency: str, detail: str, figures: TallyRow,
            program_id: int | None) -> None:
     """One tally row's figures into the groups the codes' queries give (``Groups``), leaving out what
     adds up to nothing, as those queries have no row for it. ``program_id``: the program asked for,
     whose codes only count (the referral loop is the shop's whole)."""
-    if figures["link_clicks"] or figures["unique_visitors"]:
-        found.clicks.append((day, figures["link_clicks"], figures["unique_visitors"]))
-    if figures["friend_codes"]:
-        found.friend_codes.append((day, program, figures["friend_codes"]))
-    if figures["friend_orders"]:
-        found.referrals.append((day, program or None, currency, detail or None, figures["friend_orders"],
-                                figures["referred_revenue"], figures["rewarded_revenue"], figures["rewards_pending"],
-                                figures["rewards_issued"], figures["rewards_voided"], figures["rewards_blocked"]))
+    if figures.link_clicks or figures.unique_visitors:
+        found.clicks.append((day, figures.link_clicks, figures.unique_visitors))
+    if figures.friend_codes:
+        found.friend_codes.append((day, program, figures.friend_codes))
+    if figures.friend_orders:
+        found.referrals.append((day, program or None, currency, detail or None, figures.friend_orders,
+                                figures.referred_revenue, figures.rewarded_revenue, figures.rewards_pending,
+                                figures.rewards_issued, figures.rewards_voided, figures.rewards_blocked))
     if program == 0:  # the shop's paid orders
-        if figures["orders"]:
-            found.paid.append((day, True, currency, figures["orders"], figures["revenue"]))
-        if figures["orders_without_codes"]:
-            found.paid.append((day, False, currency, figures["orders_without_codes"], figures["revenue_without_codes"]))
+        if figures.orders:
+            found.paid.append((day, True, currency, figures.orders, figures.revenue))
+        if figures.orders_without_codes:
+            found.paid.append((day, False, currency, figures.orders_without_codes, figures.revenue_without_codes))
         return
     if program_id is not None and program != program_id:
         return
-    if figures["codes_issued"] or figures["redeemed_of_issued"]:
-        found.issued.append((day, program, figures["codes_issued"], figures["redeemed_of_issued"]))
-    if figures["codes_redeemed"]:
-        found.redeemed.append((day, program, currency or None, figures["codes_redeemed"], figures["discounts_known"],
-                               figures["discount"] if figures["discounts_known"] else None))
-    if figures["orders"]:
-        found.program_orders.append((day, program, currency or None, figures["orders"], figures["revenue"]))
-    if figures["friend_code_orders"]:
-        found.friend.append((day, program, currency, figures["friend_code_orders"], figures["friend_discounts_known"],
-                             figures["friend_discount"] if figures["friend_discounts_known"] else None,
-                             figures["friend_code_revenue"]))
+    if figures.codes_issued or figures.redeemed_of_issued:
+        found.issued.append((day, program, figures.codes_issued, figures.redeemed_of_issued))
+    if figures.codes_redeemed:
+        found.redeemed.append((day, program, currency or None, figures.codes_redeemed, figures.discounts_known,
+                               figures.discount if figures.discounts_known else None))
+    if figures.orders:
+        found.program_orders.append((day, program, currency or None, figures.orders, figures.revenue))
+    if figures.friend_code_orders:
+        found.friend.append((day, program, currency, figures.friend_code_orders, figures.friend_discounts_known,
+                             figures.friend_discount if figures.friend_discounts_known else None,
+                             figures.friend_code_revenue))
 
 
 def on_store() -> ColumnElement[bool]:
