@@ -66,6 +66,15 @@ def installed_shop() -> Shop:
     return db_session().get_one(Shop, shop_id)
 
 
+@bp.app_template_filter("number")
+def number(value: int | str | Decimal | None) -> str:
+    """A count or an amount with thousands separators, as Shopify's admin writes them: 1,234 and
+    20,673,813.07 (an amount keeps its decimals exactly: it is formatted as a ``Decimal``)."""
+    if value is None:
+        return "—"
+    return f"{value:,}" if isinstance(value, int) else f"{Decimal(str(value)):,}"
+
+
 @bp.app_template_filter("offer")
 def offer(program: Program | dict[str, Any]) -> str:
     """A program's offer in words ("15 % off", "5.00 off", "free shipping"), as the customer's own page

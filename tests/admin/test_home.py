@@ -154,3 +154,14 @@ def test_no_template_writes_an_inline_style():
     offenders = [str(path.relative_to(ROOT)) for path in (ROOT / "app" / "templates").rglob("*.html")
                  if 'style="' in path.read_text()]
     assert offenders == []
+
+
+@pytest.mark.parametrize(("value", "written"), [
+    (0, "0"), (974852, "974,852"), ("20673813.07", "20,673,813.07"), ("-1234.50", "-1,234.50"), ("0.00", "0.00"),
+    (None, "—"),
+])
+def test_counts_and_amounts_are_written_with_thousands_separators(app, value, written):
+    assert app.jinja_env.filters["number"](value) == written
+    if isinstance(value, str):
+        rendered = app.jinja_env.from_string('{% from "components/format.html" import money %}{{ money(a) }}')
+        assert rendered.render(a={"USD": value}) == f"{written} USD"
