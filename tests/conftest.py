@@ -21,6 +21,7 @@ from flask import Flask
 from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.dialects import postgresql
 
 from app import create_app, runtime
 from app.config import DEFAULT_SCOPES, ROOT, Settings
@@ -122,17 +123,23 @@ def _truncation_engine(database_url: str) -> Engine:
     return create_engine(database_url)
 
 
+@functools.cache
+def _truncation_sql() -> str:
+    """Every table emptied (children first), then every sequence of the schema restarted: one script."""
+    deletes = [str(table.delete().compile(dialect=postgresql.dialect()))
+               for table in reversed(Base.metadata.sorted_tables)]
+    restart = ("SELECT setval(c.oid::regclass, 1, false) FROM pg_class c "
+               "WHERE c.relkind = 'S' AND c.relnamespace = current_schema()::regnamespace")
+    return ";\n".join([*deletes, restart])
+
+
 def _truncate(database_url: str) -> None:
     """Empty every table and restart every id sequence: as ``TRUNCATE ... RESTART IDENTITY``, but with
     DELETE (children first), which on a test's handful of rows costs ~6 ms where TRUNCATE, writing new
-    files for every table and index, costs ~65 ms — a minute of the suite's time."""
+    files for every table and index, costs ~65 ms — a minute of the suite's time. The statements go as
+    one script, in one round trip (as separate statements: 37 round trips, ~6 ms more per test)."""
     with _truncation_engine(database_url).begin() as connection:
-        for table in reversed(Base.metadata.sorted_tables):
-            connection.execute(table.delete())
-        sequences = connection.scalars(text(
-            "SELECT sequence_name FROM information_schema.sequences WHERE sequence_schema = current_schema()")).all()
-        for sequence in sequences:
-            connection.execute(text("SELECT setval(:sequence, 1, false)"), {"sequence": sequence})
+        connection.exec_driver_sql(_truncation_sql())
 
 
 @pytest.fixture
