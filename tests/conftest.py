@@ -244,6 +244,14 @@ def run_worker(redis: Redis) -> None:
     Worker(list(QUEUES), connection=redis).work(burst=True, with_scheduler=False)
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: a run without xdist (-p no:xdist) has none
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (``make test``): one worker more than this machine has cores. About a third of the
+    suite's time is spent waiting on other processes (the worker processes, the browser, devstore's
+    jobs, leases running out): a spare worker runs other tests meanwhile. On two cores: 3 workers."""
+    return len(os.sched_getaffinity(0)) + 1 if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1) + 1
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Give this run's Redis db back (its database is dropped by ``migrated_database``)."""
     isolation.release_redis()
