@@ -9,7 +9,8 @@ over the year in every status, a year of hourly clicks on ten links. Then it fol
 (the first fold builds the shop's days from its rows: timed), and requests every admin page through the
 Flask app in this process (``GET /admin/...`` with a fresh session token, as the browser's requests
 come): Home over each preset range and a custom year, Programs, Codes with its filters, a deep page and
-a code, Referrals with its filters, links and pool, Health. Each page is asked once to warm up, then
+a code, Referrals with its filters, links and pool, Health; then the metrics as the API computes them
+(with the medians) for 30 and 365 days. Each is asked once to warm up, then
 ``--repeats`` times; the server time is the time ``app.test_client().get`` takes (the whole request:
 verification, queries, template), reported as median and maximum. The dashboard's ranges are timed
 again reading the codes instead of the tallies, for comparison. Figures go to
@@ -26,13 +27,14 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, text, update
 
 from app.codes import tallies
+from app.codes.metrics import Period, shop_metrics
 from app.config import DEFAULT_SCOPES
 from app.db import Database
 from app.models import IssuedCode, Program, Shop
@@ -196,6 +198,28 @@ def timed_page(client: Any, path: str, repeats: int) -> dict[str, Any]:
             "statuses": sorted(statuses)}
 
 
+def time_api_metrics(db: Database, shop_id: int, today: date, repeats: int) -> list[dict[str, Any]]:
+    """``shop_metrics`` as the API and the CLI call it (with the medians, which read the range's redeemed
+    codes) for 30 and 365 days: not a page, so not held to the budget, but what an API caller waits."""
+    timings = []
+    with db.session_scope() as session:
+        shop = session.get(Shop, shop_id)
+        for days in (30, 365):
+            period = Period.of_shop(shop, (today - timedelta(days=days - 1)).isoformat(), today.isoformat())
+            times = []
+            for attempt in range(repeats + 1):
+                started = time.perf_counter()
+                shop_metrics(session, shop_id, period, daily=True)
+                if attempt:
+                    times.append((time.perf_counter() - started) * 1000)
+                session.rollback()
+            figures = {"days": days, "median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1)}
+            timings.append(figures)
+            print(f"{figures['median_ms']:8.1f} ms  max {figures['max_ms']:8.1f} ms  API metrics, {days} days "
+                  "(with the medians)", flush=True)
+    return timings
+
+
 def measure(args: argparse.Namespace, db: Database, shop_id: int) -> dict[str, Any]:
     zone = "America/New_York"
     today = datetime.now(ZoneInfo(zone)).date()
@@ -207,6 +231,7 @@ def measure(args: argparse.Namespace, db: Database, shop_id: int) -> dict[str, A
             results["pages"].append({"page": name, "path": path, **figures})
             print(f"{figures['median_ms']:8.1f} ms  max {figures['max_ms']:8.1f} ms  {figures['statuses']}  {name}",
                   flush=True)
+        results["api_metrics"] = time_api_metrics(db, shop_id, today, args.repeats)
         # The same dashboard ranges read from the codes (the shop's tallies set aside): what they spare.
         with db.session_scope() as session:
             session.execute(update(Shop).where(Shop.id == shop_id).values(tally_zone=None))
