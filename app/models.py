@@ -408,6 +408,7 @@ class Referral(Base):
         CheckConstraint("(status IN ('voided', 'blocked')) = (reason IS NOT NULL)", name="status_reason"),
         UniqueConstraint("shop_id", "shopify_order_id"),
         Index("ix_referrals_shop_created", "shop_id", "created_at"),
+        Index("ix_referrals_shop_ordered", "shop_id", "ordered_at"),  # the metrics' range (migration 0018)
         Index("ix_referrals_shop_status", "shop_id", "status", "id"),  # the list filtered by a rare status
         Index("ix_referrals_advocate", "shop_id", "advocate_id", "created_at"),
         Index("ix_referrals_link", "link_id"),

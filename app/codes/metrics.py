@@ -45,15 +45,15 @@ Another program's report has ``referrals: null``.
 Money is in the shop's currency, per currency code: a shop that changed its currency sees both.
 Days are the store's own, in its time zone (``Shop.iana_timezone``; UTC until catch-up has read it).
 
-Every query reads one shop's rows in the range through an index that starts with the shop and the
-date (``ix_issued_codes_shop_issued``, ``ix_issued_codes_shop_redeemed``, ``ix_paid_orders_shop_paid``),
-and groups by day and program in the database: the cost follows the rows in the range, never the
-shop's whole history, and the totals and the per-program breakdown are sums of those few groups.
-The referral loop reads ``ix_referral_click_hours_shop`` (shop, hour), the shop's links
-(``ix_referral_links_shop``), the friend codes by shop and time (``ix_pool_codes_shop_handed_out``),
-and ``ix_referrals_shop_created`` (shop, recorded time): an order is recorded
-after it is paid, so the referrals recorded since the range began (less a day for clocks) hold every
-order of the range; the top advocates' ids and revenue are then read for those ten only.
+On PostgreSQL the figures come from the days' tallies (``app.codes.tallies``): a few rows per day,
+whatever the shop's size. Where there are none (SQLite; a shop whose tallies are being rebuilt for a
+new time zone) every query reads one shop's rows in the range through an index that starts with the
+shop and the date (``ix_issued_codes_shop_issued``, ``ix_issued_codes_shop_redeemed``,
+``ix_paid_orders_shop_paid``, ``ix_referral_click_hours_shop``, ``ix_pool_codes_shop_handed_out``,
+``ix_referrals_shop_ordered``) and groups by day and program in the database: the cost follows the
+rows in the range, never the shop's whole history. The top advocates are always read from the
+range's referrals (``ix_referrals_shop_ordered``), their ids and revenue then for those ten only; the
+medians from the range's redeemed codes.
 """
 
 from __future__ import annotations
@@ -104,8 +104,6 @@ WORK_MEM = "32MB"
 CENT = Decimal("0.01")
 REFERRAL_KINDS = ("referral_friend", "referral_reward")
 TOP_ADVOCATES = 10
-# A referral is recorded after its order was paid; this much earlier covers clocks a little apart.
-RECORDED_SLACK = timedelta(days=1)
 REWARDS = {"held": "pending", "rewarded": "issued", "voided": "voided", "blocked": "blocked"}
 
 
@@ -661,9 +659,8 @@ def referral_loop(session: Session, shop_id: int, period: Period, found: Groups)
 
 
 def _referrals_in(shop_id: int, period: Period) -> tuple[ColumnElement[bool], ...]:
-    """The shop's referrals whose order was paid in the range, read from (shop, recorded time)."""
-    return (Referral.shop_id == shop_id, Referral.created_at >= period.start - RECORDED_SLACK,
-            Referral.ordered_at >= period.start, Referral.ordered_at < period.end)
+    """The shop's referrals whose order was paid in the range (``ix_referrals_shop_ordered``)."""
+    return (Referral.shop_id == shop_id, Referral.ordered_at >= period.start, Referral.ordered_at < period.end)
 
 
 def _top_advocates(session: Session, shop_id: int, in_range: tuple[ColumnElement[bool], ...]) -> list[dict[str, Any]]:

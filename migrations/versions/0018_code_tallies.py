@@ -8,7 +8,8 @@ shop's rows, which is how a shop's tallies are (re)built for a new time zone. Th
 once below, serves the triggers (this statement's new rows less its old ones) and the replay (all the
 shop's rows).
 
-The index on (shop, order) finds a changed code's sibling codes: an order counts once per program.
+The index on (shop, order) finds a changed code's sibling codes: an order counts once per program;
+the one on referrals (shop, order time) reads the top advocates of a range.
 
 SQLite (development) has the tables but no triggers: the metrics read the codes there.
 
@@ -226,6 +227,8 @@ def upgrade() -> None:
         op.create_index('ix_issued_codes_shop_order', 'issued_codes', ['shop_id', 'order_id'], unique=False,
                         postgresql_where=sa.text('order_id IS NOT NULL'), sqlite_where=sa.text('order_id IS NOT NULL'),
                         postgresql_concurrently=True)
+        op.create_index('ix_referrals_shop_ordered', 'referrals', ['shop_id', 'ordered_at'], unique=False,
+                        postgresql_concurrently=True)
 
     big_id = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
     op.create_table('code_tallies',
@@ -280,4 +283,5 @@ def downgrade() -> None:
     op.drop_table('code_tally_changes')
     op.drop_table('code_tallies')
     with op.get_context().autocommit_block():
+        op.drop_index('ix_referrals_shop_ordered', table_name='referrals', postgresql_concurrently=True)
         op.drop_index('ix_issued_codes_shop_order', table_name='issued_codes', postgresql_concurrently=True)
