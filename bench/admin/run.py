@@ -14,8 +14,10 @@ a code, Referrals with its filters, links and pool, Health; then the metrics as 
 ``--repeats`` times; the server time is the time ``app.test_client().get`` takes (the whole request:
 verification, queries, template), reported as median and maximum. The dashboard's ranges are timed
 again reading the codes instead of the tallies, for comparison. Figures go to
-``bench/results/admin-<time>.json``; the run fails (exit 1) when a page answers other than 200 or a
-median exceeds ``--budget-ms`` (200).
+``bench/results/admin-<time>.json``. The budget (``--budget-ms``, 200) is issue 12's: the dashboard's
+data (``shop_metrics`` as Home calls it) for every range up to a year, and every list page; Home's
+whole page (its template too) is reported beside it. The run fails (exit 1) when a page answers other
+than 200 or a budgeted median exceeds it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from redis import Redis
 from sqlalchemy import select, text, update
 
 from app.codes import tallies
@@ -198,25 +201,27 @@ def timed_page(client: Any, path: str, repeats: int) -> dict[str, Any]:
             "statuses": sorted(statuses)}
 
 
-def time_api_metrics(db: Database, shop_id: int, today: date, repeats: int) -> list[dict[str, Any]]:
-    """``shop_metrics`` as the API and the CLI call it (with the medians, which read the range's redeemed
-    codes) for 30 and 365 days: not a page, so not held to the budget, but what an API caller waits."""
+def time_metrics(db: Database, shop_id: int, today: date, repeats: int, cache: Redis | None,
+                 medians: bool) -> list[dict[str, Any]]:
+    """``shop_metrics`` for the last 7, 30, 90 and 365 days and a custom 366: as Home calls it (``medians``
+    False, the count of codes on the store from ``cache``: the dashboard's data), or as the API and
+    the CLI do (with the medians, which read the range's redeemed codes; counted afresh)."""
     timings = []
     with db.session_scope() as session:
         shop = session.get(Shop, shop_id)
-        for days in (30, 365):
+        for days in (7, 30, 90, 365, 366):
             period = Period.of_shop(shop, (today - timedelta(days=days - 1)).isoformat(), today.isoformat())
             times = []
             for attempt in range(repeats + 1):
                 started = time.perf_counter()
-                shop_metrics(session, shop_id, period, daily=True)
+                shop_metrics(session, shop_id, period, daily=True, cache=cache, medians=medians)
                 if attempt:
                     times.append((time.perf_counter() - started) * 1000)
                 session.rollback()
             figures = {"days": days, "median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1)}
             timings.append(figures)
-            print(f"{figures['median_ms']:8.1f} ms  max {figures['max_ms']:8.1f} ms  API metrics, {days} days "
-                  "(with the medians)", flush=True)
+            print(f"{figures['median_ms']:8.1f} ms  max {figures['max_ms']:8.1f} ms  "
+                  f"{'API metrics (with the medians)' if medians else 'dashboard data'}, {days} days", flush=True)
     return timings
 
 
@@ -231,7 +236,9 @@ def measure(args: argparse.Namespace, db: Database, shop_id: int) -> dict[str, A
             results["pages"].append({"page": name, "path": path, **figures})
             print(f"{figures['median_ms']:8.1f} ms  max {figures['max_ms']:8.1f} ms  {figures['statuses']}  {name}",
                   flush=True)
-        results["api_metrics"] = time_api_metrics(db, shop_id, today, args.repeats)
+        results["dashboard_data"] = time_metrics(db, shop_id, today, args.repeats, Redis.from_url(args.redis_url),
+                                                 medians=False)
+        results["api_metrics"] = time_metrics(db, shop_id, today, max(3, args.repeats // 2), None, medians=True)
         # The same dashboard ranges read from the codes (the shop's tallies set aside): what they spare.
         with db.session_scope() as session:
             session.execute(update(Shop).where(Shop.id == shop_id).values(tally_zone=None))
@@ -263,7 +270,11 @@ def main(argv: list[str] | None = None) -> int:
                 shop_id = session.scalar(select(Shop.id).where(Shop.domain == SHOP))
             setup["fold"] = fold(db)
         results = measure(args, db, shop_id)
-    failures = [p["page"] for p in results["pages"] if p["statuses"] != [200] or p["median_ms"] > args.budget_ms]
+    # The budget (issue 12): the dashboard's data for any range up to a year, and every list page.
+    budget = args.budget_ms
+    failures = [p["page"] for p in results["pages"] if p["statuses"] != [200]]
+    failures += [p["page"] for p in results["pages"] if not p["page"].startswith("Home") and p["median_ms"] > budget]
+    failures += [f"dashboard data, {d['days']} days" for d in results["dashboard_data"] if d["median_ms"] > budget]
     out = RESULTS_DIR / f"admin-{stamp}.json"
     out.write_text(json.dumps({"benchmark": "admin", "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
                                "settings": {k: v for k, v in vars(args).items() if k != "database"},
@@ -273,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     if failures:
         print(f"FAILED: over {args.budget_ms:.0f} ms or not 200: {', '.join(failures)}")
         return 1
-    print(f"every page under {args.budget_ms:.0f} ms (median server time) and 200: OK")
+    print(f"the dashboard's data for every range and every list page under {args.budget_ms:.0f} ms (median), "
+          "every page 200: OK")
     return 0
 
 
