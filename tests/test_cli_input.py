@@ -74,3 +74,26 @@ def test_the_largest_ids_are_looked_up(runner, shop):
     assert listed.exit_code == 0 and "has no codes like that" in listed.output
     shown = runner.invoke(args=["codes", "show", SHOP, str(ROW_ID_MAX)])
     assert shown.exit_code == 1 and f"has no code '{ROW_ID_MAX}'" in shown.output
+
+
+def test_a_code_or_token_that_begins_with_a_dash_is_an_argument_not_an_option(runner, db, shop):
+    """Link tokens are URL-safe base64 (one in 64 begins with "-") and a pattern may begin a code with "-":
+    ``codes show SHOP -X7K`` must find the code, not answer "No such option"."""
+    from app.codes import referrals
+    from app.models import ReferralLink
+    from tests.helpers import issued_code
+
+    row = issued_code(db, shop, "-DASHED1")
+    shown = runner.invoke(args=["codes", "show", SHOP, "-DASHED1"])
+    assert shown.exit_code == 0 and f'"id": {row.id}' in shown.output, shown.output
+    assert "revoked" in runner.invoke(args=["codes", "revoke", SHOP, "-dashed1"]).output
+    assert "only failed codes" in runner.invoke(args=["codes", "retry", SHOP, "-DASHED1"]).output
+    link, _ = referrals.create_link(db, shop.id, 42)
+    link.token = "-" + link.token[1:]
+    db.commit()
+    retired = runner.invoke(args=["referrals", "retire", SHOP, link.token])
+    assert retired.exit_code == 0 and f"link {link.id} retired" in retired.output, retired.output
+    db.expire_all()
+    assert db.get(ReferralLink, link.id).status == "retired"
+    # Their --help still answers.
+    assert "Retire a link" in runner.invoke(args=["referrals", "retire", "--help"]).output

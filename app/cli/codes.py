@@ -15,6 +15,7 @@ from app.cli.common import (
     MAX_ROWS,
     ROWS,
     SHOPIFY_ID,
+    TAKES_DASHED_VALUES,
     echo_table,
     program_or_fail,
     shop_or_fail,
@@ -53,7 +54,7 @@ def codes_list(domain: str, status: str | None, which: str | None, customer: int
     echo_table(table)
 
 
-@codes.command("show")
+@codes.command("show", context_settings=TAKES_DASHED_VALUES)
 @click.argument("domain")
 @click.argument("code")
 def codes_show(domain: str, code: str) -> None:
@@ -93,7 +94,7 @@ def codes_issue(domain: str, which: str, customer: int, key: str | None, wait: f
                                        f"running? (`flask codes show {domain} {code_id}` tells later)")
 
 
-@codes.command("revoke")
+@codes.command("revoke", context_settings=TAKES_DASHED_VALUES)
 @click.argument("domain")
 @click.argument("code")
 def codes_revoke(domain: str, code: str) -> None:
@@ -112,7 +113,7 @@ def codes_revoke(domain: str, code: str) -> None:
         click.echo(f"code {code_id} revoked; {'deactivation queued' if queued else 'the sweep will deactivate it'}")
 
 
-@codes.command("retry")
+@codes.command("retry", context_settings=TAKES_DASHED_VALUES)
 @click.argument("domain")
 @click.argument("code")
 def codes_retry(domain: str, code: str) -> None:

@@ -15,6 +15,11 @@ from app.errors import BadRequest
 from app.models import PROGRAM_KINDS, Program, Shop
 from app.params import idempotency_key, is_utf8, parse_date, parse_id, parse_shopify_id, shown, whole_number
 
+# For commands whose argument is a code or a link token: both may begin with "-" (a link token is
+# URL-safe base64, so one in 64 does), which click would otherwise take for an unknown option (exit 2).
+# Those commands have no options but --help, which still works.
+TAKES_DASHED_VALUES = {"ignore_unknown_options": True}
+
 
 class Checked(click.ParamType):
     """A click type that parses with ``app.params``: the CLI refuses what the API refuses, in its words,

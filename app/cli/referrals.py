@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from app.cli.common import MAX_ROWS, ROWS, Checked, shop_or_fail
+from app.cli.common import MAX_ROWS, ROWS, TAKES_DASHED_VALUES, Checked, shop_or_fail
 from app.codes import referrals
 from app.errors import BadRequest, NotFound
 from app.models import LINK_STATUSES
@@ -47,7 +47,7 @@ def link(domain: str, customer: int) -> None:
                f"{shown['url']}{note}")
 
 
-@referrals_cli.command("retire")
+@referrals_cli.command("retire", context_settings=TAKES_DASHED_VALUES)
 @click.argument("domain")
 @click.argument("which", metavar="TOKEN_OR_CUSTOMER_ID")
 def retire(domain: str, which: str) -> None:
