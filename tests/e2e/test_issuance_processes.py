@@ -78,19 +78,21 @@ def test_a_worker_killed_after_the_store_accepted_the_code_is_retried_without_a_
     assert row.create_attempts == 1  # adopted by look-up, not created again
 
 
-def test_a_burst_of_200_signups_is_paced_by_the_bucket_and_another_shop_is_served_meanwhile(world: World, workers):
+def test_a_burst_of_signups_twice_the_bucket_is_paced_by_it_and_another_shop_is_served_meanwhile(world: World, workers):
     installed_with_welcome(world)
     installed_with_welcome(world, shop=OTHER_SHOP)
-    # Shopify's standard plan: 2,000 points, 100 a second. 200 codes need about twice the bucket.
-    assert world.control("GET", "")["bucket_size"] == 2000 and world.control("GET", "")["restore_rate"] == 100
+    # A bucket of 1,000 points restoring 50 a second (Shopify's older standard plan; today's is 2,000 and
+    # 100): 100 codes need about twice the bucket, so half of them wait on the restore, as 200 would
+    # on today's, with half the work for the machine.
+    world.control("PUT", "/plan", json={"bucket_size": 1000, "restore_rate": 50})
     for shop in (SHOP, OTHER_SHOP):
         world.control("DELETE", "/graphql_usage", shop=shop)
     workers(2)
     started = time.monotonic()
 
-    for n in range(200):
+    for n in range(100):
         world.control("POST", "/customers", json={"email": f"burst{n}@example.com"})
-    world.wait_delivered("customers/create", count=200, timeout=60)
+    world.wait_delivered("customers/create", count=100, timeout=60)
     for n in range(3):
         world.control("POST", "/customers", shop=OTHER_SHOP, json={"email": f"other{n}@example.com"})
     other_signed_up = time.monotonic()
@@ -98,15 +100,15 @@ def test_a_burst_of_200_signups_is_paced_by_the_bucket_and_another_shop_is_serve
     other_waited = time.monotonic() - other_signed_up
     still_flooded = statuses(world, SHOP).get("attached", 0)
 
-    final = wait_until(lambda: settled(world, 200, SHOP), timeout=180, interval=0.25, what="the burst")
+    final = wait_until(lambda: settled(world, 100, SHOP), timeout=180, interval=0.25, what="the burst")
     elapsed = time.monotonic() - started
-    assert final == {"attached": 200}, final
+    assert final == {"attached": 100}, final
     assert statuses(world, OTHER_SHOP) == {"attached": 3}
-    assert len(world.control("GET", "/discounts")) == 200
+    assert len(world.control("GET", "/discounts")) == 100
     usage = world.control("GET", "/graphql_usage")
-    # The bucket, not the workers, set the pace: beyond the first 2,000 points every point waited its turn.
-    assert usage["points"] > 2000 and elapsed >= (usage["points"] - 2000) / 100 * 0.9, (usage, elapsed)
+    # The bucket, not the workers, set the pace: beyond the first 1,000 points every point waited its turn.
+    assert usage["points"] > 1000 and elapsed >= (usage["points"] - 1000) / 50 * 0.9, (usage, elapsed)
     assert usage["throttled"] <= 5, usage  # the mirror paced nearly every call; any THROTTLED was waited out
     assert FailedJobRegistry("default", connection=world.rt.redis).count == 0
     # The other shop was served while the flood was still draining, within a few seconds.
-    assert still_flooded < 150 and other_waited < 5, (still_flooded, other_waited)
+    assert still_flooded < 75 and other_waited < 5, (still_flooded, other_waited)
