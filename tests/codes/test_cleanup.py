@@ -153,6 +153,8 @@ def cleaner(world: World, shop: ShopRef, claimant: str = "test-run") -> cleanup.
 
 def test_a_job_still_running_at_the_end_of_a_turn_is_polled_later_not_sent_again(world: World, shop: ShopRef):
     expired(world, shop, "SLOW", days_ago=9)
+    state = world.store.extensions["devstore"]
+    state.config = replace(state.config, job_seconds=60)  # still running at the first poll, however busy the machine
     first = cleaner(world, shop)
     with pytest.raises(cleanup.JobNotDone):
         first.run(deadline=time.monotonic())  # the turn ends before the store's job is done
@@ -160,6 +162,8 @@ def test_a_job_still_running_at_the_end_of_a_turn_is_polled_later_not_sent_again
     assert row.store_removal_job is not None and row.removed_from_store_at is None
     assert first.outcome.jobs == 1
 
+    with state.session() as session:  # the store's job finishes before the next turn
+        session.execute(update(Job).values(run_at=utcnow()))
     second = cleaner(world, shop)  # the same job's next turn
     outcome = second.run(deadline=time.monotonic() + 20)
     assert (outcome.jobs, outcome.removed) == (0, 1)  # polled the recorded job, sent nothing again
