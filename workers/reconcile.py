@@ -43,7 +43,8 @@ def reconcile_orders(shop_id: int) -> str | Retry:
             page = walk.page()
             if page.rewards:
                 enqueue_issuance(rt.redis, shop_id)
-            done.update(pages=1, orders=page.orders, recovered=page.recovered, redeemed=page.redeemed)
+            done.update(pages=1, orders=page.orders, recovered=page.recovered, redeemed=page.redeemed,
+                        cancellations=page.cancellations)
             if page.finished:
                 break
             if time.monotonic() - started > TURN_SECONDS:
@@ -67,8 +68,9 @@ def reconcile_orders(shop_id: int) -> str | Retry:
 
 
 def _summary(done: Counter[str]) -> str:
+    cancelled = f", {done['cancellations']} cancellations missed by webhooks" if done["cancellations"] else ""
     return (f"{done['pages']} pages, {done['orders']} orders read, {done['recovered']} missed by webhooks, "
-            f"{done['redeemed']} codes redeemed")
+            f"{done['redeemed']} codes redeemed{cancelled}")
 
 
 def schedule_catch_up() -> dict[str, int]:

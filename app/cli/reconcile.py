@@ -12,7 +12,7 @@ from app.cli.common import Checked, cell, echo_table, moment, shop_or_fail
 from app.codes import catch_up
 from app.models import ReconcileCursor
 from app.params import whole_number
-from app.queues import catch_up_job_id, enqueue_catch_up, job_state
+from app.queues import catch_up_job_id, enqueue_catch_up, enqueue_issuance, job_state
 from app.shopify.client import AdminAPIError, Throttled
 from app.shopify.tokens import ShopNotInstalled
 from app.web import rt
@@ -76,7 +76,12 @@ def reconcile_interval(domain: str, minutes: int) -> None:
 
 def _catch_up_here(shop_id: int, domain: str) -> None:
     """Catch-up in this process, a line per page; waits out the bucket instead of deferring."""
-    walk = catch_up.CatchUp(rt().db, rt().admin_client(shop_id, domain), shop_id)
+
+    def walk_from_cursor() -> catch_up.CatchUp:  # as the worker's: buyers' emails fingerprinted for the checks
+        return catch_up.CatchUp(rt().db, rt().admin_client(shop_id, domain), shop_id,
+                                email_key=rt().settings.email_hash_key)
+
+    walk = walk_from_cursor()
     pages = orders = recovered = 0
     while True:
         try:
@@ -85,16 +90,19 @@ def _catch_up_here(shop_id: int, domain: str) -> None:
             click.echo(f"  the store's API bucket is empty; waiting {exc.retry_after:.1f} s")
             time.sleep(exc.retry_after)
             # A client may sleep only so long in all (its wait budget); a fresh one goes on from the cursor.
-            walk = catch_up.CatchUp(rt().db, rt().admin_client(shop_id, domain), shop_id)
+            walk = walk_from_cursor()
             continue
         except (AdminAPIError, ShopNotInstalled) as exc:
             catch_up.record_error(rt().db, shop_id, f"{type(exc).__name__}: {exc}")
             raise click.ClickException(
                 f"{domain}'s orders could not be read ({exc}). The pages done so far are kept: run it again "
                 "to go on, or leave it to the schedule") from exc
+        if page.rewards:  # advocates' reward codes reserved now: a worker issues them
+            enqueue_issuance(rt().redis, shop_id)
         pages, orders, recovered = pages + 1, orders + page.orders, recovered + page.recovered
+        cancelled = f", {page.cancellations} cancellations missed by webhooks" if page.cancellations else ""
         click.echo(f"  page {pages}: {page.orders} orders read, {page.reconciled} paid, "
-                   f"{page.recovered} missed by webhooks, {page.redeemed} codes redeemed")
+                   f"{page.recovered} missed by webhooks, {page.redeemed} codes redeemed{cancelled}")
         if page.finished:
             break
     click.echo(f"done: {orders} orders read in {pages} pages; {recovered} had not reached us by webhook")

@@ -1,5 +1,8 @@
 """Catch-up reconciliation: read a shop's recently updated orders through the Admin API and reconcile
-each paid one, so that an ``orders/paid`` webhook that never arrived still counts.
+each paid one, so that an ``orders/paid`` webhook that never arrived still counts; a paid order the
+store says is cancelled has its cancellation recorded too (``order_changes``), so an ``orders/cancelled``
+that never arrived still voids the order's held referral. (Refunds are not read: the Admin API's
+``Order.refunds`` is not in the schema we hold; a lost ``refunds/create`` is not recovered.)
 
 Shopify does not guarantee webhook delivery and recommends exactly this: periodically fetch the
 orders updated since the last sync. A shop's ``ReconcileCursor`` says how far we have read. A *walk*
@@ -23,7 +26,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.codes import reconciliation
+from app.codes import order_changes, reconciliation
 from app.codes.metrics import zone_or_none
 from app.db import Database, insert_ignoring_conflict, utcnow
 from app.errors import BadRequest
@@ -49,6 +52,7 @@ class Page:
     redeemed: int
     finished: bool
     rewards: int = 0  # advocates' reward codes reserved (no hold): to be issued
+    cancellations: int = 0  # cancellations first recorded by catch-up (their webhook had not come)
 
 
 def cursor_for(session: Session, shop: Shop) -> ReconcileCursor:
@@ -182,7 +186,24 @@ class CatchUp:
             if outcome.redeemed:
                 log.info("catch-up found a redemption", extra={"shop_id": self.shop_id,
                                                                "reason": outcome.summary()})
+            if node.get("cancelledAt"):
+                page.cancellations += self._cancelled(session, order.order_id, node["cancelledAt"])
         return page
+
+    def _cancelled(self, session: Session, order_id: int, cancelled_at: str) -> bool:
+        """Record the order's cancellation (once: ``orders/cancelled`` may have done it, and brings the
+        reason, which the Admin API's ``Order`` does not); True when it was new."""
+        try:
+            changes = order_changes.OrderChanges(order_id=order_id, cancel_reason=None, refunds=(),
+                                                 cancelled_at=reconciliation.moment(cancelled_at, "cancelledAt"))
+        except reconciliation.InvalidOrder as exc:
+            log.warning("catch-up skipped a cancellation it cannot read", extra={
+                "shop_id": self.shop_id, "reason": f"{order_id}: {exc}"})
+            return False
+        recorded = order_changes.record_changes(session, self.shop_id, changes)
+        if recorded.cancelled:
+            log.info("catch-up found a cancellation", extra={"shop_id": self.shop_id, "reason": recorded.summary()})
+        return recorded.cancelled
 
     @staticmethod
     def _finish(cursor: ReconcileCursor) -> None:

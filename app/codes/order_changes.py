@@ -126,6 +126,11 @@ def record_changes(session: Session, shop_id: int, changes: OrderChanges) -> Rec
             session, OrderCancellation, ["shop_id", "shopify_order_id"], shop_id=shop_id,
             shopify_order_id=changes.order_id, cancelled_at=changes.cancelled_at,
             cancel_reason=changes.cancel_reason, recorded_at=utcnow())
+        if not result.cancelled and changes.cancel_reason is not None:
+            # Catch-up recorded it first, from the Admin API's Order, which does not say why.
+            session.execute(update(OrderCancellation).where(
+                OrderCancellation.shop_id == shop_id, OrderCancellation.shopify_order_id == changes.order_id,
+                OrderCancellation.cancel_reason.is_(None)).values(cancel_reason=changes.cancel_reason))
     for refund in changes.refunds:
         if _insert_refund(session, shop_id, refund):
             result.refunds += 1

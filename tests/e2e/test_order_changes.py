@@ -12,7 +12,9 @@ import requests
 from sqlalchemy import delete, select
 
 from app.codes import order_changes
+from app.codes.catch_up import CatchUp
 from app.codes.fingerprints import email_fingerprint
+from app.codes.reconciliation import moment
 from app.lifecycle import customer_data
 from app.models import Customer, OrderCancellation, OrderRefund, PaidOrder, Shop, WebhookEvent
 from app.queues import SUBSCRIBED_TOPICS, topics_key
@@ -130,6 +132,35 @@ def test_a_refund_and_cancellation_before_orders_paid_are_not_lost(world: World)
     assert recorded is not None and recorded.cancel_reason == "customer"
     assert recorded.cancelled_at == cancellation.cancelled_at
     assert recorded.refunded_amount == recorded.total_price == Decimal(order["total_price"])
+
+
+def test_a_cancellation_whose_webhook_was_lost_is_recorded_by_catch_up_once_and_its_reason_comes_later(
+        world: World):
+    installed(world)
+    order = place_order(world, [], amount="40.00")
+    world.wait_delivered("orders/paid")
+    run_worker(world.rt.redis)
+    world.control("PUT", "/faults", json={"drop": ["orders/cancelled", "refunds/create"]})
+    cancelled = cancel(world, order["id"], "customer")
+    assert [d["status"] for d in deliveries(world, "orders/cancelled")] == ["dropped"]
+    assert cancellations(world) == [] and paid_order(world, order["id"]).cancelled_at is None
+
+    caught_up = world.app.test_cli_runner().invoke(args=["reconcile", "now", SHOP, "--here"])
+    assert "1 cancellations missed by webhooks" in caught_up.output, caught_up.output
+    [cancellation] = cancellations(world)
+    recorded = paid_order(world, order["id"])
+    assert recorded.cancelled_at == cancellation.cancelled_at == moment(cancelled["cancelled_at"], "cancelled_at")
+    assert recorded.cancel_reason is None  # the Admin API's Order does not say why
+    shop = world.shop()
+    again = CatchUp(world.rt.db, world.rt.admin_client(shop.id, shop.domain), shop.id).page()
+    assert again.orders == 1 and again.cancellations == 0  # read again (the walk's overlap): nothing new
+
+    # Shopify's retry of the lost delivery arrives at last: the same cancellation, now with its reason.
+    [lost] = deliveries(world, "orders/cancelled")
+    assert resend(world, lost) == 200
+    run_worker(world.rt.redis)
+    [cancellation] = cancellations(world)
+    assert cancellation.cancel_reason == paid_order(world, order["id"]).cancel_reason == "customer"
 
 
 def test_a_shop_set_up_before_the_new_topics_is_subscribed_by_the_sweep(world: World):

@@ -9,6 +9,7 @@ import json
 import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import requests
 from sqlalchemy import select, update
@@ -116,6 +117,28 @@ def test_a_friend_order_cancelled_within_the_hold_earns_nothing(world: World):
     assert release_rewards()["rewarded"] == 0
 
 
+def test_a_friend_order_cancelled_within_the_hold_whose_webhooks_were_lost_is_voided_by_catch_up(world: World):
+    installed(world)
+    friend_pool(world)
+    advocate = signup(world, "ada@example.com")
+    run_worker(world.rt.redis)
+    order = friend_checkout(world, link_of(world, advocate["id"]).token, None, email="erin@example.com")
+    world.wait_delivered("orders/paid")
+    run_worker(world.rt.redis)
+    assert [r.status for r in referrals_of(world)] == ["held"]
+
+    world.control("PUT", "/faults", json={"drop": ["orders/cancelled", "refunds/create"]})
+    world.control("POST", f"/orders/{order['id']}/cancel", json={"reason": "customer"})
+    run_worker(world.rt.redis)
+    assert [r.status for r in referrals_of(world)] == ["held"]  # nothing came: the app cannot know yet
+    shop = world.shop()
+    assert CatchUp(world.rt.db, world.rt.admin_client(shop.id, shop.domain), shop.id).page().cancellations == 1
+    [referral] = referrals_of(world)
+    assert (referral.status, referral.reason) == ("voided", "order_cancelled")
+    end_holds(world)
+    assert release_rewards()["rewarded"] == 0
+
+
 def test_an_advocate_using_their_own_link_is_blocked_and_the_block_is_recorded(world: World):
     installed(world)
     friend_pool(world)
@@ -126,6 +149,32 @@ def test_an_advocate_using_their_own_link_is_blocked_and_the_block_is_recorded(w
     run_worker(world.rt.redis)
     [referral] = referrals_of(world)
     assert (referral.status, referral.reason) == ("blocked", "self_referral")
+
+
+def test_the_clis_catch_up_checks_and_rewards_as_the_workers_does(world: World):
+    """``reconcile now --here`` (an operator's catch-up in their terminal) fingerprints buyers' emails
+    for the same-email check and queues the reward codes it reserves, as the worker's catch-up does."""
+    # The suite's settings have no fingerprint key (no fingerprints, no same-email check): give it one.
+    world.rt.settings = replace(world.rt.settings, email_hash_key="fingerprints-" + "k" * 32)
+    installed(world)
+    with world.rt.db.session_scope() as session:  # no hold: the reward is decided at reconciliation
+        session.execute(update(Program).where(Program.kind == "referral_reward").values(hold_days=0))
+    friend_pool(world)
+    advocate = signup(world, "ada@example.com")
+    run_worker(world.rt.redis)
+    world.control("PUT", "/faults", json={"drop": ["orders/paid"]})
+    token = link_of(world, advocate["id"]).token
+    same = friend_checkout(world, token, None, email="Ada@Example.com")  # the advocate, as a guest
+    other = friend_checkout(world, token, None, email="fay@example.com")
+
+    result = world.app.test_cli_runner().invoke(args=["reconcile", "now", SHOP, "--here"])
+    assert result.exit_code == 0 and "2 missed by webhooks" in result.output, result.output
+    by_order = {r.shopify_order_id: (r.status, r.reason) for r in referrals_of(world)}
+    assert by_order == {same["id"]: ("blocked", "same_email"), other["id"]: ("rewarded", None)}
+    run_worker(world.rt.redis)  # the issuance the CLI queued
+    with world.rt.db.session_scope() as session:
+        rewards = session.scalars(select(IssuedCode).join(Program).where(Program.kind == "referral_reward")).all()
+        assert [(c.status, c.customer_id is not None) for c in rewards] == [("attached", True)]
 
 
 def test_duplicate_and_concurrent_deliveries_to_four_worker_processes_and_catch_up_reward_once(world: World, workers):
