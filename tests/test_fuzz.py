@@ -60,7 +60,7 @@ from app.shopify.verify import query_hmac
 from devstore.state import DevstoreConfig
 from tests.codes.test_referral_list import a_referral
 from tests.conftest import API_KEY, API_SECRET
-from tests.e2e.harness import free_port, serve
+from tests.e2e.harness import listening, serve
 from tests.helpers import issued_code, make_shop_with_programs, order_payload, program_of, webhook_signature
 
 # 30 requests per route and mode: derandomized, a run repeats the same inputs, so more of them in every
@@ -439,8 +439,8 @@ def target(app_factory) -> Iterator[Target]:  # type: ignore[no-untyped-def]
     OAuth callback with a real code installs for real), and a count of the routes reached."""
     store = devstore.create_app(DevstoreConfig(api_key=API_KEY, api_secret=API_SECRET, auto_approve=True,
                                                deliver_webhooks=False))
-    port = free_port()
-    server = serve(store, port)
+    server = serve(store, listening())
+    port = server.port
     app = app_factory(public_rate_limit="100000 per minute",
                       shopify_store_base_url=f"http://127.0.0.1:{port}/stores/{{shop}}")
     reached: Counter[str] = Counter()

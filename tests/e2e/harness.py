@@ -46,8 +46,24 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def serve(app: Flask, port: int) -> BaseWSGIServer:
-    server = make_server("127.0.0.1", port, app, threaded=True)
+def listening() -> BaseWSGIServer:
+    """A threaded WSGI server bound now to a port the system chose (``.port``); ``serve`` gives it its app.
+
+    Apps must know their own URL when they are built, so the port comes first. Asking for a free port,
+    closing it and binding it again later left a moment in which another process (a worker's outgoing
+    connection) could take it, and werkzeug answers a taken port with ``sys.exit(1)``, which also broke
+    the fixtures of every later test of that pytest worker."""
+    return make_server("127.0.0.1", 0, _not_serving_yet, threaded=True)
+
+
+def _not_serving_yet(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+    return [b"not serving yet"]
+
+
+def serve(app: Flask, server: BaseWSGIServer) -> BaseWSGIServer:
+    """Serve ``app`` on a server from ``listening``, in a thread."""
+    server.app = app
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return server
 
@@ -98,14 +114,14 @@ class World:
 
 @pytest.fixture
 def world(app_factory: Callable[..., Flask]) -> Iterator[World]:
-    store_port, app_port = free_port(), free_port()
-    app_url, store_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{store_port}"
+    store_server, app_server = listening(), listening()
+    app_url, store_url = f"http://127.0.0.1:{app_server.port}", f"http://127.0.0.1:{store_server.port}"
     store = devstore.create_app(DevstoreConfig(api_key=API_KEY, api_secret=API_SECRET, auto_approve=True,
                                                retry_base_seconds=0, app_proxy_url=f"{app_url}/proxy",
                                                app_url=app_url))
     app = app_factory(app_url=app_url, shopify_store_base_url=f"{store_url}/stores/{{shop}}",
                       app_bridge_url=f"{store_url}/_devstore/app-bridge.js")
-    servers = [serve(store, store_port), serve(app, app_port)]
+    servers = [serve(store, store_server), serve(app, app_server)]
     runtime.activate(app.extensions["oncecode"])  # the in-process worker must use this app's settings
     yield World(app=app, store=store, app_url=app_url, store_url=store_url)
     store.extensions["devstore_deliverer"].stop()
