@@ -168,6 +168,7 @@ class CatchUp:
 
     def _apply(self, session: Session, nodes: list[dict[str, Any]]) -> Page:
         page = Page(orders=len(nodes), reconciled=0, recovered=0, redeemed=0, finished=False)
+        paid = []
         for node in nodes:
             try:
                 order = reconciliation.PaidOrderFacts.from_graphql(node, self.email_key)
@@ -176,8 +177,15 @@ class CatchUp:
                 log.warning("catch-up skipped an order it cannot read", extra={
                     "shop_id": self.shop_id, "reason": f"{node.get('id')}: {exc}"})
                 continue
-            if not order.paid:
-                continue  # paid later, it is updated then, and a later walk reads it again
+            if order.paid:  # else paid later: it is updated then, and a later walk reads it again
+                paid.append((node, order))
+        # The page is one transaction, so every order's lock is taken first, in order, before any row
+        # lock reconciling takes (an advocate's): taken order by order, a page that had locked an
+        # advocate for one order then waited for the next order's lock, held by that order's webhook
+        # job, which waited for the advocate: a deadlock.
+        for order_id in sorted({order.order_id for _, order in paid}):
+            order_changes.lock_order(session, self.shop_id, order_id)
+        for node, order in paid:
             outcome = reconciliation.reconcile(session, self.shop_id, order, "catch_up")
             page.reconciled += 1
             page.recovered += outcome.new_order

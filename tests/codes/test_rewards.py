@@ -335,3 +335,55 @@ def test_a_friend_codes_discount_and_order_count_in_the_metrics_like_our_other_c
     assert friend["codes_redeemed"] == 0  # friend codes are handed out, not issued: no redemption rate
     only = shop_metrics(db, loop.shop.id, Period.parse(None, None), program_id=loop.friend_program.id)
     assert only["totals"]["discount_given"] == {"USD": "10.00"} and only["totals"]["revenue"] == {"USD": "80.00"}
+
+
+def test_a_catch_up_page_and_a_webhook_for_its_next_order_of_the_same_advocate_do_not_deadlock(loop, rt, db,
+                                                                                                monkeypatch):
+    """Catch-up reconciles a page in one transaction. It used to lock each order as it came to it: having
+    recorded order A's referral (the advocate's row locked), it waited for order B's lock, held by B's
+    webhook job, which waited for the advocate: PostgreSQL aborted one of them."""
+    from app.codes.catch_up import CatchUp
+
+    codes = {601: loop.friend_code(), 602: loop.friend_code()}
+    nodes = [{"id": f"gid://shopify/Order/{order_id}", "legacyResourceId": str(order_id), "name": f"#{order_id}",
+              "processedAt": PAID.isoformat(), "displayFinancialStatus": "PAID", "discountCodes": [code],
+              "email": None, "customer": {"legacyResourceId": str(FRIEND + order_id)},
+              "totalPriceSet": {"shopMoney": {"amount": "100.00", "currencyCode": "USD"}},
+              "totalDiscountsSet": {"shopMoney": {"amount": "10.00", "currencyCode": "USD"}}}
+             for order_id, code in codes.items()]
+    first_recorded, go_on, errors = threading.Event(), threading.Event(), []
+    real = reconciliation.reconcile
+
+    def pausing(session, shop_id, order, source):  # type: ignore[no-untyped-def]
+        outcome = real(session, shop_id, order, source)
+        if source == "catch_up" and order.order_id == 601:
+            first_recorded.set()  # the advocate's row is locked now, until the page commits
+            go_on.wait(10)
+        return outcome
+
+    monkeypatch.setattr(reconciliation, "reconcile", pausing)
+
+    def catch_up_page() -> None:
+        try:
+            with rt.db.session_scope() as session:
+                CatchUp(rt.db, None, loop.shop.id, email_key=KEY)._apply(session, nodes)  # type: ignore[arg-type]
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def webhook_for_the_next_order() -> None:
+        try:
+            loop.pay(602, codes[602], customer=FRIEND + 602)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    page = threading.Thread(target=catch_up_page)
+    page.start()
+    assert first_recorded.wait(10)
+    webhook = threading.Thread(target=webhook_for_the_next_order)
+    webhook.start()
+    webhook.join(0.5)  # it waits, for the order's lock (the deadlock: it had it, and waited for the advocate)
+    go_on.set()
+    page.join(15)
+    webhook.join(15)
+    assert not errors, errors
+    assert {r.shopify_order_id: r.status for r in db.scalars(select(Referral))} == {601: "held", 602: "held"}
